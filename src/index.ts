@@ -1,8 +1,13 @@
 // The public API of billing-sdk, exported by name.
 
-// Wire types (generated from proto/billing/v1/usage.proto).
+export type {
+  Heartbeat,
+  KeyListRequest,
+  KeyStatus,
+  KeyUpdate,
+  UsageRecord,
+} from "../gen/billing/v1/usage_pb.js";
 export {
-  file_billing_v1_usage,
   HeartbeatSchema,
   KeyListRequestSchema,
   KeyState,
@@ -13,10 +18,16 @@ export {
   ProducerStateSchema,
   UsageRecordSchema,
 } from "../gen/billing/v1/usage_pb.js";
-export type {
-  Heartbeat,
-  KeyListRequest,
-  KeyStatus,
-  KeyUpdate,
-  UsageRecord,
-} from "../gen/billing/v1/usage_pb.js";
+export { hashApiKey } from "./api-key-hash.js";
+export type { BillingStats } from "./billing-client.js";
+export { BillingClient, getBillingClient } from "./billing-client.js";
+export type { BillingClientOptions } from "./billing-client-options.js";
+export type { BillingErrorCode } from "./billing-error.js";
+export { BillingError } from "./billing-error.js";
+export type { KeyChange, KeyInfo, KeyListener } from "./key-list.js";
+export { KeyList } from "./key-list.js";
+export type { BillingLogger, LogLevel } from "./logger.js";
+export { reportUsage } from "./report-usage.js";
+export type { BillingTopics } from "./topics.js";
+export { billingTopics } from "./topics.js";
+export type { UsageInit } from "./usage-input.js";

@@ -1,0 +1,176 @@
+// npm run bench: billing-sdk's reportUsage against raw mqtt.js, in the same run, on one local
+// mosquitto (started here on a free port, stopped at the end). Prints rates and their ratio, the
+// median reportUsage call time, and memory per queued record. Ratios are what to compare: the
+// absolute numbers move with the machine.
+//
+// Method: N records; both sides publish QoS 1 with the same in-flight window on MQTT 5. Raw
+// mqtt.js sends pre-encoded UsageRecord payloads; billing-sdk gets reportUsage() calls, 100 per
+// event-loop turn (as a busy service would make them), and the clock stops when flush() says
+// every record was acknowledged. Rounds alternate raw/sdk; the median round of each is printed.
+import { create, toBinary } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { connectAsync } from "mqtt";
+import { UsageRecordSchema } from "../../gen/billing/v1/usage_pb.js";
+import { BillingClient, hashApiKey } from "../../src/index.js";
+import { findMosquitto, freePort, Mosquitto } from "../helpers/mosquitto.js";
+
+const N = Number(process.env.BENCH_RECORDS ?? 50_000);
+const WINDOW = Number(process.env.BENCH_WINDOW ?? 256);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const BATCH = 100;
+const metadata = { prompt_tokens: 100, completion_tokens: 50, temperature: 0.7 };
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+const tick = () => new Promise<void>((r) => setImmediate(r));
+
+async function rawRound(port: number): Promise<number> {
+  const payloads = Array.from({ length: N }, (_, i) =>
+    Buffer.from(
+      toBinary(
+        UsageRecordSchema,
+        create(UsageRecordSchema, {
+          id: `01890a5d-ac96-774b-bcce-${String(i).padStart(12, "0")}`,
+          apiKeySha256: hashApiKey("bench-key"),
+          module: "llm",
+          model: "gpt-4",
+          usage: 150n,
+          occurredAt: timestampNow(),
+          metadata,
+          producer: "bench-raw",
+        }),
+      ),
+    ),
+  );
+  const client = await connectAsync({ host: "127.0.0.1", port, protocolVersion: 5 });
+  const t0 = performance.now();
+  await new Promise<void>((resolve, reject) => {
+    let next = 0;
+    let acked = 0;
+    let inFlight = 0;
+    const send = () => {
+      while (inFlight < WINDOW && next < N) {
+        inFlight++;
+        client.publish("billing/report", payloads[next++] as Buffer, { qos: 1 }, (err) => {
+          if (err) return reject(err);
+          inFlight--;
+          if (++acked === N) resolve();
+          else send();
+        });
+      }
+    };
+    send();
+  });
+  const rate = N / ((performance.now() - t0) / 1000);
+  await client.endAsync();
+  return rate;
+}
+
+async function sdkRound(port: number, callTimes: number[]): Promise<number> {
+  const client = new BillingClient({
+    brokerHost: "127.0.0.1",
+    brokerPort: port,
+    tls: false,
+    inFlightWindow: WINDOW,
+    maxQueued: N,
+    heartbeatIntervalMs: 0,
+    clientId: "bench-sdk",
+  });
+  await client.connect();
+  const t0 = performance.now();
+  for (let i = 0; i < N; i++) {
+    const c0 = performance.now();
+    await client.reportUsage({
+      apiKey: "bench-key",
+      module: "llm",
+      model: "gpt-4",
+      usage: 150,
+      metadata,
+    });
+    callTimes.push(performance.now() - c0);
+    if (i % BATCH === BATCH - 1) await tick();
+  }
+  await client.flush(60_000);
+  const rate = N / ((performance.now() - t0) / 1000);
+  await client.close();
+  return rate;
+}
+
+async function memoryPerRecord(): Promise<number> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc === undefined) return Number.NaN;
+  // Nothing listens on this port: every record stays queued.
+  const client = new BillingClient({
+    brokerHost: "127.0.0.1",
+    brokerPort: await freePort(),
+    tls: false,
+    maxQueued: N,
+    heartbeatIntervalMs: 0,
+    reconnectBaseMs: 60_000,
+    logger: () => {},
+  });
+  const used = () => {
+    const m = process.memoryUsage();
+    return m.heapUsed + m.arrayBuffers;
+  };
+  gc();
+  gc();
+  const before = used();
+  for (let i = 0; i < N; i++) {
+    await client.reportUsage({
+      apiKey: "bench-key",
+      module: "llm",
+      model: "gpt-4",
+      usage: i,
+      metadata,
+    });
+  }
+  gc();
+  gc();
+  const perRecord = (used() - before) / N;
+  if (client.stats().queued !== N) throw new Error("records were not all queued");
+  await client.close(0).catch(() => {}); // they are meant to be dropped here
+  return perRecord;
+}
+
+async function main() {
+  if (findMosquitto() === undefined) {
+    console.error("npm run bench needs mosquitto (apt-get install mosquitto)");
+    process.exit(1);
+  }
+  // mosquitto advertises max_inflight_messages (default 20) as its MQTT 5 receive maximum, which
+  // billing-sdk honours (raw mqtt.js does not): give both sides the same window.
+  const broker = await Mosquitto.start({ extra: [`max_inflight_messages ${WINDOW}`] });
+  try {
+    const bytes = await memoryPerRecord(); // first, on a quiet heap
+    const raw: number[] = [];
+    const sdk: number[] = [];
+    const callTimes: number[] = [];
+    await rawRound(broker.plainPort); // warm-up
+    await sdkRound(broker.plainPort, []);
+    for (let r = 0; r < ROUNDS; r++) {
+      raw.push(await rawRound(broker.plainPort));
+      sdk.push(await sdkRound(broker.plainPort, callTimes));
+    }
+    const rawRate = median(raw);
+    const sdkRate = median(sdk);
+    const f = (n: number) => Math.round(n).toLocaleString("en-US");
+    console.log(`records per round: ${N}, in-flight window: ${WINDOW}, rounds: ${ROUNDS} (median)`);
+    console.log(
+      `raw mqtt.js (pre-encoded)  : ${f(rawRate)} msg/s   rounds: ${raw.map(f).join(", ")}`,
+    );
+    console.log(
+      `billing-sdk reportUsage    : ${f(sdkRate)} rec/s   rounds: ${sdk.map(f).join(", ")}`,
+    );
+    console.log(`ratio sdk/raw              : ${(sdkRate / rawRate).toFixed(2)}   (target >= 0.8)`);
+    console.log(
+      `reportUsage call, median   : ${(median(callTimes) * 1000).toFixed(1)} µs   (target <= 20 µs)`,
+    );
+    console.log(
+      `memory per queued record   : ${Number.isNaN(bytes) ? "n/a (run with --expose-gc)" : `${Math.round(bytes)} B`}   (target <= 1024 B; heap + array buffers)`,
+    );
+  } finally {
+    await broker.close();
+  }
+}
+
+await main();

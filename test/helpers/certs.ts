@@ -1,0 +1,75 @@
+import { generateKeyPairSync } from "node:crypto";
+import forge from "node-forge";
+
+/** PEM material for one TLS test setup: a CA, and a server certificate it signed. */
+export interface TestPki {
+  ca: string;
+  serverCert: string;
+  serverKey: string;
+}
+
+// Node makes the RSA key (fast, native); node-forge builds and signs the certificates.
+function keyPair() {
+  const { publicKey, privateKey } = generateKeyPairSync("rsa", {
+    modulusLength: 2048,
+    publicKeyEncoding: { type: "spki", format: "pem" },
+    privateKeyEncoding: { type: "pkcs8", format: "pem" },
+  });
+  return {
+    publicKey: forge.pki.publicKeyFromPem(publicKey),
+    privateKey: forge.pki.privateKeyFromPem(privateKey),
+  };
+}
+
+function serial(): string {
+  return forge.util.bytesToHex(forge.random.getBytesSync(8)).replace(/^[89a-f]/, "1");
+}
+
+/**
+ * A throwaway CA and a server certificate for `names` (DNS names and IP addresses) signed by it:
+ * real X.509, made in-process (no openssl binary needed), valid from an hour ago for a day.
+ */
+export function makePki(names: string[] = ["localhost", "127.0.0.1", "::1"]): TestPki {
+  const now = Date.now();
+  const caKeys = keyPair();
+  const ca = forge.pki.createCertificate();
+  ca.publicKey = caKeys.publicKey;
+  ca.serialNumber = serial();
+  ca.validity.notBefore = new Date(now - 3600_000);
+  ca.validity.notAfter = new Date(now + 86_400_000);
+  const caName = [{ name: "commonName", value: `billing-sdk test CA ${serial()}` }];
+  ca.setSubject(caName);
+  ca.setIssuer(caName);
+  ca.setExtensions([
+    { name: "basicConstraints", cA: true, critical: true },
+    { name: "keyUsage", keyCertSign: true, cRLSign: true, critical: true },
+    { name: "subjectKeyIdentifier" },
+  ]);
+  ca.sign(caKeys.privateKey, forge.md.sha256.create());
+
+  const serverKeys = keyPair();
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = serverKeys.publicKey;
+  cert.serialNumber = serial();
+  cert.validity.notBefore = new Date(now - 3600_000);
+  cert.validity.notAfter = new Date(now + 86_400_000);
+  cert.setSubject([{ name: "commonName", value: names[0] ?? "localhost" }]);
+  cert.setIssuer(caName);
+  cert.setExtensions([
+    { name: "basicConstraints", cA: false },
+    { name: "keyUsage", digitalSignature: true, keyEncipherment: true, critical: true },
+    { name: "extKeyUsage", serverAuth: true },
+    {
+      name: "subjectAltName",
+      altNames: names.map((n) =>
+        /^[\d.]+$|:/.test(n) ? { type: 7, ip: n } : { type: 2, value: n },
+      ),
+    },
+  ]);
+  cert.sign(caKeys.privateKey, forge.md.sha256.create());
+  return {
+    ca: forge.pki.certificateToPem(ca),
+    serverCert: forge.pki.certificateToPem(cert),
+    serverKey: forge.pki.privateKeyToPem(serverKeys.privateKey),
+  };
+}

@@ -1,0 +1,179 @@
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { once } from "node:events";
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { connect, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { TestPki } from "./certs.js";
+
+const CANDIDATES = ["mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"];
+
+/** The mosquitto binary, or undefined when it is not installed. */
+export function findMosquitto(): string | undefined {
+  for (const c of CANDIDATES) {
+    try {
+      execFileSync(c, ["-h"], { stdio: "ignore" });
+      return c;
+    } catch (e) {
+      // `mosquitto -h` exits 3 after printing usage: it exists.
+      if (
+        (e as { status?: number }).status !== undefined &&
+        (e as { code?: string }).code !== "ENOENT"
+      ) {
+        return c;
+      }
+    }
+  }
+  return undefined;
+}
+
+/** A free loopback TCP port (bound and released at once). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const address = server.address();
+  await new Promise<void>((r) => server.close(() => r()));
+  if (address === null || typeof address !== "object") throw new Error("no port");
+  return address.port;
+}
+
+async function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(port, "127.0.0.1");
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+  });
+}
+
+export interface MosquittoOptions {
+  /** Serve TLS on `tlsPort` with this PKI. */
+  pki?: TestPki;
+  /** TLS versions the TLS listener accepts (mosquitto `tls_version`). Default: `tlsv1.2`. */
+  tlsVersion?: string;
+  /** Users allowed to connect (the password file); anonymous access is then off. */
+  users?: Record<string, string>;
+  /** Also open a plain listener on `plainPort` (for the test's own backend client). */
+  plain?: boolean;
+  /** Extra lines for mosquitto.conf (global section). */
+  extra?: string[];
+}
+
+/**
+ * A real mosquitto process on free loopback ports, with its own config in a temp dir. `stop()`
+ * kills it (SIGKILL: a crash) or ends it; `start()` runs it again on the same ports.
+ */
+export class Mosquitto {
+  tlsPort = 0;
+  plainPort = 0;
+  private proc: ChildProcess | undefined;
+  private readonly dir: string;
+  private readonly conf: string;
+  private stderr = "";
+
+  private constructor(
+    private readonly bin: string,
+    private readonly options: MosquittoOptions,
+  ) {
+    this.dir = mkdtempSync(join(tmpdir(), "billing-mosquitto-"));
+    // mosquitto started as root drops to user "mosquitto": everything it reads must be readable.
+    chmodSync(this.dir, 0o755);
+    this.conf = join(this.dir, "mosquitto.conf");
+  }
+
+  static async start(options: MosquittoOptions = {}): Promise<Mosquitto> {
+    const bin = findMosquitto();
+    if (bin === undefined) throw new Error("mosquitto is not installed");
+    const m = new Mosquitto(bin, options);
+    await m.configure();
+    await m.start();
+    return m;
+  }
+
+  private file(name: string, content: string): string {
+    const path = join(this.dir, name);
+    writeFileSync(path, content);
+    chmodSync(path, 0o644);
+    return path;
+  }
+
+  private async configure(): Promise<void> {
+    const o = this.options;
+    const lines = ["persistence false", "log_dest stderr", "max_queued_messages 1000000"];
+    lines.push("per_listener_settings false");
+    if (o.users) {
+      const passwd = this.file("passwd", "");
+      for (const [user, password] of Object.entries(o.users)) {
+        execFileSync("mosquitto_passwd", ["-b", passwd, user, password]);
+      }
+      chmodSync(passwd, 0o644);
+      lines.push("allow_anonymous false", `password_file ${passwd}`);
+    } else {
+      lines.push("allow_anonymous true");
+    }
+    lines.push(...(o.extra ?? []));
+    if (o.pki) {
+      this.tlsPort = await freePort();
+      lines.push(
+        `listener ${this.tlsPort} 127.0.0.1`,
+        `cafile ${this.file("ca.pem", o.pki.ca)}`,
+        `certfile ${this.file("server.pem", o.pki.serverCert)}`,
+        `keyfile ${this.file("server.key", o.pki.serverKey)}`,
+        `tls_version ${o.tlsVersion ?? "tlsv1.2"}`,
+      );
+    }
+    if (o.plain || !o.pki) {
+      this.plainPort = await freePort();
+      lines.push(`listener ${this.plainPort} 127.0.0.1`);
+    }
+    this.file("mosquitto.conf", `${lines.join("\n")}\n`);
+  }
+
+  get running(): boolean {
+    return this.proc !== undefined;
+  }
+
+  async start(): Promise<void> {
+    const proc = spawn(this.bin, ["-c", this.conf], { stdio: ["ignore", "ignore", "pipe"] });
+    this.proc = proc;
+    proc.stderr?.on("data", (d: Buffer) => {
+      this.stderr = (this.stderr + d.toString()).slice(-8000);
+    });
+    proc.once("exit", () => {
+      if (this.proc === proc) this.proc = undefined;
+    });
+    // Readiness: the ports accept connections (its log is block-buffered in a pipe).
+    const end = Date.now() + 10_000;
+    for (const port of [this.tlsPort, this.plainPort].filter((p) => p > 0)) {
+      while (!(await portOpen(port))) {
+        if (this.proc === undefined || Date.now() > end) {
+          throw new Error(`mosquitto did not start: ${this.stderr}`);
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+  }
+
+  /** Stops the broker: SIGKILL by default (a crash), or SIGTERM (a clean stop). */
+  async stop(signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
+    const proc = this.proc;
+    if (proc === undefined) return;
+    const exited = once(proc, "exit");
+    proc.kill(signal);
+    await exited;
+    this.proc = undefined;
+  }
+
+  /** Stops the broker and removes its temp dir. */
+  async close(): Promise<void> {
+    await this.stop("SIGTERM");
+    if (existsSync(this.dir)) rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  get log(): string {
+    return this.stderr;
+  }
+}
