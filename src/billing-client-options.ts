@@ -120,7 +120,8 @@ export function resolveOptions(o: BillingClientOptions): ResolvedOptions {
   if (resolved.clientId === "" || resolved.clientId.length > 128) {
     throw BillingError.invalid("clientId", "must be 1..128 characters");
   }
-  if (!/^[^#+/\u0000]+(\/[^#+/\u0000]+)*$/.test(resolved.topicPrefix)) {
+  const levels = resolved.topicPrefix.split("/");
+  if (levels.some((l) => l === "" || /[#+]/.test(l) || l.includes("\0"))) {
     throw BillingError.invalid("topicPrefix", "must be topic levels without wildcards");
   }
   positiveInt("keepaliveSeconds", resolved.keepaliveSeconds, true);

@@ -130,6 +130,9 @@ export class BillingClient {
   constructor(options: BillingClientOptions = {}) {
     const existing = registry[INSTANCE];
     if (existing !== undefined) {
+      // The singleton contract of the Python SDK, made explicit: equal options give the one
+      // instance (a constructor may return another object), different ones are an error.
+      // biome-ignore lint/correctness/noConstructorReturn: the singleton is the point
       if (sameOptions(existing.given, options)) return existing;
       throw new BillingError(
         "ALREADY_INITIALIZED",

@@ -60,7 +60,12 @@ export class AedesBroker {
     return b;
   }
 
+  get running(): boolean {
+    return this.server !== undefined;
+  }
+
   async start(): Promise<void> {
+    if (this.server !== undefined) return;
     const handle = (socket: Socket) => {
       this.sockets.add(socket);
       socket.on("close", () => this.sockets.delete(socket));
