@@ -10,22 +10,22 @@ export interface BillingClientOptions {
   /** The broker's port. Default: `8883` with TLS, `1883` with `tls: false`. */
   brokerPort?: number;
   /** MQTT user name. Default: none. */
-  username?: string;
+  username?: string | undefined;
   /** MQTT password. Default: none. Never logged. */
-  password?: string;
+  password?: string | undefined;
   /**
    * TLS to the broker, verified against `ca` or the system's CAs, TLS 1.2 at least.
    * `false` connects in plain text: only for a loopback broker in tests and demos. Default: `true`.
    */
   tls?: boolean;
   /** PEM CA certificate(s) to verify the broker with, instead of the system's. Default: system CAs. */
-  ca?: string | Buffer | string[] | Buffer[];
+  ca?: string | Buffer | string[] | Buffer[] | undefined;
   /** PEM client certificate for mutual TLS. Default: none. */
-  cert?: string | Buffer;
+  cert?: string | Buffer | undefined;
   /** PEM private key of `cert`. Default: none. */
-  key?: string | Buffer;
+  key?: string | Buffer | undefined;
   /** The name the broker's certificate must carry (and SNI). Default: `brokerHost`. */
-  servername?: string;
+  servername?: string | undefined;
   /**
    * Accept any broker certificate: anyone on the path can then read and forge billing traffic.
    * Logs a warning at construction. Never for production. Default: `false`.

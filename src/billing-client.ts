@@ -77,6 +77,23 @@ const PUBLISH_V5: IClientPublishOptions = {
   },
 };
 
+const GOODBYE_MS = 2000;
+
+/** Runs `start(done)` and resolves when it calls `done`, or after `ms`, whichever is first. */
+function withDeadline(ms: number, start: (done: () => void) => void): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    timer.unref();
+    start(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+/** Connection losses with a record in flight after which it is sent alone, as a suspect. */
+const SUSPECT_AFTER_LOSSES = 3;
+
 function backoff(attempt: number, baseMs: number, maxMs: number): number {
   // Capped exponential with "equal jitter": half fixed, half random, so that many clients
   // restarted together do not reconnect in lockstep.
@@ -114,6 +131,7 @@ export class BillingClient {
   private readonly inFlight = new Map<number, PendingRecord>();
   private delayed: Array<{ record: PendingRecord; dueAt: number }> = [];
   private retryTimer: NodeJS.Timeout | undefined;
+  private soloInFlight = false;
   private nextSeq = 0;
   private publishOptions: IClientPublishOptions = { qos: 1 };
   private recordContext!: RecordContext;
@@ -382,7 +400,12 @@ export class BillingClient {
         ? this.o.maxRecordBytes
         : Math.min(this.o.maxRecordBytes, maxPacket - this.topics.report.length - 64);
     this.publishOptions = this.version === 5 ? PUBLISH_V5 : PUBLISH_V4;
-    client.on("error", (err) => this.log("warn", `connection error: ${err.message}`));
+    client.on("error", (err) => {
+      // mqtt.js reports fatal trouble on a live connection here (a packet it cannot parse, a
+      // protocol error) and may leave the socket open but useless: drop it and reconnect.
+      this.log("warn", `connection error: ${err.message}`);
+      this.onConnectionLost(client);
+    });
     client.on("close", () => this.onConnectionLost(client));
     client.on("message", (topic, payload) => this.onMessage(topic, payload));
     this.log("info", `connected (MQTT ${this.version === 5 ? "5" : "3.1.1"})`);
@@ -413,11 +436,23 @@ export class BillingClient {
     this.conn = undefined;
     discard(client);
     // Records cut off in flight go back in order; they are sent again with the same id.
-    if (this.inFlight.size > 0) {
-      this.counters.failed += this.inFlight.size;
-      this.queue.returnToFront(this.inFlight.values());
-      this.inFlight.clear();
+    // A record may itself be why the broker drops us (mosquitto answers one over its
+    // message_size_limit with a PUBACK code mqtt.js cannot parse). So a record in flight at
+    // SUSPECT_AFTER_LOSSES losses is next sent alone; if the connection drops while it is alone,
+    // it is the cause: it waits out a growing delay, apart, and cannot block the others forever.
+    const back: PendingRecord[] = [];
+    for (const record of this.inFlight.values()) {
+      this.counters.failed++;
+      record.attempts++;
+      if (this.soloInFlight) {
+        this.retryLater(record, "the connection dropped while it was the only record in flight");
+      } else {
+        back.push(record);
+      }
     }
+    this.soloInFlight = false;
+    this.inFlight.clear();
+    this.queue.returnToFront(back);
     if (this.lifecycle === "closed") return;
     this.log("warn", "connection lost; reconnecting", { queued: this.pending() });
     this.scheduleReconnect();
@@ -448,9 +483,15 @@ export class BillingClient {
   private pump(): void {
     const client = this.conn;
     if (client === undefined || !client.connected) return;
-    while (this.inFlight.size < this.windowCap) {
-      const record = this.queue.shift();
-      if (record === undefined) break;
+    while (this.inFlight.size < this.windowCap && !this.soloInFlight) {
+      const next = this.queue.peek();
+      if (next === undefined) break;
+      if (next.attempts >= SUSPECT_AFTER_LOSSES) {
+        // A suspect goes out alone, once the window is empty (see onConnectionLost).
+        if (this.inFlight.size > 0) break;
+        this.soloInFlight = true;
+      }
+      const record = this.queue.shift() as PendingRecord;
       this.inFlight.set(record.seq, record);
       client.publish(this.topics.report, record.bytes, this.publishOptions, (err) =>
         this.onPublished(client, record, err),
@@ -466,6 +507,7 @@ export class BillingClient {
     // A callback from a connection already given up on: its record was put back in the queue.
     if (client !== this.conn || this.inFlight.get(record.seq) !== record) return;
     this.inFlight.delete(record.seq);
+    this.soloInFlight = false;
     if (!err) {
       this.counters.published++;
     } else {
@@ -547,15 +589,16 @@ export class BillingClient {
     for (const w of this.connectWaiters) w.reject(this.closedError());
     const client = this.conn;
     if (client?.connected) {
-      await new Promise<void>((resolve) =>
+      // Goodbye, then DISCONNECT (so the broker drops the will); bounded, as the broker may be
+      // gone without our having noticed yet.
+      await withDeadline(GOODBYE_MS, (done) => {
         client.publish(
           this.topics.heartbeat,
           this.willPayload(ProducerState.STOPPED),
           { qos: 0 },
-          () => resolve(),
-        ),
-      );
-      await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
+          () => client.end(false, {}, done),
+        );
+      });
     }
     if (client !== undefined) discard(client);
     this.conn = undefined;

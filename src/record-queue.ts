@@ -26,6 +26,11 @@ export class RecordQueue {
     this.items.push(record);
   }
 
+  /** The record `shift` would return, left in place. */
+  peek(): PendingRecord | undefined {
+    return this.items[this.head];
+  }
+
   shift(): PendingRecord | undefined {
     if (this.head === this.items.length) return undefined;
     const record = this.items[this.head];

@@ -1,6 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -58,6 +58,8 @@ export interface MosquittoOptions {
   users?: Record<string, string>;
   /** Also open a plain listener on `plainPort` (for the test's own backend client). */
   plain?: boolean;
+  /** Keep messages across a clean stop (persistence in the temp dir). Default: off. */
+  persistent?: boolean;
   /** Extra lines for mosquitto.conf (global section). */
   extra?: string[];
 }
@@ -102,7 +104,15 @@ export class Mosquitto {
 
   private async configure(): Promise<void> {
     const o = this.options;
-    const lines = ["persistence false", "log_dest stderr", "max_queued_messages 1000000"];
+    const lines = ["log_dest stderr", "max_queued_messages 1000000"];
+    if (o.persistent) {
+      const data = join(this.dir, "data");
+      mkdirSync(data);
+      chmodSync(data, 0o777); // written by the "mosquitto" user when started as root
+      lines.push("persistence true", `persistence_location ${data}/`, "autosave_interval 1");
+    } else {
+      lines.push("persistence false");
+    }
     lines.push("per_listener_settings false");
     if (o.users) {
       const passwd = this.file("passwd", "");

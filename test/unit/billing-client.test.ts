@@ -1,5 +1,5 @@
 import { fromBinary } from "@bufbuild/protobuf";
-import { afterEach, beforeAll, afterAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   HeartbeatSchema,
   KeyListRequestSchema,
@@ -15,8 +15,8 @@ import {
   reportUsage,
 } from "../../src/index.js";
 import { AedesBroker, until } from "../helpers/aedes-broker.js";
-import { freePort } from "../helpers/mosquitto.js";
 import { decodeRecords, keyUpdate } from "../helpers/fixtures.js";
+import { freePort } from "../helpers/mosquitto.js";
 
 let broker: AedesBroker;
 const logs: string[] = [];
@@ -118,11 +118,18 @@ describe("publishing", () => {
     );
     expect(fresh).toMatch(/^[0-9a-f]{8}-/);
     await expect(
-      client.reportUsage(create(UsageRecordSchema, { apiKeySha256: "nothex", module: "a", model: "b" })),
+      client.reportUsage(
+        create(UsageRecordSchema, { apiKeySha256: "nothex", module: "a", model: "b" }),
+      ),
     ).rejects.toMatchObject({ code: "INVALID_ARGUMENT", field: "apiKeySha256" });
     await expect(
       client.reportUsage(
-        create(UsageRecordSchema, { id: "x", apiKeySha256: hashApiKey("k"), module: "a", model: "b" }),
+        create(UsageRecordSchema, {
+          id: "x",
+          apiKeySha256: hashApiKey("k"),
+          module: "a",
+          model: "b",
+        }),
       ),
     ).rejects.toMatchObject({ code: "INVALID_ARGUMENT", field: "id" });
   });
@@ -238,7 +245,10 @@ describe("key sync", () => {
     const client = new BillingClient(options({ clientId: "asker" }));
     await client.connect();
     await until(() => broker.payloads("billing/keys/request").length === 1, 5000, "request");
-    const req = fromBinary(KeyListRequestSchema, broker.payloads("billing/keys/request")[0] as Buffer);
+    const req = fromBinary(
+      KeyListRequestSchema,
+      broker.payloads("billing/keys/request")[0] as Buffer,
+    );
     expect(req.producer).toBe("asker");
     await broker.stop();
     await broker.start();
@@ -343,9 +353,9 @@ describe("validation: a rejected call changes nothing", () => {
 
 describe("the singleton", () => {
   it("equal options give the same instance; different ones throw; close unregisters", async () => {
-    await expect(reportUsage({ apiKey: "k", module: "a", model: "b", usage: 1 })).rejects.toMatchObject(
-      { code: "NOT_INITIALIZED" },
-    );
+    await expect(
+      reportUsage({ apiKey: "k", module: "a", model: "b", usage: 1 }),
+    ).rejects.toMatchObject({ code: "NOT_INITIALIZED" });
     const opts = options({ clientId: "one" });
     const a = new BillingClient(opts);
     expect(new BillingClient({ ...opts })).toBe(a);

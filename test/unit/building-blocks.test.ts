@@ -19,7 +19,8 @@ describe("uuidV7", () => {
 
   it("is strictly increasing, also within one millisecond and past the counter's range", () => {
     const ids = Array.from({ length: 10_000 }, () => uuidV7(1_800_000_000_000));
-    for (let i = 1; i < ids.length; i++) expect(ids[i] > (ids[i - 1] as string)).toBe(true);
+    for (let i = 1; i < ids.length; i++)
+      expect((ids[i] as string) > (ids[i - 1] as string)).toBe(true);
     expect(new Set(ids).size).toBe(ids.length);
   });
 
