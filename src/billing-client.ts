@@ -83,7 +83,6 @@ const GOODBYE_MS = 2000;
 function withDeadline(ms: number, start: (done: () => void) => void): Promise<void> {
   return new Promise<void>((resolve) => {
     const timer = setTimeout(resolve, ms);
-    timer.unref();
     start(() => {
       clearTimeout(timer);
       resolve();
@@ -303,7 +302,8 @@ export class BillingClient {
         set.delete(waiter);
         reject(new BillingError("TIMEOUT", `${what()} after ${timeoutMs} ms`));
       }, timeoutMs);
-      timer.unref();
+      // Not unref'ed: someone awaits this deadline (connect, flush, close), and the process must
+      // live to see it settle, or `await client.close()` would end in silence.
       const waiter: Waiter = {
         resolve: () => {
           clearTimeout(timer);
