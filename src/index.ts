@@ -19,6 +19,8 @@ export {
   UsageRecordSchema,
 } from "../gen/billing/v1/usage_pb.js";
 export { hashApiKey } from "./api-key-hash.js";
+export type { BillingCaller } from "./billing-caller.js";
+export { billingCaller } from "./billing-caller.js";
 export type { BillingStats } from "./billing-client.js";
 export { BillingClient, getBillingClient } from "./billing-client.js";
 export type { BillingClientOptions } from "./billing-client-options.js";
@@ -26,8 +28,13 @@ export type { BillingErrorCode } from "./billing-error.js";
 export { BillingError } from "./billing-error.js";
 export type { KeyChange, KeyInfo, KeyListener } from "./key-list.js";
 export { KeyList } from "./key-list.js";
+export type { VerifiedKey } from "./key-verifier-cache.js";
 export type { BillingLogger, LogLevel } from "./logger.js";
 export { reportUsage } from "./report-usage.js";
+export type { CallerUsage } from "./report-usage-for.js";
+export { reportUsageFor } from "./report-usage-for.js";
+export type { ApiKeyDecision, RequireApiKeyOptions } from "./require-api-key.js";
+export { requireApiKey } from "./require-api-key.js";
 export type { BillingTopics } from "./topics.js";
 export { billingTopics } from "./topics.js";
 export type { UsageInit } from "./usage-input.js";

@@ -14,7 +14,16 @@ afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 function copyProject(name: string): string {
   const dir = join(scratch, name);
-  for (const f of ["proto", "gen", "buf.yaml", "buf.gen.yaml", "package.json"]) {
+  for (const f of [
+    "proto",
+    "gen",
+    "buf.yaml",
+    "buf.gen.yaml",
+    "package.json",
+    "test/proto",
+    "test/gen",
+    "test/buf.gen.yaml",
+  ]) {
     cpSync(join(root, f), join(dir, f), { recursive: true });
   }
   return dir;
