@@ -30,7 +30,7 @@ export interface RequireApiKeyOptions {
    * one that throws or takes longer than `verifyTimeoutMs` refuses the call `Unavailable`.
    * Default: none (use the key list).
    */
-  verify?: (apiKey: string) => Promise<VerifiedKey | null> | undefined;
+  verify?: ((apiKey: string) => Promise<VerifiedKey | null>) | undefined;
   /**
    * Cache of `verify`'s answers. `ttlMs` bounds how long a revoked key still passes.
    * Default: `{ ttlMs: 60_000, negativeTtlMs: 5_000, maxEntries: 10_000 }`.
@@ -48,7 +48,7 @@ export interface RequireApiKeyOptions {
    */
   exempt?: readonly string[] | ((method: string) => boolean) | undefined;
   /** Told of every decision, for metrics. Must not throw (errors are ignored). Default: none. */
-  onDecision?: (decision: ApiKeyDecision) => void | undefined;
+  onDecision?: ((decision: ApiKeyDecision) => void) | undefined;
 }
 
 const BEARER = /^bearer\s+(.+)$/i;
