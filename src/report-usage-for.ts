@@ -35,23 +35,14 @@ export function reportUsageFor(
   if (typeof usage !== "object" || usage === null) {
     return Promise.reject(BillingError.invalid("usage report", "must be an object"));
   }
-  let record: ReturnType<typeof create<typeof UsageRecordSchema>>;
-  try {
-    record = create(UsageRecordSchema, {
-      apiKeySha256: caller.apiKeySha256,
-      appId: caller.appId,
-      module: usage.module,
-      model: usage.model,
-      usage:
-        typeof usage.usage === "number" && Number.isSafeInteger(usage.usage) && usage.usage >= 0
-          ? BigInt(usage.usage)
-          : (usage.usage as bigint),
-      metadata: usage.metadata,
-    });
-  } catch {
-    return Promise.reject(
-      BillingError.invalid("usage", "must be a non-negative safe integer or a bigint"),
-    );
-  }
+  // Validation (module, model, usage, metadata) happens in reportUsage, as for any record.
+  const record = create(UsageRecordSchema, {
+    apiKeySha256: caller.apiKeySha256,
+    appId: caller.appId,
+    module: usage.module,
+    model: usage.model,
+    usage: usage.usage as bigint, // checked (and a number converted) by reportUsage
+    metadata: usage.metadata,
+  });
   return client.reportUsage(record);
 }

@@ -1,4 +1,4 @@
-import { create, isMessage, type JsonObject, toBinary } from "@bufbuild/protobuf";
+import { clone, create, isMessage, type JsonObject, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { type UsageRecord, UsageRecordSchema } from "../gen/billing/v1/usage_pb.js";
 import { hashApiKey } from "./api-key-hash.js";
@@ -181,10 +181,11 @@ function encodeRecord(input: UsageRecord, ctx: RecordContext): EncodedRecord {
   }
   checkName("module", input.module);
   checkName("model", input.model);
-  checkUsage(input.usage);
+  const usage = checkUsage(input.usage);
   if (input.metadata !== undefined) checkMetadata(input.metadata);
   const now = Date.now();
-  const record = create(UsageRecordSchema, input);
+  const record = clone(UsageRecordSchema, input); // the caller's message is left as it was
+  record.usage = usage;
   if (record.id === "") record.id = uuidV7(now);
   if (record.occurredAt === undefined) record.occurredAt = timestampFromMs(now);
   if (record.appId === "") record.appId = ctx.appIdOf(record.apiKeySha256);

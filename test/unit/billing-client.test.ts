@@ -112,11 +112,16 @@ describe("publishing", () => {
     expect(rec?.occurredAt?.seconds).toBe(1_700_000_000n);
     expect(rec?.producer).toBe(client.stats() && rec?.producer);
     expect(rec?.producer).not.toBe("");
-    // An empty id is filled in.
-    const fresh = await client.reportUsage(
-      create(UsageRecordSchema, { apiKeySha256: hashApiKey("k"), module: "tts", model: "v" }),
-    );
+    // An empty id is filled in, on a copy: the caller's message is left as it was.
+    const mine = create(UsageRecordSchema, {
+      apiKeySha256: hashApiKey("k"),
+      module: "tts",
+      model: "v",
+    });
+    const fresh = await client.reportUsage(mine);
     expect(fresh).toMatch(/^[0-9a-f]{8}-/);
+    expect(mine.id).toBe("");
+    expect(mine.occurredAt).toBeUndefined();
     await expect(
       client.reportUsage(
         create(UsageRecordSchema, { apiKeySha256: "nothex", module: "a", model: "b" }),
