@@ -36,6 +36,8 @@ it("README TypeScript blocks compile", () => {
   });
   const problems = ts
     .getPreEmitDiagnostics(program)
-    .map((d) => `${d.file?.fileName ?? ""}: ${ts.flattenDiagnosticMessageText(d.messageText, "\n")}`);
+    .map(
+      (d) => `${d.file?.fileName ?? ""}: ${ts.flattenDiagnosticMessageText(d.messageText, "\n")}`,
+    );
   expect(problems).toEqual([]);
 });
