@@ -483,6 +483,7 @@ export class BillingClient {
   private pump(): void {
     const client = this.conn;
     if (client === undefined || !client.connected) return;
+    let corked = false;
     while (this.inFlight.size < this.windowCap && !this.soloInFlight) {
       const next = this.queue.peek();
       if (next === undefined) break;
@@ -492,6 +493,14 @@ export class BillingClient {
         this.soloInFlight = true;
       }
       const record = this.queue.shift() as PendingRecord;
+      if (!corked) {
+        // Publishes made in this tick (a burst of reportUsage calls, or of PUBACKs read in one
+        // chunk) leave in one write: one syscall for many packets instead of several per packet.
+        corked = true;
+        const stream = client.stream;
+        stream.cork();
+        process.nextTick(() => stream.uncork());
+      }
       this.inFlight.set(record.seq, record);
       client.publish(this.topics.report, record.bytes, this.publishOptions, (err) =>
         this.onPublished(client, record, err),

@@ -41,6 +41,7 @@ export interface EncodedRecord {
 
 const MAX_NAME_LENGTH = 128;
 const MAX_DEPTH = 32;
+const MAX_VALUES = 10_000;
 const MAX_U64 = 0xffff_ffff_ffff_ffffn;
 // C0 controls, DEL and C1 controls.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
@@ -77,7 +78,12 @@ function isPlainObject(value: object): boolean {
   return proto === Object.prototype || proto === null;
 }
 
-function checkJson(value: unknown, path: string, depth: number, seen: Set<object>): void {
+// Walks metadata without allocating: a cycle shows up as nesting past MAX_DEPTH, and a budget of
+// MAX_VALUES bounds the walk (shared sub-objects are walked again each time they appear).
+function checkJson(value: unknown, path: string, depth: number, budget: { left: number }): void {
+  if (--budget.left < 0) {
+    throw BillingError.invalid("metadata", `has more than ${MAX_VALUES} values`);
+  }
   switch (typeof value) {
     case "string":
     case "boolean":
@@ -87,23 +93,24 @@ function checkJson(value: unknown, path: string, depth: number, seen: Set<object
       return;
     case "object": {
       if (value === null) return;
-      if (depth >= MAX_DEPTH) throw BillingError.invalid(path, `nests deeper than ${MAX_DEPTH}`);
-      if (seen.has(value)) throw BillingError.invalid(path, "is a cycle");
-      seen.add(value);
+      if (depth >= MAX_DEPTH) {
+        throw BillingError.invalid(path, `nests deeper than ${MAX_DEPTH} levels (or is a cycle)`);
+      }
       if (Array.isArray(value)) {
-        for (let i = 0; i < value.length; i++)
-          checkJson(value[i], `${path}[${i}]`, depth + 1, seen);
-      } else if (isPlainObject(value)) {
-        for (const key of Object.keys(value)) {
-          checkJson((value as Record<string, unknown>)[key], `${path}.${key}`, depth + 1, seen);
+        for (let i = 0; i < value.length; i++) {
+          checkJson(value[i], `${path}[${i}]`, depth + 1, budget);
         }
-        if (Object.getOwnPropertySymbols(value).length > 0) {
-          throw BillingError.invalid(path, "must not have symbol keys");
-        }
-      } else {
+        return;
+      }
+      if (!isPlainObject(value)) {
         throw BillingError.invalid(path, "must be a plain object, not a class instance");
       }
-      seen.delete(value);
+      if (Object.getOwnPropertySymbols(value).length > 0) {
+        throw BillingError.invalid(path, "must not have symbol keys");
+      }
+      for (const key of Object.keys(value)) {
+        checkJson((value as Record<string, unknown>)[key], `${path}.${key}`, depth + 1, budget);
+      }
       return;
     }
     default:
@@ -117,7 +124,7 @@ function checkMetadata(value: unknown): JsonObject | undefined {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw BillingError.invalid("metadata", "must be a plain object");
   }
-  checkJson(value, "metadata", 0, new Set());
+  checkJson(value, "metadata", 0, { left: MAX_VALUES });
   return value as JsonObject;
 }
 

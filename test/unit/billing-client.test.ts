@@ -339,7 +339,9 @@ describe("validation: a rejected call changes nothing", () => {
     let deep: Record<string, unknown> = {};
     for (let i = 0; i < 40; i++) deep = { d: deep };
     const base = { apiKey: "k", module: "llm", model: "m", usage: 1 };
-    for (const metadata of [cyclic, deep, { [Symbol("s")]: 1 }, null, new Map()]) {
+    let shared: unknown = 1;
+    for (let i = 0; i < 20; i++) shared = [shared, shared]; // 2^20 values when walked
+    for (const metadata of [cyclic, deep, { [Symbol("s")]: 1 }, null, new Map(), { shared }]) {
       await expect(client.reportUsage({ ...base, metadata } as never)).rejects.toMatchObject({
         code: "INVALID_ARGUMENT",
       });
@@ -348,11 +350,11 @@ describe("validation: a rejected call changes nothing", () => {
       code: "INVALID_ARGUMENT",
     });
     // Shared (non-cyclic) references and null-prototype objects are fine.
-    const shared = { x: 1 };
+    const same = { x: 1 };
     const bare = Object.assign(Object.create(null), { y: 2 });
-    await client.reportUsage({ ...base, metadata: { a: shared, b: shared, c: bare } });
+    await client.reportUsage({ ...base, metadata: { a: same, b: same, c: bare } });
     await client.reportUsage({ ...base, usage: 2n ** 64n - 1n });
-    expect(client.stats()).toMatchObject({ queued: 2, rejected: 6 });
+    expect(client.stats()).toMatchObject({ queued: 2, rejected: 7 });
   });
 });
 
