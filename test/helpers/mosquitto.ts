@@ -58,6 +58,8 @@ export interface MosquittoOptions {
   users?: Record<string, string>;
   /** Also open a plain listener on `plainPort` (for the test's own backend client). */
   plain?: boolean;
+  /** mosquitto ACL file content. Default: none (every user may do anything). */
+  acl?: string;
   /** Keep messages across a clean stop (persistence in the temp dir). Default: off. */
   persistent?: boolean;
   /** Extra lines for mosquitto.conf (global section). */
@@ -124,6 +126,7 @@ export class Mosquitto {
     } else {
       lines.push("allow_anonymous true");
     }
+    if (o.acl !== undefined) lines.push(`acl_file ${this.file("acl", o.acl)}`);
     lines.push(...(o.extra ?? []));
     if (o.pki) {
       this.tlsPort = await freePort();

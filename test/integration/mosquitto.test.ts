@@ -9,7 +9,7 @@ import { mosquittoAvailable } from "../helpers/require-broker.js";
 
 // A real mosquitto (started here on free ports, with TLS and a password file) and a backend
 // subscriber on its plain listener, counting what actually went through the broker.
-const users = { svc: "svc-pass", backend: "backend-pass" };
+const users = { svc: "svc-pass", backend: "backend-pass", reader: "reader-pass" };
 
 describe.runIf(mosquittoAvailable())("against a real mosquitto (TLS + password)", () => {
   let pki: TestPki;
@@ -23,6 +23,8 @@ describe.runIf(mosquittoAvailable())("against a real mosquitto (TLS + password)"
       pki,
       users,
       plain: true,
+      // "reader" may not publish usage: the broker answers its records with PUBACK 0x87.
+      acl: "user svc\ntopic readwrite billing/#\nuser backend\ntopic readwrite billing/#\nuser reader\ntopic read billing/#\ntopic write billing/keys/request\ntopic write billing/heartbeat\n",
       extra: [
         "max_inflight_messages 100",
         // A record over this size is refused (PUBACK 0x95), the others go through.
@@ -114,6 +116,17 @@ describe.runIf(mosquittoAvailable())("against a real mosquitto (TLS + password)"
       await client.close(0);
     });
   }
+
+  it("a PUBACK with a failure reason code (0x87, not authorized) is a failure, retried", async () => {
+    const client = new BillingClient(
+      options({ username: "reader", password: users.reader, reconnectBaseMs: 20 }),
+    );
+    await client.connect();
+    await client.reportUsage({ apiKey: "k", module: "llm", model: "m", usage: 1 });
+    await until(() => client.stats().failed >= 2, 10_000, "refusals, retried");
+    expect(client.stats()).toMatchObject({ published: 0, queued: 1 });
+    expect(reports()).toHaveLength(0);
+  });
 
   // mosquitto answers a record over message_size_limit with PUBACK 0x95, which is not a valid
   // PUBACK code: mqtt.js fails to parse it and the connection drops, again and again.

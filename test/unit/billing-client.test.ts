@@ -245,6 +245,28 @@ describe("publishing", () => {
   });
 });
 
+describe("no work that multiplies across reconnects (the Python SDK's flaw 2)", () => {
+  it("heartbeats keep their rate after several reconnects", async () => {
+    const client = new BillingClient(options({ heartbeatIntervalMs: 50 }));
+    await client.connect();
+    const requests = () => broker.payloads("billing/keys/request").length;
+    await until(() => requests() === 1, 5000, "first key request");
+    for (let i = 0; i < 3; i++) {
+      await broker.stop();
+      await broker.start();
+      // One key-list request per connection: the subscription is made again each time.
+      await until(() => requests() === i + 2, 5000, "key request after reconnect");
+    }
+    expect(client.stats().reconnects).toBe(3);
+    const before = broker.payloads("billing/heartbeat").length;
+    await new Promise((r) => setTimeout(r, 500));
+    const beats = broker.payloads("billing/heartbeat").length - before;
+    expect(beats).toBeGreaterThanOrEqual(5);
+    expect(beats).toBeLessThanOrEqual(12); // ~10 at 50 ms; 40 if four timers ran
+    expect(requests()).toBe(4);
+  });
+});
+
 describe("key sync", () => {
   it("subscribes and asks for a snapshot after every (re)connect", async () => {
     const client = new BillingClient(options({ clientId: "asker" }));
