@@ -2,6 +2,8 @@ import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { BillingError } from "./billing-error.js";
 import { type BillingLogger, consoleLogger } from "./logger.js";
+import type { RecordSpool } from "./record-spool.js";
+import type { SqliteSpoolOptions } from "./sqlite-spool.js";
 
 /** Options of `new BillingClient(options)`. Every option has a default but the broker's address. */
 export interface BillingClientOptions {
@@ -63,10 +65,17 @@ export interface BillingClientOptions {
   closeTimeoutMs?: number;
   /** Where log lines go. Default: warnings and errors to `console.error`. */
   logger?: BillingLogger;
+  /**
+   * Keep accepted records in a durable outbox until the broker acknowledges them, so they
+   * survive a crash, an outage and a restart: `{ path: "./billing-spool.db" }` for SQLite
+   * (needs the optional peer dependency better-sqlite3 12), or your own `RecordSpool`.
+   * `reportUsage` then resolves once the record is stored. Default: none (in memory only).
+   */
+  spool?: SqliteSpoolOptions | RecordSpool | undefined;
 }
 
 /** The options with every default filled in. */
-type WithoutDefault = "username" | "password" | "ca" | "cert" | "key" | "servername";
+type WithoutDefault = "username" | "password" | "ca" | "cert" | "key" | "servername" | "spool";
 export type ResolvedOptions = Required<Omit<BillingClientOptions, WithoutDefault>> & {
   [K in WithoutDefault]: BillingClientOptions[K] | undefined;
 };
@@ -108,6 +117,7 @@ export function resolveOptions(o: BillingClientOptions): ResolvedOptions {
     heartbeatIntervalMs: o.heartbeatIntervalMs ?? 10_000,
     closeTimeoutMs: o.closeTimeoutMs ?? 10_000,
     logger: o.logger ?? consoleLogger,
+    spool: o.spool,
   };
   if (typeof resolved.brokerHost !== "string" || resolved.brokerHost === "") {
     throw BillingError.invalid("brokerHost", "must be a non-empty string");
@@ -135,10 +145,22 @@ export function resolveOptions(o: BillingClientOptions): ResolvedOptions {
   positiveInt("maxRecordBytes", resolved.maxRecordBytes);
   positiveInt("heartbeatIntervalMs", resolved.heartbeatIntervalMs, true);
   positiveInt("closeTimeoutMs", resolved.closeTimeoutMs, true);
+  const spool = resolved.spool as Partial<SqliteSpoolOptions & RecordSpool> | undefined;
+  if (
+    spool !== undefined &&
+    typeof spool.append !== "function" &&
+    (typeof spool.path !== "string" || spool.path === "")
+  ) {
+    throw BillingError.invalid("spool", "must be { path } or a RecordSpool");
+  }
   if ((resolved.cert === undefined) !== (resolved.key === undefined)) {
     throw BillingError.invalid("cert", "cert and key go together (mutual TLS)");
   }
   return resolved;
+}
+
+function isPlain(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && Object.getPrototypeOf(v) === Object.prototype;
 }
 
 function sameValue(a: unknown, b: unknown): boolean {
@@ -146,6 +168,11 @@ function sameValue(a: unknown, b: unknown): boolean {
   if (Buffer.isBuffer(a) && Buffer.isBuffer(b)) return a.equals(b);
   if (Array.isArray(a) && Array.isArray(b)) {
     return a.length === b.length && a.every((v, i) => sameValue(v, b[i]));
+  }
+  // Plain option objects (the spool's) compare by content.
+  if (isPlain(a) && isPlain(b)) {
+    const ka = Object.keys(a);
+    return ka.length === Object.keys(b).length && ka.every((k) => sameValue(a[k], b[k]));
   }
   return false;
 }

@@ -18,6 +18,8 @@ import { BillingError } from "./billing-error.js";
 import { connectOnce, discard } from "./connect-once.js";
 import { KeyList } from "./key-list.js";
 import { type PendingRecord, RecordQueue } from "./record-queue.js";
+import type { RecordSpool } from "./record-spool.js";
+import { SqliteSpool } from "./sqlite-spool.js";
 import { isUnsupportedProtocol } from "./to-billing-error.js";
 import { type BillingTopics, billingTopics } from "./topics.js";
 import { encodeUsage, type RecordContext, type UsageInit } from "./usage-input.js";
@@ -132,6 +134,17 @@ export class BillingClient {
   private retryTimer: NodeJS.Timeout | undefined;
   private soloInFlight = false;
   private nextSeq = 0;
+  /** The durable outbox, when `spool` is set. */
+  private spool: RecordSpool | undefined;
+  /** Records waiting for the next group commit to the spool. */
+  private toSpool: Array<{
+    record: PendingRecord;
+    resolve: () => void;
+    reject: (e: unknown) => void;
+  }> = [];
+  /** Acknowledged records waiting to be deleted from the spool. */
+  private spoolAcked: number[] = [];
+  private spoolFlushScheduled = false;
   private publishOptions: IClientPublishOptions = { qos: 1 };
   private recordContext!: RecordContext;
 
@@ -176,6 +189,7 @@ export class BillingClient {
           "network path can read and forge billing traffic. Never use this in production.",
       );
     }
+    if (this.o.spool !== undefined) this.openSpool(this.o.spool);
     registry[INSTANCE] = this;
     if (this.o.heartbeatIntervalMs > 0) {
       this.heartbeatTimer = setInterval(() => this.heartbeat(), this.o.heartbeatIntervalMs);
@@ -222,13 +236,21 @@ export class BillingClient {
           `${this.pending()} records are waiting for the broker (maxQueued); record refused`,
         );
       }
-      this.queue.push({
+      const record: PendingRecord = {
         seq: this.nextSeq++,
         id: encoded.id,
         bytes: Buffer.from(encoded.bytes.buffer, encoded.bytes.byteOffset, encoded.bytes.length),
         attempts: 0,
-      });
-      this.pump();
+      };
+      if (this.spool !== undefined) {
+        await new Promise<void>((resolve, reject) => {
+          this.toSpool.push({ record, resolve, reject });
+          this.scheduleSpoolFlush();
+        });
+      } else {
+        this.queue.push(record);
+        this.pump();
+      }
       return encoded.id;
     } catch (err) {
       this.counters.rejected++;
@@ -281,7 +303,74 @@ export class BillingClient {
   }
 
   private pending(): number {
-    return this.queue.length + this.inFlight.size + this.delayed.length;
+    return this.queue.length + this.inFlight.size + this.delayed.length + this.toSpool.length;
+  }
+
+  // ---- spool --------------------------------------------------------------------------------
+
+  private openSpool(option: NonNullable<ResolvedOptions["spool"]>): void {
+    const spool = "append" in option ? option : new SqliteSpool(option);
+    let rows: ReturnType<RecordSpool["load"]>;
+    try {
+      rows = spool.load();
+    } catch (err) {
+      spool.close();
+      throw err instanceof BillingError
+        ? err
+        : new BillingError("SPOOL", "the spool cannot be read", { cause: err });
+    }
+    this.spool = spool;
+    for (const row of rows) {
+      const bytes = Buffer.from(row.bytes.buffer, row.bytes.byteOffset, row.bytes.length);
+      this.queue.push({ seq: row.seq, id: row.id, bytes, attempts: 0 });
+      this.nextSeq = row.seq + 1;
+    }
+    if (rows.length > 0) {
+      this.log("info", `${rows.length} records from an earlier run are queued first`, {
+        records: rows.length,
+      });
+    }
+  }
+
+  /** Group commit: the records of one event-loop turn share one transaction. */
+  private scheduleSpoolFlush(): void {
+    if (this.spoolFlushScheduled) return;
+    this.spoolFlushScheduled = true;
+    setImmediate(() => this.flushSpool());
+  }
+
+  private flushSpool(): void {
+    this.spoolFlushScheduled = false;
+    const spool = this.spool;
+    if (spool === undefined) return;
+    if (this.spoolAcked.length > 0) {
+      const acked = this.spoolAcked;
+      this.spoolAcked = [];
+      try {
+        spool.remove(acked);
+      } catch (err) {
+        // Not a loss: those records would only be sent again (same id) after a restart.
+        this.log("error", `acknowledged records stay in the spool: ${(err as Error).message}`);
+      }
+    }
+    if (this.toSpool.length === 0) return;
+    const batch = this.toSpool;
+    this.toSpool = [];
+    try {
+      spool.append(batch.map((b) => b.record));
+    } catch (err) {
+      const e =
+        err instanceof BillingError
+          ? err
+          : new BillingError("SPOOL", "the spool cannot store records", { cause: err });
+      this.log("error", e.message, { records: batch.length });
+      for (const b of batch) b.reject(e);
+      this.settleFlush();
+      return;
+    }
+    for (const b of batch) this.queue.push(b.record);
+    for (const b of batch) b.resolve();
+    this.pump();
   }
 
   private closedError(): BillingError {
@@ -519,6 +608,10 @@ export class BillingClient {
     this.soloInFlight = false;
     if (!err) {
       this.counters.published++;
+      if (this.spool !== undefined) {
+        this.spoolAcked.push(record.seq);
+        this.scheduleSpoolFlush();
+      }
     } else {
       this.counters.failed++;
       record.attempts++;
@@ -611,6 +704,20 @@ export class BillingClient {
     }
     if (client !== undefined) discard(client);
     this.conn = undefined;
+    const spool = this.spool;
+    if (spool !== undefined) {
+      this.flushSpool(); // store what is waiting, forget what was acknowledged
+      const kept = spool.count();
+      if (kept === 0 && spool instanceof SqliteSpool) spool.compact();
+      spool.close();
+      this.spool = undefined;
+      if (kept > 0) {
+        this.log("warn", `${kept} records stay in the spool and go out at the next start`, {
+          kept,
+        });
+      }
+      return; // nothing is lost: unacknowledged records are in the spool
+    }
     if (flushError !== undefined) {
       const lost = this.pending();
       this.log("error", `closed with ${lost} usage records not acknowledged: they are lost`, {
