@@ -12,6 +12,8 @@ export default defineConfig({
         test: {
           name: "integration",
           include: ["test/integration/**/*.test.ts"],
+          // The soak test measures the heap after a forced GC.
+          execArgv: ["--expose-gc"],
           testTimeout: 60_000,
           hookTimeout: 60_000,
         },
