@@ -25,29 +25,34 @@ export function discard(client: MqttClient): void {
 }
 
 /**
- * One connection attempt with mqtt.js's own reconnect turned off (billing-sdk reconnects with
- * its own backoff, on a new client each time, so nothing of a dead connection lingers). Resolves
- * at CONNACK; rejects with a `BillingError` naming the cause; never leaves a client behind.
+ * The mqtt.js options for the broker, credentials and TLS of `o`: verified TLS 1.2+ unless told
+ * otherwise. Shared by the publisher and the consumer, so both connect the same way.
  */
-export function connectOnce(
-  o: ResolvedOptions,
+export function mqttOptions(
+  o: Pick<
+    ResolvedOptions,
+    | "brokerHost"
+    | "brokerPort"
+    | "clientId"
+    | "keepaliveSeconds"
+    | "username"
+    | "password"
+    | "tls"
+    | "dangerouslyDisableTlsVerification"
+    | "ca"
+    | "cert"
+    | "key"
+    | "servername"
+  >,
   protocolVersion: 4 | 5,
-  will: Will,
-  onStart: (client: MqttClient) => void,
-): Promise<Connected> {
-  const where = `broker ${o.brokerHost}:${o.brokerPort}`;
+): IClientOptions {
   const options: IClientOptions & { minVersion?: string } = {
     protocol: o.tls ? "mqtts" : "mqtt",
     host: o.brokerHost,
     port: o.brokerPort,
     clientId: o.clientId,
     protocolVersion,
-    clean: true,
     keepalive: o.keepaliveSeconds,
-    reconnectPeriod: 0,
-    connectTimeout: o.connectTimeoutMs + 1000, // ours fires first
-    will: { topic: will.topic, payload: will.payload, qos: 1, retain: false },
-    resubscribe: false,
   };
   if (o.username !== undefined) options.username = o.username;
   if (o.password !== undefined) options.password = o.password;
@@ -59,6 +64,29 @@ export function connectOnce(
     if (o.key !== undefined) options.key = o.key;
     if (o.servername !== undefined) options.servername = o.servername;
   }
+  return options;
+}
+
+/**
+ * One connection attempt with mqtt.js's own reconnect turned off (billing-sdk reconnects with
+ * its own backoff, on a new client each time, so nothing of a dead connection lingers). Resolves
+ * at CONNACK; rejects with a `BillingError` naming the cause; never leaves a client behind.
+ */
+export function connectOnce(
+  o: ResolvedOptions,
+  protocolVersion: 4 | 5,
+  will: Will,
+  onStart: (client: MqttClient) => void,
+): Promise<Connected> {
+  const where = `broker ${o.brokerHost}:${o.brokerPort}`;
+  const options: IClientOptions = {
+    ...mqttOptions(o, protocolVersion),
+    clean: true,
+    reconnectPeriod: 0,
+    connectTimeout: o.connectTimeoutMs + 1000, // ours fires first
+    will: { topic: will.topic, payload: will.payload, qos: 1, retain: false },
+    resubscribe: false,
+  };
   return new Promise<Connected>((resolve, reject) => {
     const client = connect(options);
     onStart(client);

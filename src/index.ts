@@ -40,4 +40,10 @@ export type { SqliteSpoolOptions } from "./sqlite-spool.js";
 export { SqliteSpool } from "./sqlite-spool.js";
 export type { BillingTopics } from "./topics.js";
 export { billingTopics } from "./topics.js";
+export type {
+  UsageConsumer,
+  UsageConsumerOptions,
+  UsageConsumerStats,
+} from "./usage-consumer.js";
+export { createUsageConsumer } from "./usage-consumer.js";
 export type { UsageInit } from "./usage-input.js";
