@@ -39,10 +39,18 @@ export function echoRoutes(router: ConnectRouter) {
   });
 }
 
+/** The echo service on a loopback HTTP/2 server (see startServer). */
+export function startEchoServer(interceptors: Interceptor[]) {
+  return startServer(echoRoutes, interceptors);
+}
+
 /** A connect-node HTTP/2 server on a loopback port 0, serving Connect, gRPC and gRPC-web. */
-export async function startEchoServer(interceptors: Interceptor[]) {
+export async function startServer(
+  routes: (router: ConnectRouter) => void,
+  interceptors: Interceptor[],
+) {
   const sessions = new Set<Http2Session>();
-  const server = createServer(connectNodeAdapter({ routes: echoRoutes, interceptors }));
+  const server = createServer(connectNodeAdapter({ routes, interceptors }));
   server.on("session", (s) => {
     sessions.add(s);
     s.on("close", () => sessions.delete(s));
