@@ -17,9 +17,14 @@ export interface Will {
 
 const noop = () => {};
 
-/** Ends a client for good and keeps its late events from throwing or calling back. */
+/**
+ * Ends a client for good and keeps its late events from throwing or calling back. Only the
+ * "message" and "error" listeners go: mqtt.js's own "close" listener must still run its cleanup
+ * (keepalive timer, connected flag), and ours ignore a client that is no longer current.
+ */
 export function discard(client: MqttClient): void {
-  client.removeAllListeners();
+  client.removeAllListeners("message");
+  client.removeAllListeners("error");
   client.on("error", noop);
   client.end(true);
 }
@@ -75,8 +80,8 @@ export function mqttOptions(
 export function connectOnce(
   o: ResolvedOptions,
   protocolVersion: 4 | 5,
-  will: Will,
-  onStart: (client: MqttClient) => void,
+  will: Will | undefined,
+  onStart: (client: MqttClient) => void = () => {},
 ): Promise<Connected> {
   const where = `broker ${o.brokerHost}:${o.brokerPort}`;
   const options: IClientOptions = {
@@ -84,7 +89,9 @@ export function connectOnce(
     clean: true,
     reconnectPeriod: 0,
     connectTimeout: o.connectTimeoutMs + 1000, // ours fires first
-    will: { topic: will.topic, payload: will.payload, qos: 1, retain: false },
+    ...(will === undefined
+      ? {}
+      : { will: { topic: will.topic, payload: will.payload, qos: 1 as const, retain: false } }),
     resubscribe: false,
   };
   return new Promise<Connected>((resolve, reject) => {
@@ -109,18 +116,20 @@ export function connectOnce(
       o.connectTimeoutMs,
     );
     timer.unref();
-    client.on("error", (err) => {
+    const onError = (err: Error) => {
       // A refused CONNACK is final; a socket or TLS error is followed by "close".
       lastError = err;
       if (typeof (err as { code?: unknown }).code === "number") fail(err);
-    });
-    client.on("close", () =>
-      fail(lastError ?? new Error("connection closed before the broker answered CONNECT")),
-    );
-    client.on("connect", (connack) => {
+    };
+    const onClose = () =>
+      fail(lastError ?? new Error("connection closed before the broker answered CONNECT"));
+    client.on("error", onError);
+    client.on("close", onClose);
+    client.once("connect", (connack) => {
       settled = true;
       clearTimeout(timer);
-      client.removeAllListeners();
+      client.off("error", onError);
+      client.off("close", onClose);
       resolve({ client, connack });
     });
   });
