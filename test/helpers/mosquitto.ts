@@ -49,6 +49,15 @@ async function portOpen(port: number): Promise<boolean> {
   });
 }
 
+/** Waits until `port` accepts TCP connections; fails when `alive()` turns false or after 10 s. */
+export async function waitForPort(port: number, alive: () => boolean, log: () => string) {
+  const end = Date.now() + 10_000;
+  while (!(await portOpen(port))) {
+    if (!alive() || Date.now() > end) throw new Error(`broker did not start: ${log()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 export interface MosquittoOptions {
   /** Serve TLS on `tlsPort` with this PKI. */
   pki?: TestPki;
@@ -159,14 +168,12 @@ export class Mosquitto {
       if (this.proc === proc) this.proc = undefined;
     });
     // Readiness: the ports accept connections (its log is block-buffered in a pipe).
-    const end = Date.now() + 10_000;
     for (const port of [this.tlsPort, this.plainPort].filter((p) => p > 0)) {
-      while (!(await portOpen(port))) {
-        if (this.proc === undefined || Date.now() > end) {
-          throw new Error(`mosquitto did not start: ${this.stderr}`);
-        }
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await waitForPort(
+        port,
+        () => this.proc !== undefined,
+        () => this.stderr,
+      );
     }
   }
 

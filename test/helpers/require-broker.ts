@@ -1,4 +1,5 @@
 import { findMosquitto } from "./mosquitto.js";
+import { findNatsServer } from "./nats-server.js";
 
 /**
  * Whether the real-broker suite can run. Without mosquitto it is skipped with a visible
@@ -11,6 +12,18 @@ export function mosquittoAvailable(): boolean {
   }
   console.warn(
     "SKIPPING real-broker tests: mosquitto is not installed (apt-get install mosquitto)",
+  );
+  return false;
+}
+
+/** The same for nats-server (its MQTT gateway is one column of the broker matrix). */
+export function natsAvailable(): boolean {
+  if (findNatsServer() !== undefined) return true;
+  if (process.env.BILLING_SDK_REQUIRE_BROKERS === "1") {
+    throw new Error("nats-server is not installed and BILLING_SDK_REQUIRE_BROKERS=1");
+  }
+  console.warn(
+    "SKIPPING NATS broker tests: nats-server is not installed (apt-get install nats-server)",
   );
   return false;
 }
