@@ -11,6 +11,12 @@ export interface BillingClientOptions {
   brokerHost?: string;
   /** The broker's port. Default: `8883` with TLS, `1883` with `tls: false`. */
   brokerPort?: number;
+  /**
+   * More brokers of the same cluster, tried in turn when a connection attempt fails (failover):
+   * `[{ host: "mqtt-2.example.com", port: 8883 }]`. Same credentials and TLS settings; `port`
+   * defaults to `brokerPort`. Default: none.
+   */
+  fallbackBrokers?: Array<{ host: string; port?: number | undefined }> | undefined;
   /** MQTT user name. Default: none. */
   username?: string | undefined;
   /** MQTT password. Default: none. Never logged. */
@@ -76,9 +82,13 @@ export interface BillingClientOptions {
 
 /** The options with every default filled in. */
 type WithoutDefault = "username" | "password" | "ca" | "cert" | "key" | "servername" | "spool";
-export type ResolvedOptions = Required<Omit<BillingClientOptions, WithoutDefault>> & {
+/** Every broker to try, in order: `brokerHost:brokerPort` first, then `fallbackBrokers`. */
+export type BrokerAddress = { host: string; port: number };
+export type ResolvedOptions = Required<
+  Omit<BillingClientOptions, WithoutDefault | "fallbackBrokers">
+> & {
   [K in WithoutDefault]: BillingClientOptions[K] | undefined;
-};
+} & { fallbackBrokers: BrokerAddress[] };
 
 function positiveInt(name: string, value: number, allowZero = false): number {
   if (!Number.isSafeInteger(value) || value < 0 || (value === 0 && !allowZero)) {
@@ -96,6 +106,7 @@ export function resolveOptions(o: BillingClientOptions): ResolvedOptions {
   const resolved: ResolvedOptions = {
     brokerHost: o.brokerHost ?? "localhost",
     brokerPort: o.brokerPort ?? (tls ? 8883 : 1883),
+    fallbackBrokers: [],
     username: o.username,
     password: o.password,
     tls,
@@ -124,6 +135,22 @@ export function resolveOptions(o: BillingClientOptions): ResolvedOptions {
   }
   if (resolved.brokerPort > 65535) throw BillingError.invalid("brokerPort", "must be 1..65535");
   positiveInt("brokerPort", resolved.brokerPort);
+  for (const [i, b] of (o.fallbackBrokers ?? []).entries()) {
+    const port = b?.port ?? resolved.brokerPort;
+    if (
+      typeof b?.host !== "string" ||
+      b.host === "" ||
+      !Number.isSafeInteger(port) ||
+      port < 1 ||
+      port > 65535
+    ) {
+      throw BillingError.invalid(
+        `fallbackBrokers[${i}]`,
+        "must be { host, port? } with a port in 1..65535",
+      );
+    }
+    resolved.fallbackBrokers.push({ host: b.host, port });
+  }
   if (resolved.protocolVersion !== 4 && resolved.protocolVersion !== 5) {
     throw BillingError.invalid("protocolVersion", "must be 4 (3.1.1) or 5");
   }

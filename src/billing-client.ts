@@ -10,6 +10,7 @@ import {
 } from "../gen/billing/v1/usage_pb.js";
 import {
   type BillingClientOptions,
+  type BrokerAddress,
   type ResolvedOptions,
   resolveOptions,
   sameOptions,
@@ -30,6 +31,8 @@ export interface BillingStats {
   connected: boolean;
   /** The MQTT version in use (5, or 4 after falling back to 3.1.1). */
   protocolVersion: 4 | 5;
+  /** The broker of the current (or next) connection, `host:port`. */
+  broker: string;
   /** Records accepted and not yet acknowledged (waiting, in flight or waiting to retry). */
   queued: number;
   /** Records published and waiting for their PUBACK. */
@@ -123,6 +126,7 @@ export class BillingClient {
   private windowCap!: number;
   private everConnected = false;
   private failedAttempts = 0;
+  private brokerIndex = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private connectWaiters = new Set<Waiter>();
@@ -288,6 +292,7 @@ export class BillingClient {
     return {
       connected: this.isConnected(),
       protocolVersion: this.version,
+      broker: `${this.currentTarget().host}:${this.currentTarget().port}`,
       queued: this.pending(),
       inFlight: this.inFlight.size,
       retrying: this.delayed.length,
@@ -300,6 +305,11 @@ export class BillingClient {
       keyUpdates: this.counters.keyUpdates,
       keyDecodeErrors: this.counters.keyDecodeErrors,
     };
+  }
+
+  private currentTarget(): BrokerAddress {
+    const all = [{ host: this.o.brokerHost, port: this.o.brokerPort }, ...this.o.fallbackBrokers];
+    return all[this.brokerIndex % all.length] as BrokerAddress;
   }
 
   private pending(): number {
@@ -437,7 +447,14 @@ export class BillingClient {
     }
     const version = this.version;
     const will = { topic: this.topics.heartbeat, payload: this.willPayload(ProducerState.LOST) };
-    connectOnce(this.o, version, will, (c) => {
+    // Failover: each attempt goes to the next broker of the list, round robin.
+    const brokers = [
+      { host: this.o.brokerHost, port: this.o.brokerPort },
+      ...this.o.fallbackBrokers,
+    ];
+    const target = brokers[this.brokerIndex % brokers.length] as { host: string; port: number };
+    const o = { ...this.o, brokerHost: target.host, brokerPort: target.port };
+    connectOnce(o, version, will, (c) => {
       this.attempting = c;
     }).then(
       ({ client, connack }) => {
@@ -458,6 +475,7 @@ export class BillingClient {
           return;
         }
         this.log("warn", `connection attempt failed: ${err.message}`, { code: err.code });
+        this.brokerIndex++;
         for (const w of this.connectWaiters) w.reject(err);
         this.scheduleReconnect();
       },

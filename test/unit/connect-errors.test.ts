@@ -130,4 +130,22 @@ describe("unreachable and silent brokers", () => {
       await late.close();
     }
   });
+
+  it("fails over to the next broker of fallbackBrokers, round robin", async () => {
+    const dead = await freePort();
+    const client = new BillingClient(
+      options({
+        brokerPort: dead,
+        fallbackBrokers: [{ host: "127.0.0.1", port: broker.port }],
+        reconnectBaseMs: 20,
+      }),
+    );
+    await expect(client.connect()).rejects.toMatchObject({ code: "UNREACHABLE" });
+    await client.connect(); // the next attempt goes to the fallback, which is up
+    expect(client.stats().broker).toBe(`127.0.0.1:${broker.port}`);
+    await client.close();
+    expect(() => new BillingClient(options({ fallbackBrokers: [{ host: "", port: 1 }] }))).toThrow(
+      expect.objectContaining({ field: "fallbackBrokers[0]" }),
+    );
+  });
 });
