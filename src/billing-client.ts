@@ -19,8 +19,7 @@ import { BillingError } from "./billing-error.js";
 import { connectOnce, discard } from "./connect-once.js";
 import { KeyList } from "./key-list.js";
 import { type PendingRecord, RecordQueue } from "./record-queue.js";
-import type { RecordSpool } from "./record-spool.js";
-import { SqliteSpool } from "./sqlite-spool.js";
+import { SpoolOutbox } from "./spool-outbox.js";
 import { isUnsupportedProtocol } from "./to-billing-error.js";
 import { type BillingTopics, billingTopics } from "./topics.js";
 import { encodeUsage, type RecordContext, type UsageInit } from "./usage-input.js";
@@ -139,16 +138,7 @@ export class BillingClient {
   private soloInFlight = false;
   private nextSeq = 0;
   /** The durable outbox, when `spool` is set. */
-  private spool: RecordSpool | undefined;
-  /** Records waiting for the next group commit to the spool. */
-  private toSpool: Array<{
-    record: PendingRecord;
-    resolve: () => void;
-    reject: (e: unknown) => void;
-  }> = [];
-  /** Acknowledged records waiting to be deleted from the spool. */
-  private spoolAcked: number[] = [];
-  private spoolFlushScheduled = false;
+  private outbox: SpoolOutbox | undefined;
   private publishOptions: IClientPublishOptions = { qos: 1 };
   private recordContext!: RecordContext;
 
@@ -246,11 +236,8 @@ export class BillingClient {
         bytes: Buffer.from(encoded.bytes.buffer, encoded.bytes.byteOffset, encoded.bytes.length),
         attempts: 0,
       };
-      if (this.spool !== undefined) {
-        await new Promise<void>((resolve, reject) => {
-          this.toSpool.push({ record, resolve, reject });
-          this.scheduleSpoolFlush();
-        });
+      if (this.outbox !== undefined) {
+        await this.outbox.store(record); // queued for publishing once stored
       } else {
         this.queue.push(record);
         this.pump();
@@ -258,6 +245,7 @@ export class BillingClient {
       return encoded.id;
     } catch (err) {
       this.counters.rejected++;
+      this.settleFlush(); // a record the spool refused no longer counts as pending
       throw err;
     }
   }
@@ -313,74 +301,29 @@ export class BillingClient {
   }
 
   private pending(): number {
-    return this.queue.length + this.inFlight.size + this.delayed.length + this.toSpool.length;
+    const storing = this.outbox?.waiting ?? 0;
+    return this.queue.length + this.inFlight.size + this.delayed.length + storing;
   }
 
   // ---- spool --------------------------------------------------------------------------------
 
   private openSpool(option: NonNullable<ResolvedOptions["spool"]>): void {
-    const spool = "append" in option ? option : new SqliteSpool(option);
-    let rows: ReturnType<RecordSpool["load"]>;
-    try {
-      rows = spool.load();
-    } catch (err) {
-      spool.close();
-      throw err instanceof BillingError
-        ? err
-        : new BillingError("SPOOL", "the spool cannot be read", { cause: err });
-    }
-    this.spool = spool;
-    for (const row of rows) {
-      const bytes = Buffer.from(row.bytes.buffer, row.bytes.byteOffset, row.bytes.length);
-      this.queue.push({ seq: row.seq, id: row.id, bytes, attempts: 0 });
-      this.nextSeq = row.seq + 1;
-    }
-    if (rows.length > 0) {
-      this.log("info", `${rows.length} records from an earlier run are queued first`, {
-        records: rows.length,
+    const { outbox, left } = SpoolOutbox.open(
+      option,
+      (stored) => {
+        for (const r of stored) this.queue.push(r);
+        this.pump();
+      },
+      (level, message, fields) => this.log(level, message, fields),
+    );
+    this.outbox = outbox;
+    for (const r of left) this.queue.push(r);
+    this.nextSeq = (left.at(-1)?.seq ?? -1) + 1;
+    if (left.length > 0) {
+      this.log("info", `${left.length} records from an earlier run are queued first`, {
+        records: left.length,
       });
     }
-  }
-
-  /** Group commit: the records of one event-loop turn share one transaction. */
-  private scheduleSpoolFlush(): void {
-    if (this.spoolFlushScheduled) return;
-    this.spoolFlushScheduled = true;
-    setImmediate(() => this.flushSpool());
-  }
-
-  private flushSpool(): void {
-    this.spoolFlushScheduled = false;
-    const spool = this.spool;
-    if (spool === undefined) return;
-    if (this.spoolAcked.length > 0) {
-      const acked = this.spoolAcked;
-      this.spoolAcked = [];
-      try {
-        spool.remove(acked);
-      } catch (err) {
-        // Not a loss: those records would only be sent again (same id) after a restart.
-        this.log("error", `acknowledged records stay in the spool: ${(err as Error).message}`);
-      }
-    }
-    if (this.toSpool.length === 0) return;
-    const batch = this.toSpool;
-    this.toSpool = [];
-    try {
-      spool.append(batch.map((b) => b.record));
-    } catch (err) {
-      const e =
-        err instanceof BillingError
-          ? err
-          : new BillingError("SPOOL", "the spool cannot store records", { cause: err });
-      this.log("error", e.message, { records: batch.length });
-      for (const b of batch) b.reject(e);
-      this.settleFlush();
-      return;
-    }
-    for (const b of batch) this.queue.push(b.record);
-    for (const b of batch) b.resolve();
-    this.pump();
   }
 
   private closedError(): BillingError {
@@ -626,10 +569,7 @@ export class BillingClient {
     this.soloInFlight = false;
     if (!err) {
       this.counters.published++;
-      if (this.spool !== undefined) {
-        this.spoolAcked.push(record.seq);
-        this.scheduleSpoolFlush();
-      }
+      this.outbox?.acknowledged(record.seq);
     } else {
       this.counters.failed++;
       record.attempts++;
@@ -722,13 +662,10 @@ export class BillingClient {
     }
     if (client !== undefined) discard(client);
     this.conn = undefined;
-    const spool = this.spool;
-    if (spool !== undefined) {
-      this.flushSpool(); // store what is waiting, forget what was acknowledged
-      const kept = spool.count();
-      if (kept === 0 && spool instanceof SqliteSpool) spool.compact();
-      spool.close();
-      this.spool = undefined;
+    const outbox = this.outbox;
+    if (outbox !== undefined) {
+      this.outbox = undefined;
+      const kept = outbox.close(); // stores what waits, forgets what was acknowledged
       if (kept > 0) {
         this.log("warn", `${kept} records stay in the spool and go out at the next start`, {
           kept,
