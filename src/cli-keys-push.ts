@@ -69,7 +69,7 @@ export async function keysPush(
   io: CliIo,
 ): Promise<number> {
   if (file === undefined) {
-    io.err("keys push: FILE is required\n\n" + keysPushHelp);
+    io.err(`keys push: FILE is required\n\n${keysPushHelp}`);
     return 2;
   }
   const keys = readKeysFile(file);

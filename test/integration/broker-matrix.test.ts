@@ -22,6 +22,18 @@ interface Target {
 }
 
 const pki: TestPki = makePki();
+
+async function mosquittoTarget(): Promise<Target> {
+  const m = await Mosquitto.start({ pki, users: { svc: "pw" } });
+  return {
+    port: m.tlsPort,
+    username: "svc",
+    password: "pw",
+    stop: () => m.stop("SIGTERM"),
+    start: () => m.start(),
+    close: () => m.close(),
+  };
+}
 const matrix: Array<{
   name: string;
   available: () => boolean;
@@ -34,34 +46,14 @@ const matrix: Array<{
     available: mosquittoAvailable,
     protocolVersion: 5,
     expectVersion: 5,
-    make: async () => {
-      const m = await Mosquitto.start({ pki, users: { svc: "pw" } });
-      return {
-        port: m.tlsPort,
-        username: "svc",
-        password: "pw",
-        stop: () => m.stop("SIGTERM"),
-        start: () => m.start(),
-        close: () => m.close(),
-      };
-    },
+    make: mosquittoTarget,
   },
   {
     name: "mosquitto, MQTT 3.1.1",
     available: mosquittoAvailable,
     protocolVersion: 4,
     expectVersion: 4,
-    make: async () => {
-      const m = await Mosquitto.start({ pki, users: { svc: "pw" } });
-      return {
-        port: m.tlsPort,
-        username: "svc",
-        password: "pw",
-        stop: () => m.stop("SIGTERM"),
-        start: () => m.start(),
-        close: () => m.close(),
-      };
-    },
+    make: mosquittoTarget,
   },
   {
     name: "NATS MQTT gateway",

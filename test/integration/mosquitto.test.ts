@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { BillingClient, type BillingClientOptions, getBillingClient } from "../../src/index.js";
 import { until } from "../helpers/aedes-broker.js";
 import { makePki, type TestPki } from "../helpers/certs.js";
-import { decodeRecords } from "../helpers/fixtures.js";
+import { decodeRecords, tlsClientOptions } from "../helpers/fixtures.js";
 import { Mosquitto } from "../helpers/mosquitto.js";
 import { mosquittoAvailable } from "../helpers/require-broker.js";
 
@@ -52,20 +52,8 @@ describe.runIf(mosquittoAvailable())("against a real mosquitto (TLS + password)"
     packets = [];
   });
 
-  function options(extra: BillingClientOptions = {}): BillingClientOptions {
-    return {
-      brokerHost: "127.0.0.1",
-      brokerPort: broker.tlsPort,
-      ca: pki.ca,
-      username: "svc",
-      password: users.svc,
-      heartbeatIntervalMs: 0,
-      reconnectBaseMs: 50,
-      reconnectMaxMs: 500,
-      logger: () => {},
-      ...extra,
-    };
-  }
+  const options = (extra: BillingClientOptions = {}) =>
+    tlsClientOptions(broker.tlsPort, pki.ca, "svc", users.svc, extra);
   const reports = () => packets.filter((p) => p.topic === "billing/report");
 
   it("publishes over verified TLS with MQTT 5: content type and message-type property", async () => {

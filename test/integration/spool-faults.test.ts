@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { BillingClient, getBillingClient, SqliteSpool } from "../../src/index.js";
 import { until } from "../helpers/aedes-broker.js";
 import { makePki, type TestPki } from "../helpers/certs.js";
-import { decodeRecords } from "../helpers/fixtures.js";
+import { decodeRecords, tlsClientOptions } from "../helpers/fixtures.js";
 import { Mosquitto } from "../helpers/mosquitto.js";
 import { mosquittoAvailable } from "../helpers/require-broker.js";
 
@@ -131,19 +131,12 @@ describe.runIf(mosquittoAvailable())("spool fault tests (real mosquitto)", () =>
   });
 
   it("broker restarted several times while 50,000 records are reported: all arrive, duplicates share ids", async () => {
-    const client = new BillingClient({
-      brokerHost: "127.0.0.1",
-      brokerPort: broker.tlsPort,
-      ca: pki.ca,
-      username: "svc",
-      password: users.svc,
-      heartbeatIntervalMs: 0,
-      reconnectBaseMs: 50,
-      reconnectMaxMs: 500,
-      maxQueued: 60_000,
-      spool: { path: join(dir, "restarts.db") },
-      logger: () => {},
-    });
+    const client = new BillingClient(
+      tlsClientOptions(broker.tlsPort, pki.ca, "svc", users.svc, {
+        maxQueued: 60_000,
+        spool: { path: join(dir, "restarts.db") },
+      }),
+    );
     await client.connect();
     const ids: string[] = [];
     const N = 50_000;
@@ -182,19 +175,10 @@ describe.runIf(mosquittoAvailable())("spool fault tests (real mosquitto)", () =>
       gc?.();
       return process.memoryUsage().heapUsed;
     };
-    const opts = {
-      brokerHost: "127.0.0.1",
-      brokerPort: broker.tlsPort,
-      ca: pki.ca,
-      username: "svc",
-      password: users.svc,
-      heartbeatIntervalMs: 0,
-      reconnectBaseMs: 50,
-      reconnectMaxMs: 500,
+    const opts = tlsClientOptions(broker.tlsPort, pki.ca, "svc", users.svc, {
       maxQueued: 200_000,
       spool: { path },
-      logger: () => {},
-    };
+    });
     const warm = new BillingClient(opts);
     await warm.connect();
     await warm.reportUsage({ apiKey: "k", module: "llm", model: "m", usage: 0 });

@@ -8,6 +8,7 @@ import {
 } from "../../src/index.js";
 import { until } from "../helpers/aedes-broker.js";
 import { makePki, type TestPki } from "../helpers/certs.js";
+import { tlsClientOptions } from "../helpers/fixtures.js";
 import { Mosquitto } from "../helpers/mosquitto.js";
 import { mosquittoAvailable } from "../helpers/require-broker.js";
 
@@ -48,15 +49,7 @@ describe.runIf(mosquittoAvailable())("createUsageConsumer (real mosquitto, TLS)"
       consumers.push(c);
       await c.ready;
     }
-    const producer = new BillingClient({
-      brokerHost: "127.0.0.1",
-      brokerPort: broker.tlsPort,
-      ca: pki.ca,
-      username: "svc",
-      password: users.svc,
-      heartbeatIntervalMs: 0,
-      logger: () => {},
-    });
+    const producer = new BillingClient(tlsClientOptions(broker.tlsPort, pki.ca, "svc", users.svc));
     const ids = await Promise.all(
       Array.from({ length: 2000 }, (_, i) =>
         producer.reportUsage({ apiKey: "k", module: "llm", model: "m", usage: i }),

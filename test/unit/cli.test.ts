@@ -7,7 +7,7 @@ import { type CliIo, main } from "../../src/cli.js";
 import { BillingClient, hashApiKey } from "../../src/index.js";
 import { AedesBroker, until } from "../helpers/aedes-broker.js";
 import { makePki, type TestPki } from "../helpers/certs.js";
-import { keyUpdate } from "../helpers/fixtures.js";
+import { keyUpdate, tlsClientOptions } from "../helpers/fixtures.js";
 import { freePort } from "../helpers/mosquitto.js";
 
 // The CLI, run in-process against an embedded TLS broker with a password.
@@ -84,15 +84,7 @@ describe("billing-sdk CLI", () => {
     const [pushed] = broker.payloads("billing/keys/update");
     expect(pushed?.includes("raw-key-1")).toBe(false);
     // An SDK that connects afterwards gets the retained list without any backend.
-    const client = new BillingClient({
-      brokerHost: "127.0.0.1",
-      brokerPort: broker.port,
-      ca: pki.ca,
-      username: "ops",
-      password: "ops-pass",
-      heartbeatIntervalMs: 0,
-      logger: () => {},
-    });
+    const client = new BillingClient(tlsClientOptions(broker.port, pki.ca, "ops", "ops-pass"));
     try {
       await until(() => client.keys.loaded, 5000, "the retained key list");
       expect(client.keys.lookup("raw-key-2")).toMatchObject({
@@ -121,15 +113,7 @@ describe("billing-sdk CLI", () => {
     const a = io();
     const running = main(["tail", "--heartbeats", "--count", "3", ...conn()], a.cli);
     await until(() => a.err.some((l) => l.startsWith("tail: listening")), 5000, "tail ready");
-    const client = new BillingClient({
-      brokerHost: "127.0.0.1",
-      brokerPort: broker.port,
-      ca: pki.ca,
-      username: "ops",
-      password: "ops-pass",
-      heartbeatIntervalMs: 0,
-      logger: () => {},
-    });
+    const client = new BillingClient(tlsClientOptions(broker.port, pki.ca, "ops", "ops-pass"));
     await client.reportUsage({ apiKey: "secret-raw", module: "tts", model: "v", usage: 12 });
     await client.reportUsage({ apiKey: "secret-raw", module: "asr", model: "w", usage: 3 });
     await client.close(); // its STOPPED heartbeat is the third message
