@@ -94,6 +94,8 @@ function withDeadline(ms: number, start: (done: () => void) => void): Promise<vo
   });
 }
 
+const brokerName = (b: BrokerAddress) => `${b.host}:${b.port}`;
+
 /** Connection losses with a record in flight after which it is sent alone, as a suspect. */
 const SUSPECT_AFTER_LOSSES = 3;
 
@@ -280,7 +282,7 @@ export class BillingClient {
     return {
       connected: this.isConnected(),
       protocolVersion: this.version,
-      broker: `${this.currentTarget().host}:${this.currentTarget().port}`,
+      broker: brokerName(this.currentTarget()),
       queued: this.pending(),
       inFlight: this.inFlight.size,
       retrying: this.delayed.length,
