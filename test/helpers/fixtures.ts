@@ -1,4 +1,5 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { connectAsync, type MqttClient } from "mqtt";
 import {
   type KeyState,
   KeyStatusSchema,
@@ -57,4 +58,32 @@ export function tlsClientOptions(
     logger: quiet,
     ...extra,
   };
+}
+
+/**
+ * The billing backend's subscriber on a test broker's plain listener: MQTT 5 with a persistent
+ * session, so what the broker acknowledged while the backend was cut off is still delivered.
+ */
+export async function durableBackend(
+  port: number,
+  clientId: string,
+  password: string,
+  onRecord: (record: UsageRecord) => void,
+): Promise<MqttClient> {
+  const backend = await connectAsync({
+    host: "127.0.0.1",
+    port,
+    protocolVersion: 5,
+    username: "backend",
+    password,
+    clientId,
+    clean: false,
+    properties: { sessionExpiryInterval: 600 },
+    reconnectPeriod: 100,
+  });
+  backend.on("message", (_topic, payload) => {
+    for (const r of decodeRecords([payload])) onRecord(r);
+  });
+  await backend.subscribeAsync("billing/report", { qos: 1 });
+  return backend;
 }

@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { BillingClient, type BillingClientOptions, getBillingClient } from "../../src/index.js";
 import { until } from "../helpers/aedes-broker.js";
 import { makePki, type TestPki } from "../helpers/certs.js";
-import { decodeRecords, tlsClientOptions } from "../helpers/fixtures.js";
+import { decodeRecords, durableBackend, tlsClientOptions } from "../helpers/fixtures.js";
 import { Mosquitto } from "../helpers/mosquitto.js";
 import { mosquittoAvailable } from "../helpers/require-broker.js";
 
@@ -156,21 +156,9 @@ describe.runIf(mosquittoAvailable())("against a real mosquitto (TLS + password)"
       persistent: true,
     });
     const seen = new Set<string>();
-    const sub = await connectAsync({
-      host: "127.0.0.1",
-      port: durable.plainPort,
-      protocolVersion: 5,
-      username: "backend",
-      password: users.backend,
-      clientId: "backend-durable",
-      clean: false,
-      properties: { sessionExpiryInterval: 300 },
-      reconnectPeriod: 100,
-    });
-    sub.on("message", (_t, payload) => {
-      for (const r of decodeRecords([payload])) seen.add(r.id);
-    });
-    await sub.subscribeAsync("billing/report", { qos: 1 });
+    const sub = await durableBackend(durable.plainPort, "backend-durable", users.backend, (r) =>
+      seen.add(r.id),
+    );
     const client = new BillingClient(options({ brokerPort: durable.tlsPort, inFlightWindow: 50 }));
     await client.connect();
     const ids = new Set<string>();

@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { BillingClient, getBillingClient, SqliteSpool } from "../../src/index.js";
 import { until } from "../helpers/aedes-broker.js";
 import { makePki, type TestPki } from "../helpers/certs.js";
-import { decodeRecords, tlsClientOptions } from "../helpers/fixtures.js";
+import { decodeRecords, durableBackend, tlsClientOptions } from "../helpers/fixtures.js";
 import { Mosquitto } from "../helpers/mosquitto.js";
 import { mosquittoAvailable } from "../helpers/require-broker.js";
 
@@ -39,29 +39,15 @@ describe.runIf(mosquittoAvailable())("spool fault tests (real mosquitto)", () =>
       persistent: true,
       extra: ["max_inflight_messages 200"],
     });
-    backend = await connectAsync({
-      host: "127.0.0.1",
-      port: broker.plainPort,
-      protocolVersion: 5,
-      username: "backend",
-      password: users.backend,
-      clientId: "backend-faults",
-      clean: false,
-      properties: { sessionExpiryInterval: 600 },
-      reconnectPeriod: 100,
-    });
-    backend.on("message", (_t, payload) => {
-      for (const r of decodeRecords([payload])) {
-        if (soak.on) {
-          soak.delivered++;
-          if (r.usage < 200_000n) soak.distinctUsage[Number(r.usage)] = 1;
-          continue;
-        }
-        seen.set(r.id, (seen.get(r.id) ?? 0) + 1);
-        usageOf.set(r.id, (usageOf.get(r.id) ?? new Set()).add(r.usage));
+    backend = await durableBackend(broker.plainPort, "backend-faults", users.backend, (r) => {
+      if (soak.on) {
+        soak.delivered++;
+        if (r.usage < 200_000n) soak.distinctUsage[Number(r.usage)] = 1;
+        return;
       }
+      seen.set(r.id, (seen.get(r.id) ?? 0) + 1);
+      usageOf.set(r.id, (usageOf.get(r.id) ?? new Set()).add(r.usage));
     });
-    await backend.subscribeAsync("billing/report", { qos: 1 });
   });
   afterAll(async () => {
     for (const c of children) c.kill("SIGKILL");
