@@ -2,12 +2,12 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connectAsync, type MqttClient } from "mqtt";
+import type { MqttClient } from "mqtt";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { BillingClient, getBillingClient, SqliteSpool } from "../../src/index.js";
 import { until } from "../helpers/aedes-broker.js";
 import { makePki, type TestPki } from "../helpers/certs.js";
-import { decodeRecords, durableBackend, tlsClientOptions } from "../helpers/fixtures.js";
+import { durableBackend, tlsClientOptions } from "../helpers/fixtures.js";
 import { Mosquitto } from "../helpers/mosquitto.js";
 import { mosquittoAvailable } from "../helpers/require-broker.js";
 
