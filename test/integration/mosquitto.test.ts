@@ -168,6 +168,8 @@ describe.runIf(mosquittoAvailable())("against a real mosquitto (TLS + password)"
         if (i === 1000 || i === 2000) {
           await durable.stop("SIGTERM");
           await durable.start();
+          // Each restart is a real mid-stream outage: wait until the client is back before the next.
+          await until(() => client.isConnected(), 10_000, "reconnected");
         }
         if (i % 50 === 0) await new Promise((r) => setImmediate(r));
       }

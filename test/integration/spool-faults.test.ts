@@ -136,6 +136,7 @@ describe.runIf(mosquittoAvailable())("spool fault tests (real mosquitto)", () =>
       if (i > 0 && i % 12_500 === 0) {
         await broker.stop("SIGTERM");
         await broker.start();
+        await until(() => client.isConnected(), 10_000, "reconnected");
       }
     }
     await client.flush(120_000);
