@@ -84,15 +84,8 @@ export function requireApiKey(options: RequireApiKeyOptions = {}): Interceptor {
   const headers = (options.headers ?? ["api-key", "apikey"]).map((h) => h.toLowerCase());
   const bearer = options.bearer ?? true;
   const exempt = options.exempt;
-  const isExempt =
-    typeof exempt === "function"
-      ? exempt
-      : exempt === undefined
-        ? () => false
-        : (
-            (set: Set<string>) => (m: string) =>
-              set.has(m)
-          )(new Set(exempt));
+  const exemptNames = new Set(typeof exempt === "function" ? [] : (exempt ?? []));
+  const isExempt = typeof exempt === "function" ? exempt : (m: string) => exemptNames.has(m);
   const verifier =
     options.verify === undefined
       ? undefined
