@@ -25,18 +25,23 @@ function serial(): string {
   return forge.util.bytesToHex(forge.random.getBytesSync(8)).replace(/^[89a-f]/, "1");
 }
 
+/** An unsigned certificate for `publicKey`, valid from an hour ago for a day. */
+function newCertificate(publicKey: forge.pki.PublicKey): forge.pki.Certificate {
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = publicKey;
+  cert.serialNumber = serial();
+  cert.validity.notBefore = new Date(Date.now() - 3600_000);
+  cert.validity.notAfter = new Date(Date.now() + 86_400_000);
+  return cert;
+}
+
 /**
  * A throwaway CA and a server certificate for `names` (DNS names and IP addresses) signed by it:
  * real X.509, made in-process (no openssl binary needed), valid from an hour ago for a day.
  */
 export function makePki(names: string[] = ["localhost", "127.0.0.1", "::1"]): TestPki {
-  const now = Date.now();
   const caKeys = keyPair();
-  const ca = forge.pki.createCertificate();
-  ca.publicKey = caKeys.publicKey;
-  ca.serialNumber = serial();
-  ca.validity.notBefore = new Date(now - 3600_000);
-  ca.validity.notAfter = new Date(now + 86_400_000);
+  const ca = newCertificate(caKeys.publicKey);
   const caName = [{ name: "commonName", value: `billing-sdk test CA ${serial()}` }];
   ca.setSubject(caName);
   ca.setIssuer(caName);
@@ -48,11 +53,7 @@ export function makePki(names: string[] = ["localhost", "127.0.0.1", "::1"]): Te
   ca.sign(caKeys.privateKey, forge.md.sha256.create());
 
   const serverKeys = keyPair();
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = serverKeys.publicKey;
-  cert.serialNumber = serial();
-  cert.validity.notBefore = new Date(now - 3600_000);
-  cert.validity.notAfter = new Date(now + 86_400_000);
+  const cert = newCertificate(serverKeys.publicKey);
   cert.setSubject([{ name: "commonName", value: names[0] ?? "localhost" }]);
   cert.setIssuer(caName);
   cert.setExtensions([
