@@ -1,4 +1,6 @@
-// The public API of billing-sdk, exported by name.
+// The public API of billing-sdk's core, exported by name: the publisher (BillingClient,
+// reportUsage) and the interceptor (requireApiKey). Optional parts are subpath exports:
+// billing-sdk/spool (SQLite outbox) and billing-sdk/consumer (the backend's consumer).
 
 export type {
   Heartbeat,
@@ -18,32 +20,25 @@ export {
   ProducerStateSchema,
   UsageRecordSchema,
 } from "../gen/billing/v1/usage_pb.js";
-export { hashApiKey } from "./api-key-hash.js";
-export type { BillingCaller } from "./billing-caller.js";
-export { billingCaller } from "./billing-caller.js";
-export type { BillingStats } from "./billing-client.js";
-export { BillingClient, getBillingClient } from "./billing-client.js";
-export type { BillingClientOptions } from "./billing-client-options.js";
 export type { BillingErrorCode } from "./billing-error.js";
 export { BillingError } from "./billing-error.js";
-export type { KeyChange, KeyInfo, KeyListener } from "./key-list.js";
-export { KeyList } from "./key-list.js";
-export type { VerifiedKey } from "./key-verifier-cache.js";
-export type { BillingLogger, LogLevel } from "./logger.js";
-export type { RecordSpool, SpooledRecord } from "./record-spool.js";
-export { reportUsage } from "./report-usage.js";
-export type { CallerUsage } from "./report-usage-for.js";
-export { reportUsageFor } from "./report-usage-for.js";
-export type { ApiKeyDecision, RequireApiKeyOptions } from "./require-api-key.js";
-export { requireApiKey } from "./require-api-key.js";
-export type { SqliteSpoolOptions } from "./sqlite-spool.js";
-export { SqliteSpool } from "./sqlite-spool.js";
-export type { BillingTopics } from "./topics.js";
-export { billingTopics } from "./topics.js";
-export type {
-  UsageConsumer,
-  UsageConsumerOptions,
-  UsageConsumerStats,
-} from "./usage-consumer.js";
-export { createUsageConsumer } from "./usage-consumer.js";
-export type { UsageInit } from "./usage-input.js";
+export { hashApiKey } from "./common/api-key-hash.js";
+export type { BillingLogger, LogLevel } from "./common/logger.js";
+export type { BillingCaller } from "./interceptor/billing-caller.js";
+export { billingCaller } from "./interceptor/billing-caller.js";
+export type { CallerUsage } from "./interceptor/report-usage-for.js";
+export { reportUsageFor } from "./interceptor/report-usage-for.js";
+export type { ApiKeyDecision, RequireApiKeyOptions } from "./interceptor/require-api-key.js";
+export { requireApiKey } from "./interceptor/require-api-key.js";
+export type { VerifiedKey } from "./interceptor/verify-key-source.js";
+export type { KeyChange, KeyInfo, KeyListener } from "./keys/key-list.js";
+export { KeyList } from "./keys/key-list.js";
+export type { BillingTopics } from "./protocol/topics.js";
+export { billingTopics } from "./protocol/topics.js";
+export { BillingClient } from "./publisher/billing-client.js";
+export type { BillingStats } from "./publisher/billing-stats.js";
+export type { BillingClientOptions } from "./publisher/options.js";
+export type { RecordSpool, SpooledRecord } from "./publisher/record-spool.js";
+export { getBillingClient } from "./publisher/registry.js";
+export { reportUsage } from "./publisher/report-usage.js";
+export type { UsageInit } from "./publisher/usage-input.js";

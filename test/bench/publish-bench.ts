@@ -22,6 +22,9 @@ const dist = new URL("../../dist/", import.meta.url).href;
 const { BillingClient, hashApiKey } = (await import(
   `${dist}src/index.js`
 )) as typeof import("../../src/index.js");
+const { SqliteSpool } = (await import(
+  `${dist}src/spool/index.js`
+)) as typeof import("../../src/spool/index.js");
 const { UsageRecordSchema } = (await import(
   `${dist}gen/billing/v1/usage_pb.js`
 )) as typeof import("../../gen/billing/v1/usage_pb.js");
@@ -95,7 +98,7 @@ async function sdkRound(port: number, callTimes: number[], spoolPath?: string): 
     maxQueued: N,
     heartbeatIntervalMs: 0,
     clientId: "bench-sdk",
-    ...(spoolPath === undefined ? {} : { spool: { path: spoolPath } }),
+    ...(spoolPath === undefined ? {} : { spool: new SqliteSpool({ path: spoolPath }) }),
   });
   await client.connect();
   const c0 = process.cpuUsage();

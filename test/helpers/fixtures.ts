@@ -7,7 +7,7 @@ import {
   type UsageRecord,
   UsageRecordSchema,
 } from "../../gen/billing/v1/usage_pb.js";
-import { hashApiKey } from "../../src/api-key-hash.js";
+import { hashApiKey } from "../../src/common/api-key-hash.js";
 import type { BillingClientOptions } from "../../src/index.js";
 
 /** A KeyUpdate payload as the billing backend would publish it. */

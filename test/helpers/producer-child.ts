@@ -4,6 +4,7 @@
 // mode "produce": report `count` records (forever when 0), printing ids; then close.
 // mode "drain": only send what the spool holds, print "drained N", close.
 import { BillingClient } from "../../src/index.js";
+import { SqliteSpool } from "../../src/spool/index.js";
 
 const cfg = JSON.parse(process.env.BILLING_CHILD ?? "{}") as {
   port: number;
@@ -26,7 +27,7 @@ try {
     heartbeatIntervalMs: 0,
     reconnectBaseMs: 50,
     reconnectMaxMs: 500,
-    spool: { path: cfg.spool },
+    spool: new SqliteSpool({ path: cfg.spool }),
     logger: () => {},
   });
 } catch (err) {

@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { MqttClient } from "mqtt";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { BillingClient, getBillingClient, SqliteSpool } from "../../src/index.js";
+import { BillingClient, getBillingClient } from "../../src/index.js";
+import { SqliteSpool } from "../../src/spool/index.js";
 import { until } from "../helpers/aedes-broker.js";
 import { makePki, type TestPki } from "../helpers/certs.js";
 import { durableBackend, tlsClientOptions } from "../helpers/fixtures.js";
@@ -120,7 +121,7 @@ describe.runIf(mosquittoAvailable())("spool fault tests (real mosquitto)", () =>
     const client = new BillingClient(
       tlsClientOptions(broker.tlsPort, pki.ca, "svc", users.svc, {
         maxQueued: 60_000,
-        spool: { path: join(dir, "restarts.db") },
+        spool: new SqliteSpool({ path: join(dir, "restarts.db") }),
       }),
     );
     await client.connect();
@@ -162,18 +163,19 @@ describe.runIf(mosquittoAvailable())("spool fault tests (real mosquitto)", () =>
       gc?.();
       return process.memoryUsage().heapUsed;
     };
-    const opts = tlsClientOptions(broker.tlsPort, pki.ca, "svc", users.svc, {
-      maxQueued: 200_000,
-      spool: { path },
-    });
-    const warm = new BillingClient(opts);
+    const opts = () =>
+      tlsClientOptions(broker.tlsPort, pki.ca, "svc", users.svc, {
+        maxQueued: 200_000,
+        spool: new SqliteSpool({ path }),
+      });
+    const warm = new BillingClient(opts());
     await warm.connect();
     await warm.reportUsage({ apiKey: "k", module: "llm", model: "m", usage: 0 });
     await warm.close();
     const baseSize = statSync(path).size;
     soak.on = true;
     const baseHeap = heap();
-    const client = new BillingClient(opts);
+    const client = new BillingClient(opts());
     await client.connect();
     const N = 200_000;
     for (let i = 0; i < N; i += 200) {

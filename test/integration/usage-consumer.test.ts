@@ -1,11 +1,7 @@
 import { connectAsync } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  BillingClient,
-  createUsageConsumer,
-  type UsageConsumer,
-  type UsageRecord,
-} from "../../src/index.js";
+import { createUsageConsumer, type UsageConsumer } from "../../src/consumer/index.js";
+import { BillingClient, type UsageRecord } from "../../src/index.js";
 import { until } from "../helpers/aedes-broker.js";
 import { makePki, type TestPki } from "../helpers/certs.js";
 import { tlsClientOptions } from "../helpers/fixtures.js";

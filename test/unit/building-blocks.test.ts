@@ -1,13 +1,15 @@
 import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { KeyState, KeyStatusSchema, KeyUpdateSchema } from "../../gen/billing/v1/usage_pb.js";
-import { hashApiKey } from "../../src/api-key-hash.js";
-import { resolveOptions, sameOptions } from "../../src/billing-client-options.js";
 import { BillingError } from "../../src/billing-error.js";
-import { KeyList } from "../../src/key-list.js";
-import { type PendingRecord, RecordQueue } from "../../src/record-queue.js";
-import { toBillingError } from "../../src/to-billing-error.js";
-import { uuidV7 } from "../../src/uuid-v7.js";
+import { hashApiKey } from "../../src/common/api-key-hash.js";
+import { KeyList } from "../../src/keys/key-list.js";
+import { toBillingError } from "../../src/mqtt/to-billing-error.js";
+import { resolveOptions } from "../../src/publisher/options.js";
+import type { PendingRecord } from "../../src/publisher/pending-record.js";
+import { RecordQueue } from "../../src/publisher/record-queue.js";
+import { sameOptions } from "../../src/publisher/same-options.js";
+import { uuidV7 } from "../../src/publisher/uuid-v7.js";
 
 describe("uuidV7", () => {
   it("is an RFC 9562 version 7 UUID carrying the time", () => {
@@ -47,16 +49,17 @@ describe("RecordQueue", () => {
     id: `id${seq}`,
     bytes: Buffer.alloc(0),
     attempts: 0,
+    losses: 0,
   });
 
-  it("is FIFO and merges returned records back in seq order", () => {
+  it("is FIFO and merges records put back in seq order", () => {
     const q = new RecordQueue();
     for (let i = 0; i < 10_000; i++) q.push(rec(i));
     const taken = Array.from({ length: 5000 }, () => q.shift() as PendingRecord);
     expect(taken.map((r) => r.seq)).toEqual(Array.from({ length: 5000 }, (_, i) => i));
-    q.returnToFront([taken[4], taken[0], taken[2]] as PendingRecord[]);
-    q.returnToFront([]);
+    for (const r of [taken[4], taken[0], taken[2]] as PendingRecord[]) q.putBack(r);
     expect(q.length).toBe(5003);
+    expect(q.peek()?.seq).toBe(0);
     const out: number[] = [];
     for (let r = q.shift(); r !== undefined; r = q.shift()) out.push(r.seq);
     expect(out.slice(0, 4)).toEqual([0, 2, 4, 5000]);
@@ -162,8 +165,9 @@ describe("options", () => {
 
   it("compares options with defaults applied", () => {
     expect(sameOptions({}, { brokerHost: "localhost", tls: true })).toBe(true);
-    expect(sameOptions({ ca: Buffer.from("x") }, { ca: Buffer.from("x") })).toBe(true);
-    expect(sameOptions({ ca: ["a"] }, { ca: ["a", "b"] })).toBe(false);
+    const pem = (s: string) => `-----BEGIN CERTIFICATE-----\n${s}\n-----END CERTIFICATE-----\n`;
+    expect(sameOptions({ ca: Buffer.from(pem("x")) }, { ca: Buffer.from(pem("x")) })).toBe(true);
+    expect(sameOptions({ ca: [pem("a")] }, { ca: [pem("a"), pem("b")] })).toBe(false);
     expect(sameOptions({}, { brokerPort: 1 })).toBe(false);
     expect(sameOptions({ clientId: "a" }, {})).toBe(false);
     expect(sameOptions({ logger: () => {} }, { logger: () => {} })).toBe(false);

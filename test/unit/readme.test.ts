@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import ts from "typescript";
 import { afterAll, describe, expect, it } from "vitest";
-import { main } from "../../src/cli.js";
+import { main } from "../../src/cli/main.js";
 
 // Every code block of the READMEs is exercised, so they cannot rot (the Python SDK's README
 // imported a name that did not exist):
@@ -44,6 +44,8 @@ for (const readme of ["README.md", "README.zh-CN.md"]) {
           file,
           code
             .replaceAll('"billing-sdk"', '"../../src/index.js"')
+            .replaceAll('"billing-sdk/spool"', '"../../src/spool/index.js"')
+            .replaceAll('"billing-sdk/consumer"', '"../../src/consumer/index.js"')
             .replaceAll('"./gen/echo/v1/echo_pb.js"', '"../gen/test/v1/echo_pb.js"'),
         );
         return file;

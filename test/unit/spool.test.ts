@@ -6,22 +6,62 @@ import {
   BillingClient,
   type BillingClientOptions,
   getBillingClient,
-  SqliteSpool,
+  type RecordSpool,
 } from "../../src/index.js";
+import { SqliteSpool, spoolContractCases } from "../../src/spool/index.js";
 import { AedesBroker, until } from "../helpers/aedes-broker.js";
 import { decodeRecords } from "../helpers/fixtures.js";
+import { MemorySpool } from "../helpers/memory-spool.js";
 import { freePort } from "../helpers/mosquitto.js";
-import { MemorySpool, spoolContract } from "../helpers/spool-contract.js";
 
 const dir = mkdtempSync(join(tmpdir(), "billing-spool-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+// The contract suite ships with the package (billing-sdk/spool) for third-party spools.
 describe("RecordSpool contract: SqliteSpool", () => {
-  spoolContract((name) => new SqliteSpool({ path: join(dir, `contract-${name}.db`) }));
+  for (const c of spoolContractCases(
+    (name) => new SqliteSpool({ path: join(dir, `contract-${name}.db`) }),
+  )) {
+    it(c.name, c.run);
+  }
 });
 describe("RecordSpool contract: MemorySpool (reference)", () => {
-  spoolContract((name) => new MemorySpool(name));
+  for (const c of spoolContractCases((name) => new MemorySpool(name))) it(c.name, c.run);
 });
+describe("the contract suite can fail", () => {
+  it("catches a spool that loses records on reopen and one that loads out of order", () => {
+    const forgetful = (name: string): RecordSpool => {
+      const s = new MemorySpool(`forgetful-${name}-${Math.random()}`);
+      return s;
+    };
+    const unordered = (name: string): RecordSpool => {
+      const s = new MemorySpool(`unordered-${name}`);
+      return { ...bind(s), load: () => s.load().reverse() };
+    };
+    const failures = (make: (name: string) => RecordSpool) =>
+      spoolContractCases(make).filter((c) => {
+        try {
+          c.run();
+          return false;
+        } catch {
+          return true;
+        }
+      }).length;
+    expect(failures(forgetful)).toBeGreaterThan(0);
+    expect(failures(unordered)).toBeGreaterThan(0);
+    expect(failures((name) => new MemorySpool(`good-${name}`))).toBe(0);
+  });
+});
+
+function bind(s: RecordSpool): RecordSpool {
+  return {
+    load: () => s.load(),
+    append: (r) => s.append(r),
+    remove: (q) => s.remove(q),
+    count: () => s.count(),
+    close: () => s.close(),
+  };
+}
 
 describe("SqliteSpool refuses what it cannot use, with SPOOL", () => {
   const openErr = (path: string) => {
@@ -94,14 +134,17 @@ describe("BillingClient with a spool", () => {
     broker.published.length = 0;
   });
   const quiet = () => {};
-  const options = (path: string, extra: BillingClientOptions = {}): BillingClientOptions => ({
+  const options = (
+    spool: RecordSpool | string,
+    extra: BillingClientOptions = {},
+  ): BillingClientOptions => ({
     brokerHost: "127.0.0.1",
     brokerPort: broker.port,
     tls: false,
     heartbeatIntervalMs: 0,
     reconnectBaseMs: 50,
     logger: quiet,
-    spool: { path },
+    spool: typeof spool === "string" ? new SqliteSpool({ path: spool }) : spool,
     ...extra,
   });
   const report = (c: BillingClient, usage: number) =>
@@ -141,22 +184,42 @@ describe("BillingClient with a spool", () => {
     expect(statSync(path).size).toBeLessThan(64 * 1024); // compacted when empty
   });
 
-  it("a spool that cannot be opened fails the constructor with SPOOL and registers nothing", () => {
-    expect(() => new BillingClient(options(dir))).toThrow(
+  it("a spool that cannot be read fails the constructor with SPOOL, closes it and registers nothing", () => {
+    expect(() => new SqliteSpool({ path: dir })).toThrow(
       expect.objectContaining({ code: "SPOOL" }),
     );
+    let closed = false;
+    const unreadable: RecordSpool = {
+      ...bind(new MemorySpool("unreadable")),
+      load: () => {
+        throw new Error("disk on fire");
+      },
+      close: () => {
+        closed = true;
+      },
+    };
+    expect(() => new BillingClient(options(unreadable))).toThrow(
+      expect.objectContaining({ code: "SPOOL" }),
+    );
+    expect(closed).toBe(true);
     expect(getBillingClient()).toBeUndefined();
-    expect(() => new BillingClient({ ...options(dir), spool: { path: "" } })).toThrow(
-      expect.objectContaining({ code: "INVALID_ARGUMENT", field: "spool" }),
+    // The old `spool: { path }` form is not a RecordSpool: refused, with what to do instead.
+    expect(
+      () => new BillingClient({ ...options(unreadable), spool: { path: "x" } as never }),
+    ).toThrow(
+      expect.objectContaining({
+        code: "INVALID_ARGUMENT",
+        field: "spool",
+        message: expect.stringContaining("new SqliteSpool({ path })"),
+      }),
     );
   });
 
   it("a full spool rejects the failing calls with SPOOL, counted; the rest goes on", async () => {
     const path = join(dir, "client-full.db");
-    const c = new BillingClient({
-      ...options(path, { brokerPort: await freePort() }),
-      spool: { path, maxBytes: 48 * 1024 },
-    });
+    const c = new BillingClient(
+      options(new SqliteSpool({ path, maxBytes: 48 * 1024 }), { brokerPort: await freePort() }),
+    );
     const blob = { blob: "x".repeat(3000) };
     let accepted = 0;
     let refused: unknown;
@@ -173,13 +236,17 @@ describe("BillingClient with a spool", () => {
     expect(c.stats().queued).toBe(accepted + 1);
   });
 
-  it("equal spool options are the same client; a custom RecordSpool works too", async () => {
+  it("the same spool instance is the same client, another is a different client; a custom RecordSpool works too", async () => {
     const path = join(dir, "same.db");
-    const a = new BillingClient(options(path));
-    expect(new BillingClient(options(path))).toBe(a);
+    const spool = new SqliteSpool({ path });
+    const a = new BillingClient(options(spool));
+    expect(new BillingClient(options(spool))).toBe(a);
+    expect(() => new BillingClient(options(new MemorySpool("other")))).toThrow(
+      expect.objectContaining({ code: "ALREADY_INITIALIZED" }),
+    );
     await a.close();
     const custom = new MemorySpool("client");
-    const c = new BillingClient({ ...options(path), spool: custom });
+    const c = new BillingClient(options(custom));
     await c.connect();
     await report(c, 5);
     await c.flush(5000);

@@ -1,0 +1,6 @@
+/** Where a command writes, and how it learns of Ctrl-C (tests pass their own). */
+export interface CliIo {
+  out(line: string): void;
+  err(line: string): void;
+  onInterrupt(stop: () => void): void;
+}

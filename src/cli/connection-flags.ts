@@ -1,0 +1,87 @@
+import { readFileSync } from "node:fs";
+import { BillingError } from "../billing-error.js";
+import type { BrokerSettings } from "../mqtt/broker-settings.js";
+import { type BillingClientOptions, resolveOptions } from "../publisher/options.js";
+
+/** The connection flags every CLI command takes. */
+export const connectionFlags = {
+  broker: { type: "string" },
+  username: { type: "string" },
+  password: { type: "string" },
+  ca: { type: "string" },
+  cert: { type: "string" },
+  key: { type: "string" },
+  servername: { type: "string" },
+  insecure: { type: "boolean" },
+  prefix: { type: "string" },
+} as const;
+
+export const connectionHelp = `connection:
+  --broker URL        mqtts://host:8883 (default mqtts://localhost:8883) or mqtt://host:1883
+  --username NAME     MQTT user name
+  --password PASS     MQTT password (or env BILLING_MQTT_PASSWORD)
+  --ca FILE           PEM CA to verify the broker with (default: the system CAs)
+  --cert FILE --key FILE   client certificate for mutual TLS
+  --servername NAME   the name the broker certificate must carry
+  --insecure          do not verify the broker certificate (dangerous)
+  --prefix PREFIX     topic prefix (default billing)`;
+
+export interface ConnectionValues {
+  broker?: string | undefined;
+  username?: string | undefined;
+  password?: string | undefined;
+  ca?: string | undefined;
+  cert?: string | undefined;
+  key?: string | undefined;
+  servername?: string | undefined;
+  insecure?: boolean | undefined;
+  prefix?: string | undefined;
+}
+
+/** Turns the connection flags into BillingClient options (files read, URL split). */
+export function connectionOptions(v: ConnectionValues): BillingClientOptions {
+  let url: URL;
+  try {
+    url = new URL(v.broker ?? "mqtts://localhost:8883");
+  } catch {
+    throw BillingError.invalid("--broker", "must be a URL like mqtts://host:8883");
+  }
+  if (url.protocol !== "mqtts:" && url.protocol !== "mqtt:") {
+    throw BillingError.invalid("--broker", "must start with mqtts:// or mqtt://");
+  }
+  const tls = url.protocol === "mqtts:";
+  const read = (flag: string, path: string | undefined) => {
+    if (path === undefined) return undefined;
+    try {
+      return readFileSync(path, "utf8");
+    } catch (err) {
+      throw BillingError.invalid(flag, `cannot read ${path}: ${(err as Error).message}`);
+    }
+  };
+  return {
+    brokerHost: url.hostname.replace(/^\[|\]$/g, ""),
+    brokerPort: url.port === "" ? (tls ? 8883 : 1883) : Number(url.port),
+    tls,
+    username: v.username,
+    password: v.password ?? process.env.BILLING_MQTT_PASSWORD,
+    ca: read("--ca", v.ca),
+    cert: read("--cert", v.cert),
+    key: read("--key", v.key),
+    servername: v.servername,
+    dangerouslyDisableTlsVerification: v.insecure ?? false,
+    topicPrefix: v.prefix ?? "billing",
+  };
+}
+
+/** The broker settings and topic prefix of a command, with the client id `<role>-<pid>`. */
+export function cliSettings(
+  v: ConnectionValues,
+  role: string,
+  extra: BillingClientOptions = {},
+): BrokerSettings & { topicPrefix: string } {
+  return resolveOptions({
+    ...connectionOptions(v),
+    clientId: `billing-${role}-${process.pid}`,
+    ...extra,
+  });
+}

@@ -1,0 +1,162 @@
+import { lookup } from "node:dns/promises";
+import { connect as tcpConnect } from "node:net";
+import { type PeerCertificate, connect as tlsConnect } from "node:tls";
+import { fromBinary } from "@bufbuild/protobuf";
+import { KeyUpdateSchema, ProducerState } from "../../gen/billing/v1/usage_pb.js";
+import { withDeadline } from "../common/deadline.js";
+import { type BrokerSettings, brokerName, tlsOptions } from "../mqtt/broker-settings.js";
+import { type Connected, connectNegotiated } from "../mqtt/connect-once.js";
+import { toBillingError } from "../mqtt/to-billing-error.js";
+import { heartbeatPayload, keyListRequestPayload } from "../protocol/messages.js";
+import { billingTopics } from "../protocol/topics.js";
+import type { CliIo } from "./cli-io.js";
+import { type ConnectionValues, cliSettings } from "./connection-flags.js";
+
+export const doctorHelp = `billing-sdk doctor [--wait-keys SECONDS] [connection flags]
+
+Connects to a broker the way the SDK does and explains, one line each, what
+works and what fails: DNS, TCP, TLS and the certificate, MQTT authentication,
+subscribe permission on <prefix>/keys/update, publish permission (MQTT 5 reason
+codes) on <prefix>/heartbeat and <prefix>/keys/request (<prefix>/report is not
+probed, so no fake usage is billed), and whether a key list arrives after that
+KeyListRequest (default: wait 5 s).
+Exit codes: 0 all checks passed, 1 a check failed, 2 bad usage.`;
+
+type Settings = BrokerSettings & { topicPrefix: string };
+
+const socketStep = (
+  s: Settings,
+  what: string,
+  open: (done: (line: string) => void, fail: (e: Error) => void) => { destroy(): void },
+) => {
+  let socket: { destroy(): void } | undefined;
+  return withDeadline(
+    new Promise<string>((resolve, reject) => {
+      socket = open((line) => {
+        socket?.destroy();
+        resolve(line);
+      }, reject);
+    }),
+    s.connectTimeoutMs,
+    `${what}: no answer`,
+    () => socket?.destroy(),
+  );
+};
+
+const dns = async (s: Settings) => {
+  const { address } = await lookup(s.brokerHost);
+  return `${s.brokerHost} → ${address}`;
+};
+
+const tcp = (s: Settings) =>
+  socketStep(s, "TCP", (done, fail) => {
+    const socket = tcpConnect(s.brokerPort, s.brokerHost);
+    socket.once("connect", () => done(`port ${s.brokerPort} accepts connections`));
+    socket.once("error", fail);
+    return socket;
+  });
+
+const tls = (s: Settings) =>
+  socketStep(s, "TLS", (done, fail) => {
+    const socket = tlsConnect(tlsOptions(s));
+    socket.once("secureConnect", () => {
+      const cert: PeerCertificate = socket.getPeerCertificate();
+      done(
+        `${socket.getProtocol()}, certificate "${cert.subject?.CN ?? "?"}" by "${cert.issuer?.CN ?? "?"}", valid until ${cert.valid_to}${socket.authorized ? ", verified" : ", NOT verified (--insecure)"}`,
+      );
+    });
+    socket.once("error", fail);
+    return socket;
+  });
+
+/** `billing-sdk doctor`: one line per check; exit 1 when one fails. */
+export async function doctor(
+  v: ConnectionValues & { "wait-keys"?: string },
+  io: CliIo,
+): Promise<number> {
+  const wait = Number(v["wait-keys"] ?? 5);
+  if (!(wait >= 0)) {
+    io.err("doctor: --wait-keys must be a number of seconds");
+    return 2;
+  }
+  const s = cliSettings(v, "doctor", { connectTimeoutMs: 5000 });
+  const where = `broker ${brokerName(s)}`;
+  let failed = false;
+  const run = async (name: string, step: () => Promise<string>): Promise<boolean> => {
+    try {
+      io.out(`✓ ${name.padEnd(10)} ${await step()}`);
+      return true;
+    } catch (err) {
+      const e = toBillingError(err, where, { tls: s.tls, ca: s.ca !== undefined });
+      const cause = e.cause instanceof Error ? e.cause.message : e.rawMessage;
+      io.out(`✗ ${name.padEnd(10)} ${e.code}: ${cause}`);
+      failed = true;
+      return false;
+    }
+  };
+  if (!(await run("DNS", () => dns(s)))) return 1;
+  if (!(await run("TCP", () => tcp(s)))) return 1;
+  if (s.tls && !(await run("TLS", () => tls(s)))) return 1;
+  if (!s.tls) {
+    io.out(`! ${"TLS".padEnd(10)} off (mqtt://): billing traffic is readable on the network`);
+  }
+  let session: Connected | undefined;
+  await run("MQTT", async () => {
+    session = await connectNegotiated(s, 5);
+    return `connected as "${s.username ?? "(anonymous)"}" with MQTT ${session.version === 5 ? "5" : "3.1.1"}`;
+  });
+  if (session === undefined) return 1;
+  const { client, version } = session;
+  const topics = billingTopics(s.topicPrefix);
+  const arrived = new Promise<string>((resolve) => {
+    client.on("message", (topic, payload) => {
+      if (topic !== topics.keysUpdate) return;
+      try {
+        const u = fromBinary(KeyUpdateSchema, payload);
+        resolve(`${u.snapshot ? "snapshot" : "delta"} with ${u.keys.length} keys arrived`);
+      } catch {
+        resolve(`a payload of ${payload.length} bytes arrived that is not a KeyUpdate`);
+      }
+    });
+  });
+  try {
+    const subscribed = await run("subscribe", async () => {
+      const granted = await client.subscribeAsync(topics.keysUpdate, { qos: 1 });
+      const qos = granted[0]?.qos;
+      if (qos === undefined || qos >= 0x80) {
+        throw new Error(`${topics.keysUpdate}: refused (${qos})`);
+      }
+      return `${topics.keysUpdate}: granted QoS ${qos}`;
+    });
+    const probes: Array<[string, Buffer]> = [
+      [topics.heartbeat, heartbeatPayload(s.clientId, ProducerState.STOPPED)],
+      [topics.keysRequest, keyListRequestPayload(s.clientId)],
+    ];
+    let requested = false;
+    for (const [topic, payload] of probes) {
+      const ok = await run("publish", async () => {
+        await withDeadline(
+          client.publishAsync(topic, payload, { qos: 1 }),
+          5000,
+          `${topic}: PUBACK`,
+        );
+        return version === 5
+          ? `${topic}: PUBACK success`
+          : `${topic}: PUBACK (MQTT 3.1.1 cannot report a refusal: check the broker's ACL)`;
+      });
+      if (ok && topic === topics.keysRequest) requested = true;
+    }
+    if (subscribed && requested) {
+      await run("key list", () =>
+        withDeadline(arrived, wait * 1000, "key list").catch(() => {
+          throw new Error(
+            `no KeyUpdate on ${topics.keysUpdate} within ${wait} s after a KeyListRequest: is the billing backend running?`,
+          );
+        }),
+      );
+    }
+  } finally {
+    await client.endAsync();
+  }
+  return failed ? 1 : 0;
+}

@@ -1,0 +1,90 @@
+#!/usr/bin/env node
+import { realpathSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { BillingError } from "../billing-error.js";
+import type { CliIo } from "./cli-io.js";
+import { connectionFlags, connectionHelp } from "./connection-flags.js";
+import { doctor, doctorHelp } from "./doctor.js";
+import { keysPush, keysPushHelp } from "./keys-push.js";
+import { tail, tailHelp } from "./tail.js";
+
+const usage = `usage: billing-sdk <command> [options]
+
+commands:
+  tail         print usage records (and heartbeats, key updates) as JSON lines
+  keys push    publish a key-list snapshot from a JSON file
+  doctor       check a broker connection step by step
+
+Run billing-sdk <command> --help for a command's options.`;
+
+/** Runs the CLI with `argv` (without node and script); resolves with the exit code. */
+export async function main(argv: string[], io: CliIo): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === "--help" || command === "-h" || command === "help") {
+    io.out(usage);
+    return 0;
+  }
+  const sub = command === "keys" ? rest.shift() : undefined;
+  const spec = {
+    "": { help: usage, flags: {} },
+    tail: {
+      help: tailHelp,
+      flags: {
+        heartbeats: { type: "boolean" },
+        keys: { type: "boolean" },
+        count: { type: "string" },
+      },
+    },
+    keys: { help: keysPushHelp, flags: { "no-retain": { type: "boolean" } } },
+    doctor: { help: doctorHelp, flags: { "wait-keys": { type: "string" } } },
+  } as const;
+  const entry = spec[(command ?? "") as keyof typeof spec];
+  if (entry === undefined || (command === "keys" && sub !== "push")) {
+    io.err(usage);
+    return 2;
+  }
+  let parsed: { values: Record<string, unknown>; positionals: string[] };
+  try {
+    parsed = parseArgs({
+      args: rest,
+      allowPositionals: true,
+      options: {
+        ...connectionFlags,
+        ...(entry.flags as Record<string, { type: "string" | "boolean" }>),
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (err) {
+    io.err(`${(err as Error).message}\n\n${entry.help}`);
+    return 2;
+  }
+  const values = parsed.values as Record<string, never>;
+  if (values.help || command === undefined) {
+    io.out(`${entry.help}\n\n${connectionHelp}`);
+    return command === undefined ? 2 : 0;
+  }
+  try {
+    if (command === "tail") return await tail(values, io);
+    if (command === "keys") return await keysPush(parsed.positionals[0], values, io);
+    return await doctor(values, io);
+  } catch (err) {
+    const e = BillingError.from(err);
+    io.err(`${command}: ${e.message}`);
+    return e.code === "INVALID_ARGUMENT" ? 2 : 1;
+  }
+}
+
+// Run when executed (node dist/src/cli/main.js, the npm bin link to it, or `npm run cli`), not
+// when imported.
+const script = process.argv[1];
+if (script !== undefined && realpathSync(script) === fileURLToPath(import.meta.url)) {
+  const io: CliIo = {
+    out: (l) => process.stdout.write(`${l}\n`),
+    err: (l) => process.stderr.write(`${l}\n`),
+    onInterrupt: (stop) => process.once("SIGINT", stop),
+  };
+  main(process.argv.slice(2), io).then((code) => {
+    process.exitCode = code;
+  });
+}

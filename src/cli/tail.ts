@@ -1,0 +1,83 @@
+import { fromBinary, toJson } from "@bufbuild/protobuf";
+import {
+  HeartbeatSchema,
+  KeyListRequestSchema,
+  KeyUpdateSchema,
+  UsageRecordSchema,
+} from "../../gen/billing/v1/usage_pb.js";
+import { connectNegotiated } from "../mqtt/connect-once.js";
+import { billingTopics } from "../protocol/topics.js";
+import type { CliIo } from "./cli-io.js";
+import { type ConnectionValues, cliSettings } from "./connection-flags.js";
+
+export const tailHelp = `billing-sdk tail [--heartbeats] [--keys] [--count N] [connection flags]
+
+Prints every usage record published on <prefix>/report as one JSON line
+({"topic", "message"}), decoded from protobuf. --heartbeats and --keys add
+<prefix>/heartbeat and the key-list topics (fingerprints only: raw keys never
+travel). --count N exits after N messages. A progress line goes to stderr every
+10 s. Exit codes: 0 done, 1 connection failed or lost, 2 bad usage.`;
+
+/** `billing-sdk tail`: subscribe and print decoded messages as JSON lines. */
+export async function tail(
+  v: ConnectionValues & { heartbeats?: boolean; keys?: boolean; count?: string },
+  io: CliIo,
+): Promise<number> {
+  const s = cliSettings(v, "tail");
+  const topics = billingTopics(s.topicPrefix);
+  const schemas = new Map<string, Parameters<typeof fromBinary>[0]>([
+    [topics.report, UsageRecordSchema],
+  ]);
+  if (v.heartbeats) schemas.set(topics.heartbeat, HeartbeatSchema);
+  if (v.keys) {
+    schemas.set(topics.keysUpdate, KeyUpdateSchema);
+    schemas.set(topics.keysRequest, KeyListRequestSchema);
+  }
+  const limit = v.count === undefined ? Number.POSITIVE_INFINITY : Number(v.count);
+  if (!(limit > 0)) {
+    io.err("tail: --count must be a positive number");
+    return 2;
+  }
+  const { client } = await connectNegotiated(s, 5);
+  let seen = 0;
+  return new Promise<number>((resolve) => {
+    const progress = setInterval(() => io.err(`tail: ${seen} messages so far`), 10_000);
+    progress.unref();
+    let done = false;
+    // Ending by choice (Ctrl-C, --count reached) closes the connection too: only a close
+    // before that is a lost connection.
+    const finish = (code: number) => {
+      if (done) return;
+      done = true;
+      clearInterval(progress);
+      client.on("error", () => {});
+      client.end(true, {}, () => resolve(code));
+    };
+    io.onInterrupt(() => finish(0));
+    client.on("close", () => {
+      if (done) return;
+      io.err("tail: connection lost");
+      finish(1);
+    });
+    client.on("message", (topic, payload) => {
+      const schema = schemas.get(topic);
+      if (schema === undefined) return;
+      let message: unknown;
+      try {
+        message = toJson(schema, fromBinary(schema, payload));
+      } catch {
+        message = { undecodable: payload.length };
+      }
+      io.out(JSON.stringify({ topic, message }));
+      if (++seen >= limit) finish(0);
+    });
+    client.subscribe([...schemas.keys()], { qos: 1 }, (err) => {
+      if (err) {
+        io.err(`tail: subscribe failed: ${err.message}`);
+        finish(1);
+      } else {
+        io.err(`tail: listening on ${[...schemas.keys()].join(", ")}`);
+      }
+    });
+  });
+}

@@ -1,0 +1,36 @@
+// What text the SDK accepts, in one place. Text must arrive byte for byte: protobuf encodes
+// strings as UTF-8, which cannot carry a lone surrogate (it would become U+FFFD, and two
+// different keys would share one fingerprint), so such strings are refused, never replaced.
+
+const wellFormed = String.prototype as unknown as { isWellFormed(this: string): boolean };
+
+/** Whether `s` has no lone surrogate, so its UTF-8 form decodes back to the same string. */
+export function isWellFormed(s: string): boolean {
+  return wellFormed.isWellFormed.call(s);
+}
+
+// C0 controls, DEL and C1 controls.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+// Characters that change how the text around them is shown without being visible: line and
+// paragraph separators, bidirectional embeddings, overrides and isolates, marks, the BOM.
+const INVISIBLE = /[\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]/;
+
+/** Whether `s` holds a control character (C0, DEL, C1). */
+export function hasControl(s: string): boolean {
+  return CONTROL.test(s);
+}
+
+/**
+ * Why `s` is not a good name (module, model, app id, producer: text shown in dashboards and
+ * logs), or undefined when it is: no control, line-separator, bidi or BOM characters, no lone
+ * surrogate.
+ */
+export function nameProblem(s: string): string | undefined {
+  if (!isWellFormed(s)) return "must not contain a lone surrogate (invalid UTF-16)";
+  if (CONTROL.test(s)) return "must not contain control characters";
+  if (INVISIBLE.test(s)) {
+    return "must not contain line separators, bidirectional controls or a byte order mark";
+  }
+  return undefined;
+}

@@ -1,0 +1,136 @@
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { KeyState } from "../../gen/billing/v1/usage_pb.js";
+import { hashApiKey } from "../common/api-key-hash.js";
+import type { KeyInfo } from "../keys/key-list.js";
+import type { BillingClient } from "../publisher/billing-client.js";
+import { apiKeysOf } from "./api-key-headers.js";
+import { billingCaller } from "./billing-caller.js";
+import type { KeySource } from "./key-source.js";
+import { pushedKeySource } from "./pushed-key-source.js";
+import { type VerifiedKey, verifyKeySource } from "./verify-key-source.js";
+
+/** What `onDecision` is told about each call. Never holds the key. */
+export interface ApiKeyDecision {
+  /** `allowed`, `exempt`, or why it was refused. */
+  outcome: "allowed" | "exempt" | "missing" | "invalid" | "blocked" | "unavailable";
+  /** The Connect code the call was refused with; undefined when it went on. */
+  code: Code | undefined;
+  /** `"package.Service/Method"`. */
+  method: string;
+  /** Time the check took, in milliseconds. */
+  latencyMs: number;
+}
+
+/** Options of `requireApiKey()`. */
+export interface RequireApiKeyOptions {
+  /**
+   * Where the key list comes from. Default: the process-wide `BillingClient` at call time
+   * (`getBillingClient()`); with none and no `verify`, calls are refused `Unavailable`.
+   */
+  client?: BillingClient | undefined;
+  /**
+   * Checks keys elsewhere instead of the pushed key list: resolve `null` for an unknown key, or
+   * `{ appId, state?, reason? }` (`state` defaults to ACTIVE). Answers are cached (see `cache`);
+   * one that throws or takes longer than `verifyTimeoutMs` refuses the call `Unavailable`.
+   * Default: none (use the key list).
+   */
+  verify?: ((apiKey: string) => Promise<VerifiedKey | null>) | undefined;
+  /**
+   * Cache of `verify`'s answers. `ttlMs` bounds how long a revoked key still passes.
+   * Default: `{ ttlMs: 60_000, negativeTtlMs: 5_000, maxEntries: 10_000 }`.
+   */
+  cache?: { ttlMs?: number; negativeTtlMs?: number; maxEntries?: number } | undefined;
+  /** Deadline of one `verify` call. Default: `2_000` ms. */
+  verifyTimeoutMs?: number | undefined;
+  /** Headers that carry the key as-is. Default: `["api-key", "apikey"]` (the Python SDK's). */
+  headers?: string[] | undefined;
+  /** Also accept `authorization: Bearer <key>` (scheme case-insensitive). Default: `true`. */
+  bearer?: boolean | undefined;
+  /**
+   * Methods that need no key (health checks, reflection): `"package.Service/Method"` names, or a
+   * predicate on that name. Default: none.
+   */
+  exempt?: readonly string[] | ((method: string) => boolean) | undefined;
+  /** Told of every decision, for metrics. Must not throw (errors are ignored). Default: none. */
+  onDecision?: ((decision: ApiKeyDecision) => void) | undefined;
+}
+
+function keySourceOf(options: RequireApiKeyOptions): KeySource {
+  if (options.verify === undefined) return pushedKeySource(options.client);
+  return verifyKeySource(options.verify, {
+    ttlMs: options.cache?.ttlMs ?? 60_000,
+    negativeTtlMs: options.cache?.negativeTtlMs ?? 5_000,
+    maxEntries: options.cache?.maxEntries ?? 10_000,
+    timeoutMs: options.verifyTimeoutMs ?? 2_000,
+  });
+}
+
+/**
+ * A Connect interceptor that refuses every RPC without a valid API key before its handler runs,
+ * the same over Connect, gRPC and gRPC-web:
+ * missing or unknown key → `Unauthenticated`; blocked key → `PermissionDenied`; key list not
+ * loaded yet, no client and no verifier, or a failing verifier → `Unavailable` (fail closed).
+ * The verified caller goes into the context values under `billingCaller`.
+ */
+export function requireApiKey(options: RequireApiKeyOptions = {}): Interceptor {
+  const headers = (options.headers ?? ["api-key", "apikey"]).map((h) => h.toLowerCase());
+  const bearer = options.bearer ?? true;
+  const exempt = options.exempt;
+  const exemptNames = new Set(typeof exempt === "function" ? [] : (exempt ?? []));
+  const isExempt = typeof exempt === "function" ? exempt : (m: string) => exemptNames.has(m);
+  const source = keySourceOf(options);
+  const onDecision = options.onDecision;
+
+  return (next) => async (req) => {
+    const method = `${req.service.typeName}/${req.method.name}`;
+    const started = performance.now();
+    const decide = (outcome: ApiKeyDecision["outcome"], code: Code | undefined) => {
+      if (onDecision === undefined) return;
+      try {
+        onDecision({ outcome, code, method, latencyMs: performance.now() - started });
+      } catch {
+        // metrics must not break calls
+      }
+    };
+    const refuse = (outcome: ApiKeyDecision["outcome"], code: Code, message: string) => {
+      decide(outcome, code);
+      return new ConnectError(message, code);
+    };
+
+    if (isExempt(method)) {
+      decide("exempt", undefined);
+      return next(req);
+    }
+    const keys = apiKeysOf(req.header, headers, bearer);
+    if (keys.size === 0) throw refuse("missing", Code.Unauthenticated, "missing API key");
+    if (keys.size > 1) {
+      throw refuse("invalid", Code.Unauthenticated, "invalid API key: more than one key sent");
+    }
+    if (!source.loaded()) {
+      throw refuse("unavailable", Code.Unavailable, "API key check unavailable");
+    }
+    const apiKey = keys.values().next().value as string;
+    const apiKeySha256 = hashApiKey(apiKey);
+    let info: KeyInfo | undefined;
+    try {
+      const found = source.lookup(apiKeySha256, apiKey);
+      info = found instanceof Promise ? await found : found;
+    } catch {
+      throw refuse("unavailable", Code.Unavailable, "API key check unavailable");
+    }
+    if (info === undefined) throw refuse("invalid", Code.Unauthenticated, "invalid API key");
+    if (info.state === KeyState.BLOCKED) {
+      throw refuse(
+        "blocked",
+        Code.PermissionDenied,
+        info.reason === "" ? "API key blocked" : `API key blocked: ${info.reason}`,
+      );
+    }
+    if (info.state !== KeyState.ACTIVE) {
+      throw refuse("invalid", Code.Unauthenticated, "invalid API key");
+    }
+    req.contextValues.set(billingCaller, { apiKeySha256, appId: info.appId, state: info.state });
+    decide("allowed", undefined);
+    return next(req);
+  };
+}

@@ -1,0 +1,95 @@
+import { KeyState, type KeyUpdate } from "../../gen/billing/v1/usage_pb.js";
+import { hashApiKey } from "../common/api-key-hash.js";
+
+/** What the key list says about one API key. */
+export interface KeyInfo {
+  /** `KeyState.ACTIVE` or `KeyState.BLOCKED` (deleted keys are removed from the list). */
+  readonly state: KeyState;
+  /** The application that owns the key. */
+  readonly appId: string;
+  /** Why the key is blocked (from the backend; not secret); empty otherwise. */
+  readonly reason: string;
+}
+
+/** One key whose entry an update changed; `info` is undefined when the key was removed. */
+export interface KeyChange {
+  readonly apiKeySha256: string;
+  readonly info: KeyInfo | undefined;
+}
+
+/** Called after an update was applied, with the keys it changed. */
+export type KeyListener = (changes: readonly KeyChange[], update: KeyUpdate) => void;
+
+/**
+ * The API-key list the billing backend pushes, keyed by SHA-256 (raw keys are never stored).
+ * "Not loaded" until the first snapshot: the interceptor then answers Unavailable, not invalid.
+ */
+export class KeyList {
+  private entries = new Map<string, KeyInfo>();
+  private listeners = new Set<KeyListener>();
+  private loadedFlag = false;
+
+  constructor(private readonly onListenerError: (err: unknown) => void = () => {}) {}
+
+  /** True once a snapshot has arrived. */
+  get loaded(): boolean {
+    return this.loadedFlag;
+  }
+
+  /** How many keys are known. */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** What the list says about a raw API key, or undefined when it does not know the key. */
+  lookup(apiKey: string): KeyInfo | undefined {
+    return this.entries.get(hashApiKey(apiKey));
+  }
+
+  /** What the list says about a key by its SHA-256 (lowercase hex). */
+  lookupHash(apiKeySha256: string): KeyInfo | undefined {
+    return this.entries.get(apiKeySha256);
+  }
+
+  /** Calls `listener` after every applied update. Returns a function that unsubscribes it. */
+  onChange(listener: KeyListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Applies an update: a snapshot replaces the list, a delta adds, changes or (DELETED or
+   * UNSPECIFIED) removes entries. The whole update is applied before any listener runs, and a
+   * listener that throws is reported and does not stop the others.
+   */
+  apply(update: KeyUpdate): readonly KeyChange[] {
+    const next = update.snapshot ? new Map<string, KeyInfo>() : this.entries;
+    const touched = new Set<string>();
+    for (const k of update.keys) {
+      const hash = k.apiKeySha256.toLowerCase();
+      touched.add(hash);
+      if (k.state === KeyState.ACTIVE || k.state === KeyState.BLOCKED) {
+        next.set(hash, { state: k.state, appId: k.appId, reason: k.reason });
+      } else {
+        next.delete(hash);
+      }
+    }
+    const changes: KeyChange[] = [];
+    if (update.snapshot) {
+      for (const hash of this.entries.keys()) {
+        if (!next.has(hash)) changes.push({ apiKeySha256: hash, info: undefined });
+      }
+      this.entries = next;
+      this.loadedFlag = true;
+    }
+    for (const hash of touched) changes.push({ apiKeySha256: hash, info: next.get(hash) });
+    for (const listener of this.listeners) {
+      try {
+        listener(changes, update);
+      } catch (err) {
+        this.onListenerError(err);
+      }
+    }
+    return changes;
+  }
+}

@@ -1,0 +1,52 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import {
+  HeartbeatSchema,
+  KeyListRequestSchema,
+  type ProducerState,
+} from "../../gen/billing/v1/usage_pb.js";
+
+/** The counters a heartbeat carries (totals since the instance started). */
+export interface HeartbeatCounters {
+  queued: number;
+  inFlight: number;
+  published: number;
+  failed: number;
+  rejected: number;
+  reconnects: number;
+}
+
+/** An encoded `Heartbeat` of `producer`, sent now, in `state`. */
+export function heartbeatPayload(
+  producer: string,
+  state: ProducerState,
+  counters?: HeartbeatCounters,
+): Buffer {
+  const c = counters;
+  const message = create(HeartbeatSchema, {
+    producer,
+    sentAt: timestampNow(),
+    state,
+    ...(c === undefined
+      ? {}
+      : {
+          queued: BigInt(c.queued),
+          inFlight: BigInt(c.inFlight),
+          published: BigInt(c.published),
+          failed: BigInt(c.failed),
+          rejected: BigInt(c.rejected),
+          reconnects: BigInt(c.reconnects),
+        }),
+  });
+  return Buffer.from(toBinary(HeartbeatSchema, message));
+}
+
+/** An encoded `KeyListRequest` of `producer`, sent now. */
+export function keyListRequestPayload(producer: string): Buffer {
+  return Buffer.from(
+    toBinary(
+      KeyListRequestSchema,
+      create(KeyListRequestSchema, { producer, sentAt: timestampNow() }),
+    ),
+  );
+}

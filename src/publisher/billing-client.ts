@@ -1,0 +1,279 @@
+import type { IConnackPacket, MqttClient } from "mqtt";
+import type { UsageRecord } from "../../gen/billing/v1/usage_pb.js";
+import { BillingError } from "../billing-error.js";
+import type { LogLevel } from "../common/logger.js";
+import type { KeyList } from "../keys/key-list.js";
+import { type BillingTopics, billingTopics } from "../protocol/topics.js";
+import { backoff } from "./backoff.js";
+import type { BillingStats } from "./billing-stats.js";
+import { Connection, closedError } from "./connection.js";
+import { Heartbeat } from "./heartbeat.js";
+import { KeySync } from "./key-sync.js";
+import { mqttPublishLink } from "./mqtt-publish-link.js";
+import {
+  type BillingClientOptions,
+  type ResolvedOptions,
+  resolveOptions,
+  securityWarnings,
+} from "./options.js";
+import { PendingLedger } from "./pending-ledger.js";
+import type { PendingRecord } from "./pending-record.js";
+import type { RecordSpool } from "./record-spool.js";
+import { getBillingClient, register, unregister } from "./registry.js";
+import { sameOptions } from "./same-options.js";
+import { SendPipeline } from "./send-pipeline.js";
+import { SpoolOutbox } from "./spool-outbox.js";
+import { encodeUsage, type RecordContext, type UsageInit } from "./usage-input.js";
+
+/** How long the goodbye heartbeat and DISCONNECT may take at close. */
+const GOODBYE_MS = 2000;
+
+/**
+ * The process-wide billing connection: publishes `UsageRecord`s at QoS 1 and keeps the API-key
+ * list the backend pushes. Constructing registers the instance; constructing again with equal
+ * options returns it, with different options throws `ALREADY_INITIALIZED`; `close()` unregisters.
+ *
+ * A facade over the parts in this folder: `Connection` (the MQTT connection and its state),
+ * `SendPipeline` (queue, window, retries), `PendingLedger` (bounds and flush), `KeySync`,
+ * `Heartbeat` and, with a spool, `SpoolOutbox`.
+ */
+export class BillingClient {
+  /** The API-key list pushed by the billing backend. */
+  readonly keys!: KeyList;
+  /** The topics in use. */
+  readonly topics!: BillingTopics;
+  private readonly given!: BillingClientOptions;
+  private readonly o!: ResolvedOptions;
+  private lifecycle: "running" | "closing" | "closed" = "running";
+  private closePromise: Promise<void> | undefined;
+  private readonly ledger!: PendingLedger;
+  private readonly pipeline!: SendPipeline;
+  private readonly keySync!: KeySync;
+  private readonly heartbeat!: Heartbeat;
+  private readonly connection!: Connection;
+  private readonly recordContext!: RecordContext;
+  private outbox: SpoolOutbox | undefined;
+  private nextSeq = 0;
+  private rejected = 0;
+
+  constructor(options: BillingClientOptions = {}) {
+    const existing = getBillingClient();
+    if (existing !== undefined) {
+      // The singleton contract of the Python SDK, made explicit: equal options give the one
+      // instance (a constructor may return another object), different ones are an error.
+      // biome-ignore lint/correctness/noConstructorReturn: the singleton is the point
+      if (sameOptions(existing.given, options)) return existing;
+      throw new BillingError(
+        "ALREADY_INITIALIZED",
+        "a BillingClient with different options already exists in this process; close() it first",
+      );
+    }
+    this.given = { ...options };
+    const o = resolveOptions(options);
+    this.o = o;
+    const log = this.log.bind(this);
+    this.topics = billingTopics(o.topicPrefix);
+    this.keySync = new KeySync(this.topics, o.clientId, log);
+    this.keys = this.keySync.keys;
+    this.recordContext = {
+      producer: o.clientId,
+      maxRecordBytes: o.maxRecordBytes,
+      appIdOf: (hash) => this.keys.lookupHash(hash)?.appId ?? "",
+    };
+    for (const warning of securityWarnings(o)) log("warn", warning);
+    this.ledger = new PendingLedger(o.maxQueued, o.maxQueuedBytes);
+    this.pipeline = new SendPipeline({
+      ledger: this.ledger,
+      retryDelay: (attempts) => backoff(attempts, o.reconnectBaseMs, o.reconnectMaxMs),
+      acknowledged: (record) => this.outbox?.acknowledged(record.seq),
+      log,
+    });
+    if (o.spool !== undefined) this.openSpool(o.spool);
+    this.heartbeat = new Heartbeat(this.topics.heartbeat, o.clientId, () => this.stats());
+    register(this);
+    this.heartbeat.start(o.heartbeatIntervalMs, () => this.connection.client);
+    this.connection = new Connection(o, {
+      will: () => this.heartbeat.will(),
+      up: (client, connack, version) => this.onUp(client, connack, version),
+      down: () => {
+        this.pipeline.detach();
+        log("warn", "connection lost; reconnecting", { queued: this.ledger.pending });
+      },
+      message: (topic, payload) => this.keySync.onMessage(topic, payload),
+      log,
+    });
+    this.connection.start();
+  }
+
+  /** Whether the MQTT connection is up now. */
+  isConnected(): boolean {
+    return this.connection.client !== undefined;
+  }
+
+  /**
+   * Resolves once connected. When the client is waiting to retry, it tries at once. Rejects with
+   * the cause of the next failed attempt (`NOT_AUTHORIZED`, `TLS`, `UNREACHABLE`, `TIMEOUT`,
+   * `PROTOCOL`), with `TIMEOUT` after `timeoutMs`, or `CLOSED`. The client keeps retrying in the
+   * background either way. Default `timeoutMs`: `connectTimeoutMs`.
+   */
+  connect(timeoutMs: number = this.o.connectTimeoutMs): Promise<void> {
+    if (this.lifecycle !== "running") return Promise.reject(closedError());
+    return this.connection.connect(timeoutMs);
+  }
+
+  /**
+   * Accepts one usage record: validates it, stamps it (id, time, key fingerprint, app id,
+   * producer) and queues it for publishing. Resolves with the record's id once queued (with a
+   * spool: once stored), without waiting for the broker. Rejects with `INVALID_ARGUMENT`,
+   * `QUEUE_FULL`, `SPOOL` or `CLOSED`, and then nothing was queued.
+   */
+  async reportUsage(init: UsageInit | UsageRecord): Promise<string> {
+    try {
+      if (this.lifecycle !== "running") throw closedError();
+      const { id, bytes } = encodeUsage(init, this.recordContext);
+      this.ledger.checkRoom(bytes.length);
+      const record: PendingRecord = {
+        seq: this.nextSeq++,
+        id,
+        bytes: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length),
+        attempts: 0,
+        losses: 0,
+      };
+      this.ledger.add(record.seq, bytes.length);
+      if (this.outbox === undefined) {
+        this.pipeline.enqueue(record);
+      } else {
+        try {
+          await this.outbox.store(record); // queued for publishing once stored
+        } catch (err) {
+          this.ledger.settle(record.seq, bytes.length);
+          throw err;
+        }
+      }
+      return id;
+    } catch (err) {
+      this.rejected++;
+      throw err;
+    }
+  }
+
+  /**
+   * Resolves once every record accepted **before this call** has been acknowledged by the broker
+   * (records accepted meanwhile are not waited for, so it resolves under steady load). Rejects
+   * with `TIMEOUT` (saying how many remain) after `timeoutMs`. Default `timeoutMs`: `30_000`.
+   */
+  flush(timeoutMs = 30_000): Promise<void> {
+    return this.ledger.flush(timeoutMs);
+  }
+
+  /**
+   * Stops accepting records, waits up to `timeoutMs` for the queued ones to be acknowledged,
+   * says goodbye (a `Heartbeat` with state STOPPED) and disconnects cleanly, so the will is not
+   * sent. Unregisters the singleton at once. A second call returns the first call's promise.
+   * Rejects with `TIMEOUT` when records were still unacknowledged: without a spool they are
+   * lost, and logged; with one they stay in it for the next start. Closes the spool.
+   * Default `timeoutMs`: `closeTimeoutMs`.
+   */
+  close(timeoutMs: number = this.o.closeTimeoutMs): Promise<void> {
+    this.closePromise ??= this.doClose(timeoutMs);
+    return this.closePromise;
+  }
+
+  /** Counters and state; cheap enough to poll. */
+  stats(): BillingStats {
+    return {
+      connected: this.isConnected(),
+      protocolVersion: this.connection.version,
+      broker: this.connection.broker,
+      queued: this.ledger.pending,
+      queuedBytes: this.ledger.bytes,
+      inFlight: this.pipeline.inFlightCount,
+      retrying: this.pipeline.retrying,
+      published: this.pipeline.published,
+      failed: this.pipeline.failed,
+      rejected: this.rejected,
+      reconnects: this.connection.reconnects,
+      keysKnown: this.keys.size,
+      keysLoaded: this.keys.loaded,
+      keyUpdates: this.keySync.applied,
+      keyDecodeErrors: this.keySync.undecodable,
+    };
+  }
+
+  private log(level: LogLevel, message: string, fields?: object): void {
+    try {
+      this.o.logger(level, message, fields as Record<string, unknown> | undefined);
+    } catch {
+      // a logger that throws must not break billing
+    }
+  }
+
+  private openSpool(spool: RecordSpool): void {
+    const { outbox, left } = SpoolOutbox.open(
+      spool,
+      (stored) => {
+        for (const r of stored) this.pipeline.enqueue(r);
+      },
+      this.log.bind(this),
+    );
+    this.outbox = outbox;
+    for (const r of left) {
+      this.ledger.add(r.seq, r.bytes.length);
+      this.pipeline.enqueue(r);
+    }
+    this.nextSeq = (left.at(-1)?.seq ?? -1) + 1;
+    if (left.length > 0) {
+      this.log("info", `${left.length} records from an earlier run are queued first`, {
+        records: left.length,
+      });
+    }
+  }
+
+  private onUp(client: MqttClient, connack: IConnackPacket, version: 4 | 5): void {
+    // A record the broker could never take is refused at reportUsage, not retried forever.
+    const maxPacket = connack.properties?.maximumPacketSize;
+    this.recordContext.maxRecordBytes =
+      maxPacket === undefined
+        ? this.o.maxRecordBytes
+        : Math.min(this.o.maxRecordBytes, maxPacket - this.topics.report.length - 64);
+    this.keySync.start(client);
+    // MQTT 5 flow control: never more unacknowledged QoS 1 publishes than the broker allows.
+    const window = Math.min(this.o.inFlightWindow, connack.properties?.receiveMaximum ?? 65535);
+    this.pipeline.attach(mqttPublishLink(client, this.topics.report, version, window));
+  }
+
+  private async doClose(timeoutMs: number): Promise<void> {
+    this.lifecycle = "closing";
+    unregister(this);
+    let flushError: unknown;
+    await this.flush(timeoutMs).catch((err: unknown) => {
+      flushError = err;
+    });
+    this.lifecycle = "closed";
+    this.heartbeat.stop();
+    this.pipeline.stop();
+    await this.connection.close(GOODBYE_MS, (client) => this.heartbeat.goodbye(client));
+    const outbox = this.outbox;
+    if (outbox !== undefined) {
+      this.outbox = undefined;
+      const kept = outbox.close(); // stores what waits, forgets what was acknowledged
+      if (kept > 0) {
+        this.log("warn", `${kept} records stay in the spool and go out at the next start`, {
+          kept,
+        });
+      }
+      return; // nothing is lost: unacknowledged records are in the spool
+    }
+    if (flushError !== undefined) {
+      const lost = this.ledger.pending;
+      this.log("error", `closed with ${lost} usage records not acknowledged: they are lost`, {
+        lost,
+      });
+      throw new BillingError(
+        "TIMEOUT",
+        `closed with ${lost} usage records not acknowledged within ${timeoutMs} ms`,
+        { cause: flushError },
+      );
+    }
+  }
+}

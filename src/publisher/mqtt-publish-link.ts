@@ -1,0 +1,38 @@
+import type { IClientPublishOptions, MqttClient } from "mqtt";
+import type { PublishLink } from "./send-pipeline.js";
+
+const PUBLISH_V4: IClientPublishOptions = { qos: 1 };
+// MQTT 5 lets consumers see what a payload is without knowing the topic.
+const PUBLISH_V5: IClientPublishOptions = {
+  qos: 1,
+  properties: {
+    contentType: "application/x-protobuf",
+    userProperties: { "message-type": "billing.v1.UsageRecord" },
+  },
+};
+
+/**
+ * The send pipeline's link over one live mqtt.js connection: QoS 1 publishes on `topic`, at
+ * most `window` awaiting their PUBACK (the caller caps it by the broker's receive maximum).
+ */
+export function mqttPublishLink(
+  client: MqttClient,
+  topic: string,
+  version: 4 | 5,
+  window: number,
+): PublishLink {
+  const options = version === 5 ? PUBLISH_V5 : PUBLISH_V4;
+  return {
+    window,
+    // mqtt.js refuses publishes (synchronously) once it is disconnecting.
+    isUp: () => client.connected && !client.disconnecting,
+    send: (bytes, done) => client.publish(topic, bytes, options, done),
+    // Publishes made in one tick (a burst of reportUsage calls, or of PUBACKs read in one chunk)
+    // leave in one write: one syscall for many packets instead of several per packet.
+    cork: () => {
+      const stream = client.stream;
+      stream.cork();
+      process.nextTick(() => stream.uncork());
+    },
+  };
+}

@@ -1,0 +1,25 @@
+/** One record as a spool stores it: its order, its id and its encoded bytes. */
+export interface SpooledRecord {
+  readonly seq: number;
+  readonly id: string;
+  readonly bytes: Uint8Array;
+}
+
+/**
+ * Durable storage for records between `reportUsage` and their PUBACK (an outbox). The SDK calls
+ * it from one thread, in order; every method is synchronous and throws on failure (the SDK turns
+ * that into a `BillingError` `SPOOL`). `SqliteSpool` (`billing-sdk/spool`) is one; your own must
+ * pass the contract suite, `spoolContractCases` from `billing-sdk/spool`.
+ */
+export interface RecordSpool {
+  /** The records left by an earlier run, oldest (lowest seq) first. Called once, at start. */
+  load(): SpooledRecord[];
+  /** Stores records durably, all or none (one transaction). */
+  append(records: readonly SpooledRecord[]): void;
+  /** Forgets acknowledged records (unknown seqs are ignored). */
+  remove(seqs: readonly number[]): void;
+  /** How many records are stored. */
+  count(): number;
+  /** Releases the storage (and its lock). Idempotent. */
+  close(): void;
+}
