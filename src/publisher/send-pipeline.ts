@@ -136,10 +136,11 @@ export class SendPipeline {
 
   private fillWindow(): void {
     const link = this.link;
-    if (link === undefined || !link.isUp()) return;
+    if (link === undefined) return;
     const now = Date.now();
     let corked = false;
-    while (this.inFlight.size < link.window && !this.solo && link === this.link) {
+    // A publish may fail at once (the connection is going down): stop as soon as it is.
+    while (this.inFlight.size < link.window && !this.solo && link === this.link && link.isUp()) {
       const next = this.retries.peekDue(now) ?? this.queue.peek();
       if (next === undefined) break;
       if (next.losses >= SUSPECT_AFTER_LOSSES) {

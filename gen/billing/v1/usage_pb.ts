@@ -5,7 +5,7 @@
 //   <prefix>/report        UsageRecord     SDK -> backend, QoS 1
 //   <prefix>/keys/update   KeyUpdate       backend -> SDK, QoS 1
 //   <prefix>/keys/request  KeyListRequest  SDK -> backend, QoS 1, after every (re)connect
-//   <prefix>/heartbeat     Heartbeat       SDK -> backend, QoS 0 (also the MQTT will)
+//   <prefix>/heartbeat     Heartbeat       SDK -> backend, QoS 0; the MQTT will (LOST) at QoS 1
 //
 // Field names and numbers are a contract with backends in other languages:
 // `npm run lint:proto` refuses wire-breaking edits against the released schema.

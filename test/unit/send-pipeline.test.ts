@@ -1,0 +1,210 @@
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { describe, expect, it } from "vitest";
+import { PendingLedger } from "../../src/publisher/pending-ledger.js";
+import type { PendingRecord } from "../../src/publisher/pending-record.js";
+import { type PublishLink, SendPipeline } from "../../src/publisher/send-pipeline.js";
+
+// The send pipeline without MQTT: a fake link stands for the connection, so the window, the
+// retry schedule, suspect isolation and flush watermarks are tested with no broker at all.
+
+type Done = (err?: Error | null) => void;
+
+class FakeLink implements PublishLink {
+  up = true;
+  readonly sent: Array<{ seq: number; done: Done }> = [];
+  constructor(
+    readonly window: number,
+    private readonly decode: (bytes: Buffer) => number,
+    private readonly answer?: (seq: number, done: Done) => void,
+  ) {}
+  isUp() {
+    return this.up;
+  }
+  send(bytes: Buffer, done: Done) {
+    const seq = this.decode(bytes);
+    if (this.answer) this.answer(seq, done);
+    else this.sent.push({ seq, done });
+  }
+  ackAll() {
+    for (const s of this.sent.splice(0)) s.done(null);
+  }
+}
+
+function setup(maxQueued = 1_000_000) {
+  const ledger = new PendingLedger(maxQueued, 1 << 30);
+  const acked: number[] = [];
+  const logs: string[] = [];
+  const pipeline = new SendPipeline({
+    ledger,
+    retryDelay: (n) => Math.min(5 * 2 ** n, 40),
+    acknowledged: (r) => acked.push(r.seq),
+    log: (level, message) => logs.push(`${level}: ${message}`),
+  });
+  let seq = 0;
+  const add = (n: number) => {
+    for (let i = 0; i < n; i++) {
+      const s = seq++;
+      const bytes = Buffer.alloc(8);
+      bytes.writeUInt32BE(s);
+      const r: PendingRecord = { seq: s, id: `id-${s}`, bytes, attempts: 0, losses: 0 };
+      ledger.add(r.seq, r.bytes.length);
+      pipeline.enqueue(r);
+    }
+  };
+  return { ledger, pipeline, acked, logs, add };
+}
+const seqOf = (b: Buffer) => b.readUInt32BE(0);
+const tick = () => new Promise((r) => setImmediate(r));
+
+describe("SendPipeline", () => {
+  it("keeps at most `window` records in flight and sends the next on each PUBACK, oldest first", () => {
+    const { pipeline, acked, add } = setup();
+    const link = new FakeLink(4, seqOf);
+    add(10);
+    pipeline.attach(link);
+    expect(link.sent.map((s) => s.seq)).toEqual([0, 1, 2, 3]);
+    link.sent.shift()?.done(null);
+    expect(link.sent.map((s) => s.seq)).toEqual([1, 2, 3, 4]);
+    while (link.sent.length > 0) link.ackAll();
+    expect(acked).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(pipeline.published).toBe(10);
+  });
+
+  it("puts records cut off by a lost connection back, in order, before newer ones", () => {
+    const { pipeline, add } = setup();
+    const first = new FakeLink(3, seqOf);
+    add(5);
+    pipeline.attach(first);
+    first.up = false;
+    pipeline.detach();
+    expect(pipeline.failed).toBe(3);
+    const second = new FakeLink(10, seqOf);
+    pipeline.attach(second);
+    expect(second.sent.map((s) => s.seq)).toEqual([0, 1, 2, 3, 4]);
+    // A late callback of the dead connection changes nothing.
+    first.ackAll();
+    expect(pipeline.published).toBe(0);
+  });
+
+  it("a record the broker refuses waits apart; the others go on; it is sent again when due", async () => {
+    const { pipeline, acked, add } = setup();
+    const refused = Object.assign(new Error("refused"), { code: 0x87 });
+    let refusals = 0;
+    const link = new FakeLink(10, seqOf, (seq, done) => {
+      if (seq === 2 && refusals++ < 2) queueMicrotask(() => done(refused));
+      else queueMicrotask(() => done(null));
+    });
+    add(5);
+    pipeline.attach(link);
+    await tick();
+    expect(acked).toEqual([0, 1, 3, 4]);
+    expect(pipeline.retrying).toBe(1);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(acked).toEqual([0, 1, 3, 4, 2]);
+    expect(pipeline.failed).toBe(2);
+    expect(pipeline.retrying).toBe(0);
+  });
+
+  it("a record in flight at three losses in a row is sent alone; if it drops the connection alone it waits apart", () => {
+    const { pipeline, add } = setup();
+    add(3);
+    for (let i = 0; i < 3; i++) {
+      const l = new FakeLink(10, seqOf);
+      pipeline.attach(l);
+      l.up = false;
+      pipeline.detach();
+    }
+    const alone = new FakeLink(10, seqOf);
+    pipeline.attach(alone);
+    expect(alone.sent.map((s) => s.seq)).toEqual([0]); // the suspect, alone
+    alone.up = false;
+    pipeline.detach(); // it dropped the connection while alone: the cause
+    expect(pipeline.retrying).toBe(1);
+    const next = new FakeLink(10, seqOf);
+    pipeline.attach(next);
+    expect(next.sent[0]?.seq).toBe(1); // the others are no longer held up
+  });
+
+  it("a link that fails every publish synchronously (mqtt.js while disconnecting) cannot overflow the stack", () => {
+    const { pipeline, add } = setup();
+    let link: FakeLink;
+    link = new FakeLink(256, seqOf, (_seq, done) => {
+      link.up = false; // the connection is going down: mqtt.js answers "client disconnecting"
+      done(new Error("client disconnecting"));
+    });
+    add(100_000);
+    expect(() => pipeline.attach(link)).not.toThrow();
+    expect(pipeline.queued).toBe(100_000); // every record still there, none lost
+    const ok = new FakeLink(100_000, seqOf);
+    pipeline.attach(ok);
+    expect(ok.sent).toHaveLength(100_000);
+  });
+
+  it("300,000 refused records in the retry schedule: no stack overflow, no event-loop stall over 50 ms", async () => {
+    const { pipeline, add, logs } = setup();
+    const refused = Object.assign(new Error("not authorized"), { code: 0x87 });
+    let answered = 0;
+    const link = new FakeLink(1000, seqOf, (_seq, done) => {
+      answered++;
+      setImmediate(() => done(refused));
+    });
+    add(300_000);
+    pipeline.attach(link);
+    const lag = monitorEventLoopDelay({ resolution: 5 });
+    // Let every record be refused at least once, then keep cycling through retries.
+    while (answered < 300_000) await new Promise((r) => setTimeout(r, 20));
+    lag.enable();
+    const until = answered + 200_000;
+    while (answered < until) await new Promise((r) => setTimeout(r, 20));
+    lag.disable();
+    expect(pipeline.retrying + pipeline.inFlightCount + pipeline.queued).toBe(300_000);
+    expect(lag.max / 1e6).toBeLessThan(50);
+    // Refusals are summarised, not logged one line each.
+    expect(logs.length).toBeLessThan(20);
+    pipeline.stop();
+  }, 60_000);
+});
+
+describe("PendingLedger flush", () => {
+  it("resolves once the records accepted before the call are settled, while new ones keep coming", async () => {
+    const { pipeline, ledger, add, acked } = setup();
+    // A broker 20 ms away: every PUBACK comes back 20 ms after its publish.
+    const link = new FakeLink(64, seqOf, (_seq, done) => setTimeout(() => done(null), 20));
+    pipeline.attach(link);
+    let stop = false;
+    const load = (async () => {
+      while (!stop) {
+        add(20); // ~2,000 records/s
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 200));
+    for (let i = 0; i < 5; i++) {
+      const before = ledger.pending;
+      const lastBefore = acked.length + before - 1;
+      await ledger.flush(3000);
+      // Every record accepted before the call is acknowledged (seqs 0..lastBefore).
+      expect(new Set(acked).size).toBeGreaterThan(lastBefore);
+      for (let s = 0; s <= lastBefore; s++) expect(acked.includes(s)).toBe(true);
+      expect(ledger.pending).toBeGreaterThan(0); // the load went on meanwhile
+    }
+    stop = true;
+    await load;
+    await ledger.flush(3000);
+    expect(ledger.pending).toBe(0);
+  });
+
+  it("counts bytes and refuses past either bound with QUEUE_FULL", () => {
+    const ledger = new PendingLedger(3, 100);
+    ledger.checkRoom(100);
+    expect(() => ledger.checkRoom(101)).toThrow(/maxQueuedBytes 100/);
+    ledger.add(0, 60);
+    expect(() => ledger.checkRoom(41)).toThrow(expect.objectContaining({ code: "QUEUE_FULL" }));
+    ledger.add(1, 10);
+    ledger.add(2, 10);
+    expect(() => ledger.checkRoom(1)).toThrow(/maxQueued 3/);
+    ledger.settle(0, 60);
+    expect(ledger.bytes).toBe(20);
+    ledger.checkRoom(80);
+  });
+});
