@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { BillingError } from "../billing-error.js";
+import { defaultClientId } from "../common/client-id.js";
 import type { BrokerSettings } from "../mqtt/broker-settings.js";
 import { type BillingClientOptions, resolveOptions } from "../publisher/options.js";
 
@@ -73,7 +74,7 @@ export function connectionOptions(v: ConnectionValues): BillingClientOptions {
   };
 }
 
-/** The broker settings and topic prefix of a command, with the client id `<role>-<pid>`. */
+/** The broker settings and topic prefix of a command, with a client id `billing-<role>-<host>-<random>`. */
 export function cliSettings(
   v: ConnectionValues,
   role: string,
@@ -81,7 +82,7 @@ export function cliSettings(
 ): BrokerSettings & { topicPrefix: string } {
   return resolveOptions({
     ...connectionOptions(v),
-    clientId: `billing-${role}-${process.pid}`,
+    clientId: defaultClientId(`billing-${role}`),
     ...extra,
   });
 }

@@ -82,14 +82,17 @@ export async function doctor(
   const s = cliSettings(v, "doctor", { connectTimeoutMs: 5000 });
   const where = `broker ${brokerName(s)}`;
   let failed = false;
-  const run = async (name: string, step: () => Promise<string>): Promise<boolean> => {
+  /** Runs one check and prints its line; `subject` (a topic) starts the line when it fails. */
+  const run = async (name: string, step: () => Promise<string>, subject?: string) => {
     try {
       io.out(`✓ ${name.padEnd(10)} ${await step()}`);
       return true;
     } catch (err) {
       const e = toBillingError(err, where, { tls: s.tls, ca: s.ca !== undefined });
       const cause = e.cause instanceof Error ? e.cause.message : e.rawMessage;
-      io.out(`✗ ${name.padEnd(10)} ${e.code}: ${cause}`);
+      io.out(
+        `✗ ${name.padEnd(10)} ${subject === undefined ? "" : `${subject}: `}${e.code}: ${cause}`,
+      );
       failed = true;
       return false;
     }
@@ -120,30 +123,36 @@ export async function doctor(
     });
   });
   try {
-    const subscribed = await run("subscribe", async () => {
-      const granted = await client.subscribeAsync(topics.keysUpdate, { qos: 1 });
-      const qos = granted[0]?.qos;
-      if (qos === undefined || qos >= 0x80) {
-        throw new Error(`${topics.keysUpdate}: refused (${qos})`);
-      }
-      return `${topics.keysUpdate}: granted QoS ${qos}`;
-    });
+    const subscribed = await run(
+      "subscribe",
+      async () => {
+        const granted = await client.subscribeAsync(topics.keysUpdate, { qos: 1 });
+        const qos = granted[0]?.qos;
+        if (qos === undefined || qos >= 0x80) throw new Error(`refused (${qos})`);
+        return `${topics.keysUpdate}: granted QoS ${qos}`;
+      },
+      topics.keysUpdate,
+    );
     const probes: Array<[string, Buffer]> = [
       [topics.heartbeat, heartbeatPayload(s.clientId, ProducerState.STOPPED)],
       [topics.keysRequest, keyListRequestPayload(s.clientId)],
     ];
     let requested = false;
     for (const [topic, payload] of probes) {
-      const ok = await run("publish", async () => {
-        await withDeadline(
-          client.publishAsync(topic, payload, { qos: 1 }),
-          5000,
-          `${topic}: PUBACK`,
-        );
-        return version === 5
-          ? `${topic}: PUBACK success`
-          : `${topic}: PUBACK (MQTT 3.1.1 cannot report a refusal: check the broker's ACL)`;
-      });
+      const ok = await run(
+        "publish",
+        async () => {
+          await withDeadline(
+            client.publishAsync(topic, payload, { qos: 1 }),
+            5000,
+            `${topic}: PUBACK`,
+          );
+          return version === 5
+            ? `${topic}: PUBACK success`
+            : `${topic}: PUBACK (MQTT 3.1.1 cannot report a refusal: check the broker's ACL)`;
+        },
+        topic,
+      );
       if (ok && topic === topics.keysRequest) requested = true;
     }
     if (subscribed && requested) {

@@ -53,7 +53,7 @@ describe.runIf(mosquittoAvailable())("CLI and demo on a real mosquitto", () => {
     const r = await run(["doctor", "--wait-keys", "0.2", ...conn("nopub")]);
     expect(r.code).toBe(1);
     expect(r.out).toMatch(/✓ MQTT +connected as "nopub" with MQTT 5/);
-    expect(r.out).toMatch(/✗ publish +NOT_AUTHORIZED: .*Not authorized/);
+    expect(r.out).toMatch(/✗ publish +billing\/heartbeat: NOT_AUTHORIZED: .*Not authorized/);
   });
 
   it("the demo runs against a real broker with --broker", async () => {
