@@ -3,10 +3,12 @@ import {
   HeartbeatSchema,
   KeyListRequestSchema,
   KeyUpdateSchema,
+  UsageBatchSchema,
   UsageRecordSchema,
 } from "../../gen/billing/v1/usage_pb.js";
 import { connectNegotiated } from "../mqtt/connect-once.js";
 import { billingTopics } from "../protocol/topics.js";
+import { decodeUsageBatch } from "../protocol/usage-batch.js";
 import type { CliIo } from "./cli-io.js";
 import { type ConnectionValues, cliSettings } from "./connection-flags.js";
 
@@ -26,7 +28,7 @@ export async function tail(
   const s = cliSettings(v, "tail");
   const topics = billingTopics(s.topicPrefix);
   const schemas = new Map<string, Parameters<typeof fromBinary>[0]>([
-    [topics.report, UsageRecordSchema],
+    [topics.report, UsageBatchSchema],
   ]);
   if (v.heartbeats) schemas.set(topics.heartbeat, HeartbeatSchema);
   if (v.keys) {
@@ -59,17 +61,24 @@ export async function tail(
       io.err("tail: connection lost");
       finish(1);
     });
+    const print = (topic: string, message: unknown) => {
+      if (done) return;
+      io.out(JSON.stringify({ topic, message }));
+      if (++seen >= limit) finish(0);
+    };
     client.on("message", (topic, payload) => {
       const schema = schemas.get(topic);
       if (schema === undefined) return;
-      let message: unknown;
       try {
-        message = toJson(schema, fromBinary(schema, payload));
+        if (topic === topics.report) {
+          // A UsageBatch: one line per record.
+          for (const r of decodeUsageBatch(payload)) print(topic, toJson(UsageRecordSchema, r));
+        } else {
+          print(topic, toJson(schema, fromBinary(schema, payload)));
+        }
       } catch {
-        message = { undecodable: payload.length };
+        print(topic, { undecodable: payload.length });
       }
-      io.out(JSON.stringify({ topic, message }));
-      if (++seen >= limit) finish(0);
     });
     client.subscribe([...schemas.keys()], { qos: 1 }, (err) => {
       if (err) {

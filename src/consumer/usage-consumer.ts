@@ -1,10 +1,10 @@
-import { fromBinary } from "@bufbuild/protobuf";
 import { connect, type MqttClient } from "mqtt";
-import { type UsageRecord, UsageRecordSchema } from "../../gen/billing/v1/usage_pb.js";
+import type { UsageRecord } from "../../gen/billing/v1/usage_pb.js";
 import { BillingError } from "../billing-error.js";
 import { defaultClientId } from "../common/client-id.js";
 import { mqttOptions } from "../mqtt/broker-settings.js";
 import { billingTopics } from "../protocol/topics.js";
+import { decodeUsageBatch } from "../protocol/usage-batch.js";
 import { type BillingClientOptions, resolveOptions } from "../publisher/options.js";
 
 /** Options of `createUsageConsumer()`: the connection options of `BillingClient`, and these. */
@@ -46,7 +46,7 @@ export interface UsageConsumerStats {
   handled: number;
   /** Records dropped because their id was seen within the window. */
   duplicates: number;
-  /** Payloads that are not a `UsageRecord` (ignored). */
+  /** Payloads that are not a `UsageBatch` (ignored). */
   invalid: number;
   /** `onRecord` calls that threw or rejected. */
   failed: number;
@@ -93,14 +93,18 @@ export function createUsageConsumer(options: UsageConsumerOptions): UsageConsume
 
   async function handle(payload: Buffer): Promise<void> {
     counters.received++;
-    let record: UsageRecord;
+    let records: UsageRecord[];
     try {
-      record = fromBinary(UsageRecordSchema, payload);
+      records = decodeUsageBatch(payload);
     } catch {
       counters.invalid++;
-      o.logger("warn", `ignored a payload that is not a UsageRecord (${payload.length} bytes)`);
+      o.logger("warn", `ignored a payload that is not a UsageBatch (${payload.length} bytes)`);
       return;
     }
+    for (const record of records) await handleRecord(record);
+  }
+
+  async function handleRecord(record: UsageRecord): Promise<void> {
     if (recent.has(record.id)) {
       counters.duplicates++;
       return;

@@ -1,4 +1,5 @@
 import type { IClientPublishOptions, MqttClient } from "mqtt";
+import { usageBatchBytes } from "../protocol/usage-batch.js";
 import type { PublishLink } from "./send-pipeline.js";
 
 const PUBLISH_V4: IClientPublishOptions = { qos: 1 };
@@ -7,7 +8,7 @@ const PUBLISH_V5: IClientPublishOptions = {
   qos: 1,
   properties: {
     contentType: "application/x-protobuf",
-    userProperties: { "message-type": "billing.v1.UsageRecord" },
+    userProperties: { "message-type": "billing.v1.UsageBatch" },
   },
 };
 
@@ -26,7 +27,9 @@ export function mqttPublishLink(
     window,
     // mqtt.js refuses publishes (synchronously) once it is disconnecting.
     isUp: () => client.connected && !client.disconnecting,
-    send: (bytes, done) => client.publish(topic, bytes, options, done),
+    // Every message on <prefix>/report is a UsageBatch (here of one record).
+    send: (bytes, done) =>
+      client.publish(topic, Buffer.from(usageBatchBytes([bytes])), options, done),
     // Publishes made in one tick (a burst of reportUsage calls, or of PUBACKs read in one chunk)
     // leave in one write: one syscall for many packets instead of several per packet.
     cork: () => {

@@ -25,6 +25,9 @@ const { BillingClient, hashApiKey } = (await import(
 const { SqliteSpool } = (await import(
   `${dist}src/spool/index.js`
 )) as typeof import("../../src/spool/index.js");
+const { usageBatchBytes } = (await import(
+  `${dist}src/protocol/usage-batch.js`
+)) as typeof import("../../src/protocol/usage-batch.js");
 const { UsageRecordSchema } = (await import(
   `${dist}gen/billing/v1/usage_pb.js`
 )) as typeof import("../../gen/billing/v1/usage_pb.js");
@@ -46,21 +49,24 @@ const cpuSince = (c0: NodeJS.CpuUsage) => {
 };
 
 async function rawRound(port: number): Promise<number> {
+  // One pre-encoded record per message, framed as the UsageBatch of one the wire carries.
   const payloads = Array.from({ length: N }, (_, i) =>
     Buffer.from(
-      toBinary(
-        UsageRecordSchema,
-        create(UsageRecordSchema, {
-          id: `01890a5d-ac96-774b-bcce-${String(i).padStart(12, "0")}`,
-          apiKeySha256: hashApiKey("bench-key"),
-          module: "llm",
-          model: "gpt-4",
-          usage: 150n,
-          occurredAt: timestampNow(),
-          metadata,
-          producer: "bench-raw",
-        }),
-      ),
+      usageBatchBytes([
+        toBinary(
+          UsageRecordSchema,
+          create(UsageRecordSchema, {
+            id: `01890a5d-ac96-774b-bcce-${String(i).padStart(12, "0")}`,
+            apiKeySha256: hashApiKey("bench-key"),
+            module: "llm",
+            model: "gpt-4",
+            usage: 150n,
+            occurredAt: timestampNow(),
+            metadata,
+            producer: "bench-raw",
+          }),
+        ),
+      ]),
     ),
   );
   const client = await connectAsync({ host: "127.0.0.1", port, protocolVersion: 5 });

@@ -10,7 +10,7 @@
 //   npm run demo -- --broker mqtts://host:8883 --username u --password p --ca ca.pem
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { create, fromBinary, toBinary, toJsonString } from "@bufbuild/protobuf";
+import { create, toBinary, toJsonString } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
@@ -29,6 +29,7 @@ import {
   reportUsageFor,
   requireApiKey,
 } from "../../src/index.js";
+import { decodeUsageBatch } from "../../src/protocol/usage-batch.js";
 import { AiService } from "../gen/demo/v1/ai_pb.js";
 import { AedesBroker, until } from "../helpers/aedes-broker.js";
 import { makePki } from "../helpers/certs.js";
@@ -122,7 +123,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       if (topic === "billing/keys/request") {
         backend.publish("billing/keys/update", Buffer.from(snapshot), { qos: 1 });
       } else if (topic === "billing/report") {
-        records.push(fromBinary(UsageRecordSchema, payload));
+        records.push(...decodeUsageBatch(payload));
       }
     });
     await backend.subscribeAsync(["billing/keys/request", "billing/report"], { qos: 1 });

@@ -1,4 +1,4 @@
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { connectAsync, type MqttClient } from "mqtt";
 import {
   type KeyState,
@@ -9,6 +9,7 @@ import {
 } from "../../gen/billing/v1/usage_pb.js";
 import { hashApiKey } from "../../src/common/api-key-hash.js";
 import type { BillingClientOptions } from "../../src/index.js";
+import { decodeUsageBatch, usageBatchBytes } from "../../src/protocol/usage-batch.js";
 
 /** A KeyUpdate payload as the billing backend would publish it. */
 export function keyUpdate(
@@ -31,8 +32,14 @@ export function keyUpdate(
   );
 }
 
+/** The records of messages on `<prefix>/report` (each a `UsageBatch`), in order. */
 export function decodeRecords(payloads: Buffer[]): UsageRecord[] {
-  return payloads.map((p) => fromBinary(UsageRecordSchema, p));
+  return payloads.flatMap((p) => decodeUsageBatch(p));
+}
+
+/** A `UsageBatch` payload of these records, as a producer would publish it. */
+export function batchPayload(...records: UsageRecord[]): Buffer {
+  return Buffer.from(usageBatchBytes(records.map((r) => toBinary(UsageRecordSchema, r))));
 }
 
 /** A logger that drops everything (one function, so equal options stay equal). */

@@ -67,7 +67,7 @@ describe.runIf(mosquittoAvailable())("against a real mosquitto (TLS + password)"
     expect(packet?.qos).toBe(1);
     expect(packet?.properties?.contentType).toBe("application/x-protobuf");
     expect(packet?.properties?.userProperties).toEqual({
-      "message-type": "billing.v1.UsageRecord",
+      "message-type": "billing.v1.UsageBatch",
     });
     expect(decodeRecords([packet?.payload as Buffer])[0]?.id).toBe(id);
     // The key-list request went out too, after the subscription.

@@ -4,7 +4,7 @@ import { createUsageConsumer, type UsageConsumer } from "../../src/consumer/inde
 import { BillingClient, type UsageRecord } from "../../src/index.js";
 import { until } from "../helpers/aedes-broker.js";
 import { makePki, type TestPki } from "../helpers/certs.js";
-import { tlsClientOptions } from "../helpers/fixtures.js";
+import { batchPayload, tlsClientOptions } from "../helpers/fixtures.js";
 import { Mosquitto } from "../helpers/mosquitto.js";
 import { mosquittoAvailable } from "../helpers/require-broker.js";
 
@@ -76,7 +76,7 @@ describe.runIf(mosquittoAvailable())("createUsageConsumer (real mosquitto, TLS)"
     });
     consumers.push(c);
     await c.ready;
-    const { create, toBinary } = await import("@bufbuild/protobuf");
+    const { create } = await import("@bufbuild/protobuf");
     const { UsageRecordSchema } = await import("../../gen/billing/v1/usage_pb.js");
     const raw = await connectAsync({
       host: "127.0.0.1",
@@ -87,7 +87,7 @@ describe.runIf(mosquittoAvailable())("createUsageConsumer (real mosquitto, TLS)"
       password: users.svc,
     });
     const payload = (id: string, model = "m") =>
-      Buffer.from(toBinary(UsageRecordSchema, create(UsageRecordSchema, { id, model })));
+      batchPayload(create(UsageRecordSchema, { id, model }));
     await raw.publishAsync("billing/report", payload("a"), { qos: 1 });
     await raw.publishAsync("billing/report", payload("a"), { qos: 1 }); // a resend
     await raw.publishAsync("billing/report", Buffer.from([0xff, 0xff]), { qos: 1 });

@@ -2,7 +2,7 @@
 // consumes is one of the messages below, encoded in the protobuf binary format.
 //
 // Topics (under a configurable prefix, default "billing"):
-//   <prefix>/report        UsageRecord     SDK -> backend, QoS 1
+//   <prefix>/report        UsageBatch      SDK -> backend, QoS 1
 //   <prefix>/keys/update   KeyUpdate       backend -> SDK, QoS 1
 //   <prefix>/keys/request  KeyListRequest  SDK -> backend, QoS 1, after every (re)connect
 //   <prefix>/heartbeat     Heartbeat       SDK -> backend, QoS 0; the MQTT will (LOST) at QoS 1
@@ -24,7 +24,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file billing/v1/usage.proto.
  */
 export const file_billing_v1_usage: GenFile = /*@__PURE__*/
-  fileDesc("ChZiaWxsaW5nL3YxL3VzYWdlLnByb3RvEgpiaWxsaW5nLnYxIt0BCgtVc2FnZVJlY29yZBIKCgJpZBgBIAEoCRIWCg5hcGlfa2V5X3NoYTI1NhgCIAEoCRIOCgZhcHBfaWQYAyABKAkSDgoGbW9kdWxlGAQgASgJEg0KBW1vZGVsGAUgASgJEg0KBXVzYWdlGAYgASgEEi8KC29jY3VycmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCghtZXRhZGF0YRgIIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEAoIcHJvZHVjZXIYCSABKAkiaAoJS2V5U3RhdHVzEhYKDmFwaV9rZXlfc2hhMjU2GAEgASgJEg4KBmFwcF9pZBgCIAEoCRIjCgVzdGF0ZRgDIAEoDjIULmJpbGxpbmcudjEuS2V5U3RhdGUSDgoGcmVhc29uGAQgASgJIm8KCUtleVVwZGF0ZRIjCgRrZXlzGAEgAygLMhUuYmlsbGluZy52MS5LZXlTdGF0dXMSEAoIc25hcHNob3QYAiABKAgSKwoHc2VudF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTwoOS2V5TGlzdFJlcXVlc3QSEAoIcHJvZHVjZXIYASABKAkSKwoHc2VudF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi4AEKCUhlYXJ0YmVhdBIQCghwcm9kdWNlchgBIAEoCRIrCgdzZW50X2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZxdWV1ZWQYAyABKAQSEQoJaW5fZmxpZ2h0GAQgASgEEhEKCXB1Ymxpc2hlZBgFIAEoBBIOCgZmYWlsZWQYBiABKAQSEAoIcmVqZWN0ZWQYByABKAQSEgoKcmVjb25uZWN0cxgIIAEoBBIoCgVzdGF0ZRgJIAEoDjIZLmJpbGxpbmcudjEuUHJvZHVjZXJTdGF0ZSppCghLZXlTdGF0ZRIZChVLRVlfU1RBVEVfVU5TUEVDSUZJRUQQABIUChBLRVlfU1RBVEVfQUNUSVZFEAESFQoRS0VZX1NUQVRFX0JMT0NLRUQQAhIVChFLRVlfU1RBVEVfREVMRVRFRBADKoABCg1Qcm9kdWNlclN0YXRlEh4KGlBST0RVQ0VSX1NUQVRFX1VOU1BFQ0lGSUVEEAASGgoWUFJPRFVDRVJfU1RBVEVfUlVOTklORxABEhoKFlBST0RVQ0VSX1NUQVRFX1NUT1BQRUQQAhIXChNQUk9EVUNFUl9TVEFURV9MT1NUEANiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChZiaWxsaW5nL3YxL3VzYWdlLnByb3RvEgpiaWxsaW5nLnYxIt0BCgtVc2FnZVJlY29yZBIKCgJpZBgBIAEoCRIWCg5hcGlfa2V5X3NoYTI1NhgCIAEoCRIOCgZhcHBfaWQYAyABKAkSDgoGbW9kdWxlGAQgASgJEg0KBW1vZGVsGAUgASgJEg0KBXVzYWdlGAYgASgEEi8KC29jY3VycmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCghtZXRhZGF0YRgIIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEAoIcHJvZHVjZXIYCSABKAkiNgoKVXNhZ2VCYXRjaBIoCgdyZWNvcmRzGAEgAygLMhcuYmlsbGluZy52MS5Vc2FnZVJlY29yZCJoCglLZXlTdGF0dXMSFgoOYXBpX2tleV9zaGEyNTYYASABKAkSDgoGYXBwX2lkGAIgASgJEiMKBXN0YXRlGAMgASgOMhQuYmlsbGluZy52MS5LZXlTdGF0ZRIOCgZyZWFzb24YBCABKAkibwoJS2V5VXBkYXRlEiMKBGtleXMYASADKAsyFS5iaWxsaW5nLnYxLktleVN0YXR1cxIQCghzbmFwc2hvdBgCIAEoCBIrCgdzZW50X2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJPCg5LZXlMaXN0UmVxdWVzdBIQCghwcm9kdWNlchgBIAEoCRIrCgdzZW50X2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLgAQoJSGVhcnRiZWF0EhAKCHByb2R1Y2VyGAEgASgJEisKB3NlbnRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnF1ZXVlZBgDIAEoBBIRCglpbl9mbGlnaHQYBCABKAQSEQoJcHVibGlzaGVkGAUgASgEEg4KBmZhaWxlZBgGIAEoBBIQCghyZWplY3RlZBgHIAEoBBISCgpyZWNvbm5lY3RzGAggASgEEigKBXN0YXRlGAkgASgOMhkuYmlsbGluZy52MS5Qcm9kdWNlclN0YXRlKmkKCEtleVN0YXRlEhkKFUtFWV9TVEFURV9VTlNQRUNJRklFRBAAEhQKEEtFWV9TVEFURV9BQ1RJVkUQARIVChFLRVlfU1RBVEVfQkxPQ0tFRBACEhUKEUtFWV9TVEFURV9ERUxFVEVEEAMqgAEKDVByb2R1Y2VyU3RhdGUSHgoaUFJPRFVDRVJfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZQUk9EVUNFUl9TVEFURV9SVU5OSU5HEAESGgoWUFJPRFVDRVJfU1RBVEVfU1RPUFBFRBACEhcKE1BST0RVQ0VSX1NUQVRFX0xPU1QQA2IGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * One billable use of an API, reported by a service through `reportUsage`.
@@ -110,6 +110,29 @@ export const UsageRecordSchema: GenMessage<UsageRecord> = /*@__PURE__*/
   messageDesc(file_billing_v1_usage, 0);
 
 /**
+ * What one MQTT message on <prefix>/report carries: one or more UsageRecords
+ * that the SDK sent together. A PUBACK acknowledges all of them; each record
+ * keeps its own `id`, and consumers handle (and dedupe) records one by one.
+ *
+ * @generated from message billing.v1.UsageBatch
+ */
+export type UsageBatch = Message<"billing.v1.UsageBatch"> & {
+  /**
+   * The records, oldest first.
+   *
+   * @generated from field: repeated billing.v1.UsageRecord records = 1;
+   */
+  records: UsageRecord[];
+};
+
+/**
+ * Describes the message billing.v1.UsageBatch.
+ * Use `create(UsageBatchSchema)` to create a new message.
+ */
+export const UsageBatchSchema: GenMessage<UsageBatch> = /*@__PURE__*/
+  messageDesc(file_billing_v1_usage, 1);
+
+/**
  * The status of one API key, as the billing backend knows it.
  *
  * @generated from message billing.v1.KeyStatus
@@ -149,7 +172,7 @@ export type KeyStatus = Message<"billing.v1.KeyStatus"> & {
  * Use `create(KeyStatusSchema)` to create a new message.
  */
 export const KeyStatusSchema: GenMessage<KeyStatus> = /*@__PURE__*/
-  messageDesc(file_billing_v1_usage, 1);
+  messageDesc(file_billing_v1_usage, 2);
 
 /**
  * A change to the key list, pushed by the billing backend on <prefix>/keys/update.
@@ -185,7 +208,7 @@ export type KeyUpdate = Message<"billing.v1.KeyUpdate"> & {
  * Use `create(KeyUpdateSchema)` to create a new message.
  */
 export const KeyUpdateSchema: GenMessage<KeyUpdate> = /*@__PURE__*/
-  messageDesc(file_billing_v1_usage, 2);
+  messageDesc(file_billing_v1_usage, 3);
 
 /**
  * Asks the billing backend for a key-list snapshot. Published by the SDK after
@@ -214,7 +237,7 @@ export type KeyListRequest = Message<"billing.v1.KeyListRequest"> & {
  * Use `create(KeyListRequestSchema)` to create a new message.
  */
 export const KeyListRequestSchema: GenMessage<KeyListRequest> = /*@__PURE__*/
-  messageDesc(file_billing_v1_usage, 3);
+  messageDesc(file_billing_v1_usage, 4);
 
 /**
  * Liveness and counters of one SDK instance, every `heartbeatIntervalMs` on
@@ -292,7 +315,7 @@ export type Heartbeat = Message<"billing.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_billing_v1_usage, 4);
+  messageDesc(file_billing_v1_usage, 5);
 
 /**
  * The state the billing backend gives an API key.
