@@ -3,10 +3,11 @@ import { connect as tcpConnect } from "node:net";
 import { type PeerCertificate, connect as tlsConnect } from "node:tls";
 import { fromBinary } from "@bufbuild/protobuf";
 import { KeyUpdateSchema, ProducerState } from "../../gen/billing/v1/usage_pb.js";
+import { BillingError } from "../billing-error.js";
 import { withDeadline } from "../common/deadline.js";
 import { type BrokerSettings, brokerName, tlsOptions } from "../mqtt/broker-settings.js";
 import { type Connected, connectNegotiated } from "../mqtt/connect-once.js";
-import { toBillingError } from "../mqtt/to-billing-error.js";
+import { errorHints, toBillingError } from "../mqtt/to-billing-error.js";
 import { heartbeatPayload, keyListRequestPayload } from "../protocol/messages.js";
 import { billingTopics } from "../protocol/topics.js";
 import type { CliIo } from "./cli-io.js";
@@ -69,6 +70,17 @@ const tls = (s: Settings) =>
     return socket;
   });
 
+/** A publish the broker refused (MQTT 5 PUBACK reason code), said as such. */
+function refusal(err: unknown): unknown {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== "number") return err;
+  return new BillingError(
+    code === 0x87 ? "NOT_AUTHORIZED" : "PROTOCOL",
+    `the broker refused the publish: ${(err as Error).message} (PUBACK reason code ${code})`,
+    { cause: err },
+  );
+}
+
 /** `billing-sdk doctor`: one line per check; exit 1 when one fails. */
 export async function doctor(
   v: ConnectionValues & { "wait-keys"?: string },
@@ -88,8 +100,8 @@ export async function doctor(
       io.out(`✓ ${name.padEnd(10)} ${await step()}`);
       return true;
     } catch (err) {
-      const e = toBillingError(err, where, { tls: s.tls, ca: s.ca !== undefined });
-      const cause = e.cause instanceof Error ? e.cause.message : e.rawMessage;
+      const e = toBillingError(err, where, errorHints(s));
+      const cause = e.rawMessage;
       io.out(
         `✗ ${name.padEnd(10)} ${subject === undefined ? "" : `${subject}: `}${e.code}: ${cause}`,
       );
@@ -143,7 +155,9 @@ export async function doctor(
         "publish",
         async () => {
           await withDeadline(
-            client.publishAsync(topic, payload, { qos: 1 }),
+            client.publishAsync(topic, payload, { qos: 1 }).catch((err: unknown) => {
+              throw refusal(err);
+            }),
             5000,
             `${topic}: PUBACK`,
           );

@@ -39,9 +39,17 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     keys: { help: keysPushHelp, flags: { "no-retain": { type: "boolean" } } },
     doctor: { help: doctorHelp, flags: { "wait-keys": { type: "string" } } },
   } as const;
-  const entry = spec[(command ?? "") as keyof typeof spec];
-  if (entry === undefined || (command === "keys" && sub !== "push")) {
-    io.err(usage);
+  const entry = Object.hasOwn(spec, command ?? "")
+    ? spec[(command ?? "") as keyof typeof spec]
+    : undefined;
+  if (entry === undefined) {
+    io.err(`billing-sdk: unknown command "${command}"\n\n${usage}`);
+    return 2;
+  }
+  if (command === "keys" && sub !== "push") {
+    io.err(
+      `${sub === undefined || sub.startsWith("-") ? "billing-sdk keys: which subcommand?" : `billing-sdk keys: unknown subcommand "${sub}"`}\n\n${usage}`,
+    );
     return 2;
   }
   let parsed: { values: Record<string, unknown>; positionals: string[] };

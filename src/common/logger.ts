@@ -3,7 +3,8 @@ export type LogLevel = "debug" | "info" | "warn" | "error";
 
 /**
  * The logging hook. Fields never hold a raw API key or a password (key fingerprints at most).
- * Default: warnings and errors to `console.error`, prefixed `[billing-sdk]`.
+ * Default: info, warnings and errors to `console.error`, prefixed `[billing-sdk]` (connection
+ * changes are info: "connected", "connection lost; reconnecting" is a warning, "reconnected" info).
  */
 export type BillingLogger = (
   level: LogLevel,
@@ -12,7 +13,7 @@ export type BillingLogger = (
 ) => void;
 
 export const consoleLogger: BillingLogger = (level, message, fields) => {
-  if (level === "warn" || level === "error") {
+  if (level !== "debug") {
     console.error(`[billing-sdk] ${level}: ${message}`, fields ?? "");
   }
 };

@@ -1,7 +1,12 @@
 import { connect, type IClientOptions, type IConnackPacket, type MqttClient } from "mqtt";
 import { BillingError } from "../billing-error.js";
 import { type BrokerSettings, brokerName, mqttOptions } from "./broker-settings.js";
-import { CLOSED_EARLY, isUnsupportedProtocol, toBillingError } from "./to-billing-error.js";
+import {
+  CLOSED_EARLY,
+  errorHints,
+  isUnsupportedProtocol,
+  toBillingError,
+} from "./to-billing-error.js";
 
 /** A connection that reached CONNACK, with what the broker said in it. */
 export interface Connected {
@@ -72,7 +77,7 @@ export function connectOnce(
       settled = true;
       clearTimeout(timer);
       discard(client);
-      reject(toBillingError(err, where, { tls: s.tls, ca: s.ca !== undefined }));
+      reject(toBillingError(err, where, errorHints(s)));
     };
     const timer = setTimeout(
       () =>

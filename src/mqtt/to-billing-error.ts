@@ -27,6 +27,22 @@ export interface ErrorHints {
   tls: boolean;
   /** A `ca` was given (so a verification failure is not about the system CAs). */
   ca: boolean;
+  /** A user name was given without a password (an unset environment variable, usually). */
+  noPassword?: boolean;
+}
+
+/** The hints of a connection's settings. */
+export function errorHints(s: {
+  tls: boolean;
+  ca: unknown;
+  username: string | undefined;
+  password: string | undefined;
+}): ErrorHints {
+  return {
+    tls: s.tls,
+    ca: s.ca !== undefined,
+    noPassword: s.username !== undefined && s.password === undefined,
+  };
 }
 
 /**
@@ -41,9 +57,14 @@ export function toBillingError(err: unknown, where: string, hints?: ErrorHints):
   const detail = typeof e?.message === "string" ? e.message : String(err);
   if (typeof code === "number") {
     if (NOT_AUTHORIZED.has(code)) {
-      return new BillingError("NOT_AUTHORIZED", `${where} refused the credentials: ${detail}`, {
-        cause: err,
-      });
+      const hint = hints?.noPassword
+        ? " (a user name but no password was given: is the variable it comes from, e.g. BILLING_MQTT_PASSWORD, set?)"
+        : "";
+      return new BillingError(
+        "NOT_AUTHORIZED",
+        `${where} refused the credentials: ${detail}${hint}`,
+        { cause: err },
+      );
     }
     return new BillingError("PROTOCOL", `${where} refused the connection: ${detail}`, {
       cause: err,

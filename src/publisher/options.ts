@@ -80,7 +80,7 @@ export interface BillingClientOptions {
   heartbeatIntervalMs?: number;
   /** How long `close()` waits for queued records to be acknowledged. Default: `10_000` ms. */
   closeTimeoutMs?: number;
-  /** Where log lines go. Default: warnings and errors to `console.error`. */
+  /** Where log lines go. Default: info, warnings and errors to `console.error` (debug dropped). */
   logger?: BillingLogger;
   /**
    * A durable outbox that keeps accepted records until the broker acknowledges them, so they

@@ -6,8 +6,13 @@
 // requireApiKey() with an LLM-, a TTS- and an ASR-like method that report usage, makes calls with
 // a good key, a blocked key and no key, and prints what happened.
 //
+// Against a real broker the demo uses a topic prefix of its own (random unless --prefix is given)
+// and client ids of its own, so that it never answers a real service's key requests and a real
+// consumer never bills its fake usage.
+//
 //   npm run demo
-//   npm run demo -- --broker mqtts://host:8883 --username u --password p --ca ca.pem
+//   npm run demo -- --broker mqtts://host:8883 --username u --password p --ca ca.pem [--prefix P]
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { create, toBinary, toJsonString } from "@bufbuild/protobuf";
@@ -25,6 +30,7 @@ import {
 import {
   BillingClient,
   billingCaller,
+  billingTopics,
   hashApiKey,
   reportUsageFor,
   requireApiKey,
@@ -51,12 +57,27 @@ export interface DemoOptions {
   password?: string | undefined;
   /** PEM CA file for the broker. */
   ca?: string | undefined;
+  /**
+   * Topic prefix. Default: `billing` on the embedded broker; on a real broker a random
+   * `billing-demo-<hex>`, so that nothing real on it is touched.
+   */
+  prefix?: string | undefined;
   print?: (line: string) => void;
 }
 
 export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const print = options.print ?? ((line: string) => console.log(line));
   const cleanup: Array<() => Promise<unknown>> = [];
+  const embedded = options.broker === undefined;
+  const own = randomBytes(3).toString("hex");
+  const prefix = options.prefix ?? (embedded ? "billing" : `billing-demo-${own}`);
+  const topics = billingTopics(prefix);
+  if (!embedded) {
+    print(
+      `demo       topic prefix "${prefix}" (the demo's own: nothing under "billing/" is read or written; --prefix to choose)`,
+    );
+  }
+  print("demo       source: test/demo/demo.ts");
   try {
     // 1. A broker: embedded (TLS with a throwaway CA, a password), or the one given.
     let host = "127.0.0.1";
@@ -95,7 +116,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     const backend = await connectAsync({
       ...mqttOpts,
       protocolVersion: 4,
-      clientId: "demo-backend",
+      clientId: `demo-backend-${own}`,
     });
     cleanup.push(() => backend.endAsync());
     const records: UsageRecord[] = [];
@@ -120,14 +141,14 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       }),
     );
     backend.on("message", (topic, payload) => {
-      if (topic === "billing/keys/request") {
-        backend.publish("billing/keys/update", Buffer.from(snapshot), { qos: 1 });
-      } else if (topic === "billing/report") {
+      if (topic === topics.keysRequest) {
+        backend.publish(topics.keysUpdate, Buffer.from(snapshot), { qos: 1 });
+      } else if (topic === topics.report) {
         records.push(...decodeUsageBatch(payload));
       }
     });
-    await backend.subscribeAsync(["billing/keys/request", "billing/report"], { qos: 1 });
-    print("backend    subscribed to billing/report; answers billing/keys/request with 2 keys");
+    await backend.subscribeAsync([topics.keysRequest, topics.report], { qos: 1 });
+    print(`backend    subscribed to ${topics.report}; answers ${topics.keysRequest} with 2 keys`);
 
     // 3. The service: a BillingClient and a Connect server guarded by requireApiKey().
     const billing = new BillingClient({
@@ -137,9 +158,16 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       ca,
       username,
       password,
-      clientId: "demo-service",
+      clientId: `demo-service-${own}`,
+      topicPrefix: prefix,
       logger: (level, message) => {
-        if (level !== "debug") print(`sdk        ${level}: ${message}`);
+        if (level === "debug") return;
+        // Aedes speaks MQTT 3.1.1 only: the SDK's switch from 5 is expected here, not a fault.
+        const note =
+          embedded && message.includes("refused MQTT 5")
+            ? " (expected: the embedded Aedes speaks MQTT 3.1.1 only)"
+            : "";
+        print(`sdk        ${level}: ${message}${note}`);
       },
     });
     cleanup.push(() => billing.close());
@@ -241,12 +269,14 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       username: { type: "string" },
       password: { type: "string" },
       ca: { type: "string" },
+      prefix: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
   if (values.help) {
     console.log(
-      "usage: npm run demo [-- --broker mqtts://host:8883 --username U --password P --ca ca.pem]",
+      "usage: npm run demo [-- --broker mqtts://host:8883 --username U --password P --ca ca.pem [--prefix P]]\n" +
+        "Against a real broker the demo uses its own random topic prefix unless --prefix is given.",
     );
     process.exit(0);
   }

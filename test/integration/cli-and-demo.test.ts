@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { connectAsync } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CliIo } from "../../src/cli/cli-io.js";
 import { main } from "../../src/cli/main.js";
@@ -22,7 +23,7 @@ describe.runIf(mosquittoAvailable())("CLI and demo on a real mosquitto", () => {
     broker = await Mosquitto.start({
       pki,
       users,
-      acl: "user svc\ntopic readwrite billing/#\nuser nopub\ntopic read billing/#\n",
+      acl: "user svc\ntopic readwrite #\nuser nopub\ntopic read billing/#\n",
     });
     dir = mkdtempSync(join(tmpdir(), "billing-cli-int-"));
     caFile = join(dir, "ca.pem");
@@ -56,7 +57,20 @@ describe.runIf(mosquittoAvailable())("CLI and demo on a real mosquitto", () => {
     expect(r.out).toMatch(/✗ publish +billing\/heartbeat: NOT_AUTHORIZED: .*Not authorized/);
   });
 
-  it("the demo runs against a real broker with --broker", async () => {
+  it("the demo runs against a real broker with --broker, on a prefix of its own: nothing under billing/ is touched", async () => {
+    // A real service's view of the broker: everything under the default prefix.
+    const watcher = await connectAsync({
+      host: "127.0.0.1",
+      port: broker.tlsPort,
+      protocol: "mqtts",
+      ca: pki.ca,
+      username: "svc",
+      password: users.svc,
+      protocolVersion: 5,
+    });
+    const all: string[] = [];
+    watcher.on("message", (topic) => all.push(topic));
+    await watcher.subscribeAsync("#", { qos: 1 });
     const lines: string[] = [];
     const result = await runDemo({
       broker: `mqtts://127.0.0.1:${broker.tlsPort}`,
@@ -74,5 +88,13 @@ describe.runIf(mosquittoAvailable())("CLI and demo on a real mosquitto", () => {
     ]);
     expect(result.stats.protocolVersion).toBe(5);
     expect(result.records).toHaveLength(3);
+    await watcher.endAsync();
+    // The first line says which prefix the demo uses; nothing reached billing/…
+    expect(lines[0]).toMatch(/^demo +topic prefix "billing-demo-[0-9a-f]{6}"/);
+    const prefix = /"(billing-demo-[0-9a-f]{6})"/.exec(lines[0] ?? "")?.[1] as string;
+    expect(all.filter((t) => t.startsWith("billing/"))).toEqual([]);
+    // … while the demo's own traffic did go through this broker (positive control).
+    expect(all.filter((t) => t === `${prefix}/report`)).toHaveLength(3);
+    expect(all).toContain(`${prefix}/keys/request`);
   });
 });

@@ -16,7 +16,9 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as {
   name: string;
   scripts: Record<string, string>;
+  version: string;
   dependencies: Record<string, string>;
+  devDependencies: Record<string, string>;
   peerDependencies: Record<string, string>;
 };
 
@@ -91,12 +93,22 @@ for (const readme of ["README.md", "README.zh-CN.md"]) {
           expect(code, line).toBe(0);
           checked++;
         }
-        const install = /^npm install (.+)$/.exec(line);
+        const install = /npm install (.+?)(?: &&|$)/.exec(line);
         if (install) {
           for (const spec of (install[1] as string).split(/\s+/)) {
+            if (spec.startsWith("-")) continue; // -D
+            if (spec.endsWith(".tgz")) {
+              // The packed tarball: the name `npm pack` gives this package.
+              expect(spec.split("/").at(-1), line).toBe(`${pkg.name}-${pkg.version}.tgz`);
+              checked++;
+              continue;
+            }
             const name = spec.replace(/@[^@/]*$/, "") || spec;
             const known =
-              name === pkg.name || name in pkg.dependencies || name in (pkg.peerDependencies ?? {});
+              name === pkg.name ||
+              name in pkg.dependencies ||
+              name in pkg.devDependencies ||
+              name in (pkg.peerDependencies ?? {});
             expect(known, `${line}: ${name}`).toBe(true);
             checked++;
           }
