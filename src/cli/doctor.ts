@@ -4,9 +4,9 @@ import { type PeerCertificate, connect as tlsConnect } from "node:tls";
 import { fromBinary } from "@bufbuild/protobuf";
 import { KeyUpdateSchema, ProducerState } from "../../gen/billing/v1/usage_pb.js";
 import { BillingError } from "../billing-error.js";
-import { withDeadline } from "../common/deadline.js";
+import { atMost, withDeadline } from "../common/deadline.js";
 import { type BrokerSettings, brokerName, tlsOptions } from "../mqtt/broker-settings.js";
-import { type Connected, connectNegotiated } from "../mqtt/connect-once.js";
+import { type Connected, connectNegotiated, discard } from "../mqtt/connect-once.js";
 import { errorHints, toBillingError } from "../mqtt/to-billing-error.js";
 import { heartbeatPayload, keyListRequestPayload } from "../protocol/messages.js";
 import { billingTopics } from "../protocol/topics.js";
@@ -179,7 +179,9 @@ export async function doctor(
       );
     }
   } finally {
-    await client.endAsync();
+    // A graceful end waits for PUBACKs a broker that stopped answering never sends: bounded.
+    await atMost(client.endAsync(), 1000);
+    discard(client);
   }
   return failed ? 1 : 0;
 }

@@ -9,8 +9,9 @@ import {
 } from "../../gen/billing/v1/usage_pb.js";
 import { BillingError } from "../billing-error.js";
 import { hashApiKey } from "../common/api-key-hash.js";
+import { atMost, withDeadline } from "../common/deadline.js";
 import { isSha256Hex } from "../common/sha256-hex.js";
-import { connectNegotiated } from "../mqtt/connect-once.js";
+import { connectNegotiated, discard } from "../mqtt/connect-once.js";
 import { billingTopics } from "../protocol/topics.js";
 import type { CliIo } from "./cli-io.js";
 import { type ConnectionValues, cliSettings } from "./connection-flags.js";
@@ -82,7 +83,11 @@ export async function keysPush(
   );
   const { client } = await connectNegotiated(s, 5);
   try {
-    await client.publishAsync(topic, Buffer.from(payload), { qos: 1, retain: !v["no-retain"] });
+    await withDeadline(
+      client.publishAsync(topic, Buffer.from(payload), { qos: 1, retain: !v["no-retain"] }),
+      s.connectTimeoutMs,
+      "no PUBACK",
+    );
     io.out(
       `pushed ${keys.length} keys (snapshot${v["no-retain"] ? "" : ", retained"}) to ${topic}`,
     );
@@ -91,6 +96,8 @@ export async function keysPush(
     io.err(`keys push: publish failed: ${(err as Error).message}`);
     return 1;
   } finally {
-    await client.endAsync();
+    // A graceful end waits for PUBACKs a broker that stopped answering never sends: bounded.
+    await atMost(client.endAsync(), 1000);
+    discard(client);
   }
 }

@@ -12,9 +12,11 @@ export function isWellFormed(s: string): boolean {
 // C0 controls, DEL and C1 controls.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
-// Characters that change how the text around them is shown without being visible: line and
-// paragraph separators, bidirectional embeddings, overrides and isolates, marks, the BOM.
-const INVISIBLE = /[\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]/;
+// Characters that change how the text around them is shown without being visible: every format
+// character (Unicode Cf: bidirectional marks, embeddings, overrides and isolates, U+061C, zero
+// width spaces and joiners, the BOM, tag characters, soft hyphen…) and the line and paragraph
+// separators.
+const INVISIBLE = /[\p{Cf}\p{Zl}\p{Zp}]/u;
 
 /** Whether `s` holds a control character (C0, DEL, C1). */
 export function hasControl(s: string): boolean {
@@ -30,7 +32,7 @@ export function nameProblem(s: string): string | undefined {
   if (!isWellFormed(s)) return "must not contain a lone surrogate (invalid UTF-16)";
   if (CONTROL.test(s)) return "must not contain control characters";
   if (INVISIBLE.test(s)) {
-    return "must not contain line separators, bidirectional controls or a byte order mark";
+    return "must not contain invisible format characters (bidirectional controls, zero-width characters, a BOM) or line separators";
   }
   return undefined;
 }

@@ -29,15 +29,18 @@ export interface AttemptOptions {
 const noop = () => {};
 
 /**
- * Ends a client for good and keeps its late events from throwing or calling back. Only the
- * "message" and "error" listeners go: mqtt.js's own "close" listener must still run its cleanup
- * (keepalive timer, connected flag), and ours ignore a client that is no longer current.
+ * Ends a client for good, at once, and keeps its late events from throwing or calling back. Only
+ * the "message" and "error" listeners go: mqtt.js's own "close" listener must still run its
+ * cleanup (keepalive timer, connected flag), and ours ignore a client that is no longer current.
+ * A client already ending gracefully (`end(false)` waits for its outgoing queue, which a broker
+ * that never answers never empties) is not ended again by mqtt.js: its socket is destroyed here.
  */
 export function discard(client: MqttClient): void {
   client.removeAllListeners("message");
   client.removeAllListeners("error");
   client.on("error", noop);
-  client.end(true);
+  if (client.disconnecting) client.stream?.destroy();
+  else client.end(true);
 }
 
 /**

@@ -1,11 +1,12 @@
 import type { IConnackPacket, MqttClient } from "mqtt";
 import type { UsageRecord } from "../../gen/billing/v1/usage_pb.js";
 import { BillingError } from "../billing-error.js";
+import { badTimeout } from "../common/deadline.js";
 import type { LogLevel } from "../common/logger.js";
 import type { KeyList } from "../keys/key-list.js";
 import { type BillingTopics, billingTopics } from "../protocol/topics.js";
 import { backoff } from "./backoff.js";
-import type { BillingStats } from "./billing-stats.js";
+import { type BillingStats, collectStats } from "./billing-stats.js";
 import { Connection, closedError } from "./connection.js";
 import { Heartbeat } from "./heartbeat.js";
 import { KeySync } from "./key-sync.js";
@@ -118,7 +119,7 @@ export class BillingClient {
    */
   connect(timeoutMs: number = this.o.connectTimeoutMs): Promise<void> {
     if (this.lifecycle !== "running") return Promise.reject(closedError());
-    return this.connection.connect(timeoutMs);
+    return badTimeout(timeoutMs) ?? this.connection.connect(timeoutMs);
   }
 
   /**
@@ -163,7 +164,7 @@ export class BillingClient {
    * with `TIMEOUT` (saying how many remain) after `timeoutMs`. Default `timeoutMs`: `30_000`.
    */
   flush(timeoutMs = 30_000): Promise<void> {
-    return this.ledger.flush(timeoutMs);
+    return badTimeout(timeoutMs) ?? this.ledger.flush(timeoutMs);
   }
 
   /**
@@ -175,29 +176,17 @@ export class BillingClient {
    * Default `timeoutMs`: `closeTimeoutMs`.
    */
   close(timeoutMs: number = this.o.closeTimeoutMs): Promise<void> {
-    this.closePromise ??= this.doClose(timeoutMs);
+    if (this.closePromise === undefined) {
+      const bad = badTimeout(timeoutMs);
+      if (bad !== undefined) return bad;
+      this.closePromise = this.doClose(timeoutMs);
+    }
     return this.closePromise;
   }
 
   /** Counters and state; cheap enough to poll. */
   stats(): BillingStats {
-    return {
-      connected: this.isConnected(),
-      protocolVersion: this.connection.version,
-      broker: this.connection.broker,
-      queued: this.ledger.pending,
-      queuedBytes: this.ledger.bytes,
-      inFlight: this.pipeline.inFlightCount,
-      retrying: this.pipeline.retrying,
-      published: this.pipeline.published,
-      failed: this.pipeline.failed,
-      rejected: this.rejected,
-      reconnects: this.connection.reconnects,
-      keysKnown: this.keys.size,
-      keysLoaded: this.keys.loaded,
-      keyUpdates: this.keySync.applied,
-      keyDecodeErrors: this.keySync.undecodable,
-    };
+    return collectStats(this.connection, this.ledger, this.pipeline, this.keySync, this.rejected);
   }
 
   private log(level: LogLevel, message: string, fields?: object): void {
@@ -209,24 +198,14 @@ export class BillingClient {
   }
 
   private openSpool(spool: RecordSpool): void {
-    const { outbox, left } = SpoolOutbox.open(
-      spool,
-      (stored) => {
-        for (const r of stored) this.pipeline.enqueue(r);
-      },
-      this.log.bind(this),
-    );
+    const enqueue = (r: PendingRecord) => this.pipeline.enqueue(r);
+    const { outbox, left } = SpoolOutbox.open(spool, enqueue, this.log.bind(this));
     this.outbox = outbox;
     for (const r of left) {
       this.ledger.add(r.seq, r.bytes.length);
-      this.pipeline.enqueue(r);
+      enqueue(r);
     }
     this.nextSeq = (left.at(-1)?.seq ?? -1) + 1;
-    if (left.length > 0) {
-      this.log("info", `${left.length} records from an earlier run are queued first`, {
-        records: left.length,
-      });
-    }
   }
 
   private onUp(client: MqttClient, connack: IConnackPacket, version: 4 | 5): void {
@@ -253,19 +232,14 @@ export class BillingClient {
     this.heartbeat.stop();
     this.pipeline.stop();
     await this.connection.close(GOODBYE_MS, (client) => this.heartbeat.goodbye(client));
-    const outbox = this.outbox;
-    if (outbox !== undefined) {
+    if (this.outbox !== undefined) {
+      this.outbox.close(); // nothing is lost: unacknowledged records stay in the spool
       this.outbox = undefined;
-      const kept = outbox.close(); // stores what waits, forgets what was acknowledged
-      if (kept > 0) {
-        this.log("warn", `${kept} records stay in the spool and go out at the next start`, {
-          kept,
-        });
-      }
-      return; // nothing is lost: unacknowledged records are in the spool
+      return;
     }
-    if (flushError !== undefined) {
-      const lost = this.ledger.pending;
+    // PUBACKs that came during the goodbye count: only what is still pending now is lost.
+    const lost = this.ledger.pending;
+    if (flushError !== undefined && lost > 0) {
       this.log("error", `closed with ${lost} usage records not acknowledged: they are lost`, {
         lost,
       });

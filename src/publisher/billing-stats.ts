@@ -1,3 +1,8 @@
+import type { Connection } from "./connection.js";
+import type { KeySync } from "./key-sync.js";
+import type { PendingLedger } from "./pending-ledger.js";
+import type { SendPipeline } from "./send-pipeline.js";
+
 /** Counters and state of a `BillingClient`, from `client.stats()`. */
 export interface BillingStats {
   /** Whether the MQTT connection is up now. */
@@ -14,6 +19,12 @@ export interface BillingStats {
   inFlight: number;
   /** Records waiting out a delay after the broker refused them (PUBACK reason code ≥ 0x80). */
   retrying: number;
+  /**
+   * Records held as undeliverable: each dropped the connection every time it was sent alone (a
+   * broker that cannot take it). Still pending: `flush`/`close` report them; never retried in
+   * this process (with a spool they stay in it). Logged at error level.
+   */
+  undeliverable: number;
   /** Records acknowledged by the broker. */
   published: number;
   /** Failed publish attempts (refused by the broker, or cut off by a disconnect); all retried. */
@@ -30,4 +41,32 @@ export interface BillingStats {
   keyUpdates: number;
   /** Key-update payloads that could not be decoded (ignored; the list stayed as it was). */
   keyDecodeErrors: number;
+}
+
+/** The stats of a client, read from its parts (no copy of any counter is kept elsewhere). */
+export function collectStats(
+  connection: Connection,
+  ledger: PendingLedger,
+  pipeline: SendPipeline,
+  keySync: KeySync,
+  rejected: number,
+): BillingStats {
+  return {
+    connected: connection.client !== undefined,
+    protocolVersion: connection.version,
+    broker: connection.broker,
+    queued: ledger.pending,
+    queuedBytes: ledger.bytes,
+    inFlight: pipeline.inFlightCount,
+    retrying: pipeline.retrying,
+    undeliverable: pipeline.undeliverable.length,
+    published: pipeline.published,
+    failed: pipeline.failed,
+    rejected,
+    reconnects: connection.reconnects,
+    keysKnown: keySync.keys.size,
+    keysLoaded: keySync.keys.loaded,
+    keyUpdates: keySync.applied,
+    keyDecodeErrors: keySync.undecodable,
+  };
 }

@@ -1,3 +1,4 @@
+import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import { BillingError } from "../billing-error.js";
 import { isWellFormed } from "../common/text.js";
 
@@ -17,8 +18,11 @@ function isPlainObject(value: object): boolean {
  * The bound: a string takes at least one UTF-8 byte per UTF-16 unit, plus 2 bytes of tag and
  * length; a number 9 + 2; a boolean or null 2 + 2; a nested list or object 2 (Struct and Value
  * framing). It never overestimates, so a record that fits is never refused; the exact size is
- * checked after encoding. The walk allocates nothing; a cycle shows up as nesting past 32
- * levels, and at most 10,000 values are visited.
+ * checked after encoding. A cycle shows up as nesting past 32 levels, and at most 10,000 values
+ * are visited.
+ *
+ * `check` returns a plain copy of what it checked, and only that copy is encoded: a getter or a
+ * Proxy that answers differently on a second read cannot slip past the checks.
  */
 export class MetadataBudget {
   private left: number;
@@ -33,8 +37,8 @@ export class MetadataBudget {
     this.left = bytes;
   }
 
-  check(metadata: object): void {
-    this.walk(metadata, 0);
+  check(metadata: object): JsonObject {
+    return this.walk(metadata, 0) as JsonObject;
   }
 
   private invalid(message: string): BillingError {
@@ -58,25 +62,25 @@ export class MetadataBudget {
     }
   }
 
-  private walk(value: unknown, depth: number): void {
+  private walk(value: unknown, depth: number): JsonValue {
     if (--this.values < 0) {
       throw BillingError.invalid("metadata", `has more than ${MAX_VALUES} values`);
     }
     switch (typeof value) {
       case "string":
         this.text(value, "a string");
-        return;
+        return value;
       case "boolean":
         this.spend(4);
-        return;
+        return value;
       case "number":
         if (!Number.isFinite(value)) throw this.invalid("must be a finite number");
         this.spend(11);
-        return;
+        return value;
       case "object": {
         if (value === null) {
           this.spend(4);
-          return;
+          return null;
         }
         if (depth >= MAX_DEPTH) {
           throw this.invalid(`nests deeper than ${MAX_DEPTH} levels (or is a cycle)`);
@@ -84,12 +88,13 @@ export class MetadataBudget {
         this.spend(2);
         const path = this.path;
         if (Array.isArray(value)) {
+          const list: JsonValue[] = [];
           for (let i = 0; i < value.length; i++) {
             path.push(i);
-            this.walk(value[i], depth + 1);
+            list.push(this.walk(value[i], depth + 1));
             path.pop();
           }
-          return;
+          return list;
         }
         if (!isPlainObject(value)) {
           throw this.invalid("must be a plain object, not a class instance");
@@ -97,14 +102,19 @@ export class MetadataBudget {
         if (Object.getOwnPropertySymbols(value).length > 0) {
           throw this.invalid("must not have symbol keys");
         }
+        const copy: JsonObject = {};
         for (const key in value) {
           if (!Object.hasOwn(value, key)) continue;
           path.push(key);
           this.text(key, "a key");
-          this.walk((value as Record<string, unknown>)[key], depth + 1);
+          const v = this.walk((value as Record<string, unknown>)[key], depth + 1);
+          // An own "__proto__" key stays a key (plain assignment would set the prototype).
+          if (key === "__proto__") {
+            Object.defineProperty(copy, key, { value: v, enumerable: true, writable: true });
+          } else copy[key] = v;
           path.pop();
         }
-        return;
+        return copy;
       }
       default:
         // undefined, function, symbol, bigint

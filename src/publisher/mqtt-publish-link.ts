@@ -11,6 +11,9 @@ const PUBLISH_V5: IClientPublishOptions = {
     userProperties: { "message-type": "billing.v1.UsageBatch" },
   },
 };
+// mqtt.js fails publishes with these when the connection goes (a keepalive timeout, a forced
+// end), sometimes while `connected` still reads true: they say nothing about the record.
+const CONNECTION_GONE = /^(Connection closed|client disconnecting)/;
 
 /**
  * The send pipeline's link over one live mqtt.js connection: QoS 1 publishes on `topic`, at
@@ -23,13 +26,19 @@ export function mqttPublishLink(
   window: number,
 ): PublishLink {
   const options = version === 5 ? PUBLISH_V5 : PUBLISH_V4;
+  let gone = false;
   return {
     window,
     // mqtt.js refuses publishes (synchronously) once it is disconnecting.
-    isUp: () => client.connected && !client.disconnecting,
+    isUp: () => !gone && client.connected && !client.disconnecting,
     // Every message on <prefix>/report is a UsageBatch (here of one record).
     send: (bytes, done) =>
-      client.publish(topic, Buffer.from(usageBatchBytes([bytes])), options, done),
+      client.publish(topic, Buffer.from(usageBatchBytes([bytes])), options, (err) => {
+        if (err && typeof (err as { code?: unknown }).code !== "number") {
+          if (CONNECTION_GONE.test(err.message)) gone = true;
+        }
+        done(err);
+      }),
     // Publishes made in one tick (a burst of reportUsage calls, or of PUBACKs read in one chunk)
     // leave in one write: one syscall for many packets instead of several per packet.
     cork: () => {

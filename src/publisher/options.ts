@@ -1,6 +1,7 @@
 import { isIP } from "node:net";
 import { BillingError } from "../billing-error.js";
 import { defaultClientId } from "../common/client-id.js";
+import { MAX_TIMER_MS } from "../common/deadline.js";
 import { type BillingLogger, consoleLogger } from "../common/logger.js";
 import { nameProblem } from "../common/text.js";
 import type { BrokerSettings } from "../mqtt/broker-settings.js";
@@ -103,11 +104,11 @@ export type ResolvedOptions = Required<
   [K in WithoutDefault]: BillingClientOptions[K] | undefined;
 } & { fallbackBrokers: BrokerAddress[] };
 
-function positiveInt(name: string, value: number, allowZero = false): number {
-  if (!Number.isSafeInteger(value) || value < 0 || (value === 0 && !allowZero)) {
+function positiveInt(name: string, value: number, allowZero = false, max = MAX_TIMER_MS): number {
+  if (!Number.isSafeInteger(value) || value < 0 || (value === 0 && !allowZero) || value > max) {
     throw BillingError.invalid(
       name,
-      `must be a ${allowZero ? "non-negative" : "positive"} integer, not ${String(value)}`,
+      `must be a ${allowZero ? "non-negative" : "positive"} integer ≤ ${max}, not ${String(value)}`,
     );
   }
   return value;
@@ -130,11 +131,10 @@ function pem(name: string, value: unknown): void {
   for (const item of items) {
     const text = Buffer.isBuffer(item) ? item.toString("latin1") : item;
     if (typeof text !== "string" || !text.includes("-----BEGIN ")) {
+      // The value is never echoed: it may be key material in another format.
       throw BillingError.invalid(
         name,
-        `must be PEM text ("-----BEGIN ..."), not a path: pass the file's contents: readFileSync(${JSON.stringify(
-          typeof item === "string" && item.length < 200 ? item : `${name}.pem`,
-        )}, "utf8")`,
+        `must be PEM text ("-----BEGIN ..."), not a path: pass the file's contents: readFileSync("${name}.pem", "utf8")`,
       );
     }
   }
@@ -201,17 +201,14 @@ export function resolveOptions(o: BillingClientOptions): ResolvedOptions {
   if (levels.some((l) => l === "" || /[#+]/.test(l) || l.includes("\0"))) {
     throw BillingError.invalid("topicPrefix", "must be topic levels without wildcards");
   }
-  positiveInt("keepaliveSeconds", resolved.keepaliveSeconds, true);
+  positiveInt("keepaliveSeconds", resolved.keepaliveSeconds, true, 65535);
   positiveInt("connectTimeoutMs", resolved.connectTimeoutMs);
   positiveInt("reconnectBaseMs", resolved.reconnectBaseMs);
   positiveInt("reconnectMaxMs", resolved.reconnectMaxMs);
-  positiveInt("maxQueued", resolved.maxQueued);
-  positiveInt("maxQueuedBytes", resolved.maxQueuedBytes);
-  positiveInt("inFlightWindow", resolved.inFlightWindow);
-  if (resolved.inFlightWindow > 65535) {
-    throw BillingError.invalid("inFlightWindow", "must be ≤ 65535");
-  }
-  positiveInt("maxRecordBytes", resolved.maxRecordBytes);
+  positiveInt("maxQueued", resolved.maxQueued, false, Number.MAX_SAFE_INTEGER);
+  positiveInt("maxQueuedBytes", resolved.maxQueuedBytes, false, Number.MAX_SAFE_INTEGER);
+  positiveInt("inFlightWindow", resolved.inFlightWindow, false, 65535);
+  positiveInt("maxRecordBytes", resolved.maxRecordBytes, false, 256 * 1024 * 1024);
   positiveInt("heartbeatIntervalMs", resolved.heartbeatIntervalMs, true);
   positiveInt("closeTimeoutMs", resolved.closeTimeoutMs, true);
   const spool = resolved.spool as Partial<RecordSpool> | undefined;
@@ -252,7 +249,7 @@ export function brokerList(o: ResolvedOptions): BrokerAddress[] {
 /** Whether `host` names this machine's loopback interface (traffic to it never leaves the host). */
 export function isLoopback(host: string): boolean {
   const h = host.toLowerCase().replace(/^\[|\]$/g, "");
-  if (h === "localhost" || h.endsWith(".localhost")) return true;
+  if (h === "localhost") return true; // not *.localhost: such names may go to DNS
   if (isIP(h) === 4) return h.startsWith("127.");
   if (h === "::1") return true;
   return /^::ffff:127\./.test(h);

@@ -31,6 +31,11 @@ export interface SendPipelineHooks {
 
 /** Connection losses with a record in flight after which it is sent alone, as a suspect. */
 const SUSPECT_AFTER_LOSSES = 3;
+/**
+ * Connections a suspect dropped while alone after which it is held as undeliverable: kept (and
+ * pending, so flush and close report it), counted, logged, never retried in this process.
+ */
+const UNDELIVERABLE_AFTER_SOLO_DROPS = 3;
 /** Refusals are logged at most this often (a broker refusing everything refuses thousands/s). */
 const REFUSAL_LOG_MS = 10_000;
 
@@ -47,6 +52,9 @@ const REFUSAL_LOG_MS = 10_000;
  *   message_size_limit with a PUBACK code mqtt.js cannot parse): a record in flight at
  *   `SUSPECT_AFTER_LOSSES` losses is next sent alone; if the connection drops while it is alone,
  *   it is the cause and waits in the retry schedule, so it cannot block the others forever.
+ *   After `UNDELIVERABLE_AFTER_SOLO_DROPS` such drops it is held apart as undeliverable (the
+ *   broker cannot take it: larger than mosquitto's message_size_limit, for example), instead of
+ *   dropping the connection (and firing the will) again every backoff period, forever.
  */
 export class SendPipeline {
   private readonly queue = new RecordQueue();
@@ -61,8 +69,10 @@ export class SendPipeline {
   private lastRefusalLog = 0;
   /** Acknowledged records. */
   published = 0;
-  /** Failed attempts (refused, or cut off by a lost connection); every one is retried. */
+  /** Failed attempts (refused, or cut off by a lost connection). */
   failed = 0;
+  /** Records that dropped the connection each time they were sent alone (see above). */
+  readonly undeliverable: PendingRecord[] = [];
 
   constructor(private readonly hooks: SendPipelineHooks) {
     this.retries = new RetrySchedule(() => this.pump());
@@ -102,7 +112,14 @@ export class SendPipeline {
       this.failed++;
       record.attempts++;
       record.losses++;
-      if (this.solo) {
+      if (this.solo && record.losses >= SUSPECT_AFTER_LOSSES + UNDELIVERABLE_AFTER_SOLO_DROPS) {
+        this.undeliverable.push(record);
+        this.hooks.log(
+          "error",
+          `record ${record.id} (${record.bytes.length} bytes) dropped the connection each of the ${UNDELIVERABLE_AFTER_SOLO_DROPS} times it was sent alone: held as undeliverable, not retried (is it larger than the broker's message size limit?)`,
+          { undeliverable: this.undeliverable.length },
+        );
+      } else if (this.solo) {
         this.retryLater(record, "the connection dropped while it was the only record in flight");
       } else {
         this.queue.putBack(record);
@@ -164,8 +181,8 @@ export class SendPipeline {
     if (link !== this.link || this.inFlight.get(record.seq) !== record) return;
     this.inFlight.delete(record.seq);
     this.solo = false;
-    record.losses = 0; // the broker answered: the connection survived this record
     if (!err) {
+      record.losses = 0; // the broker answered: the connection survived this record
       this.published++;
       this.hooks.acknowledged(record);
       this.hooks.ledger.settle(record.seq, record.bytes.length);
@@ -174,6 +191,7 @@ export class SendPipeline {
       record.attempts++;
       const reason = (err as { code?: unknown }).code;
       if (typeof reason === "number") {
+        record.losses = 0; // the broker answered
         // The broker refused this record (PUBACK reason code >= 0x80).
         this.retryLater(record, `PUBACK reason code ${reason}`);
       } else if (link.isUp()) {

@@ -22,7 +22,7 @@ export class SpoolOutbox {
 
   private constructor(
     private readonly spool: RecordSpool,
-    private readonly onStored: (records: PendingRecord[]) => void,
+    private readonly onStored: (record: PendingRecord) => void,
     private readonly log: (level: LogLevel, message: string, fields?: object) => void,
   ) {}
 
@@ -32,7 +32,7 @@ export class SpoolOutbox {
    */
   static open(
     spool: RecordSpool,
-    onStored: (records: PendingRecord[]) => void,
+    onStored: (record: PendingRecord) => void,
     log: (level: LogLevel, message: string, fields?: object) => void,
   ): { outbox: SpoolOutbox; left: PendingRecord[] } {
     try {
@@ -43,6 +43,11 @@ export class SpoolOutbox {
         attempts: 0,
         losses: 0,
       }));
+      if (left.length > 0) {
+        log("info", `${left.length} records from an earlier run are queued first`, {
+          records: left.length,
+        });
+      }
       return { outbox: new SpoolOutbox(spool, onStored, log), left };
     } catch (err) {
       spool.close();
@@ -96,16 +101,18 @@ export class SpoolOutbox {
       for (const b of batch) b.reject(e);
       return;
     }
-    this.onStored(batch.map((b) => b.record));
+    for (const b of batch) this.onStored(b.record);
     for (const b of batch) b.resolve();
   }
 
-  /** Flushes and closes the spool; returns how many records it keeps for the next start. */
-  close(): number {
+  /** Flushes and closes the spool; logs how many records it keeps for the next start. */
+  close(): void {
     this.flush();
     const kept = this.spool.count();
     this.spool.close();
-    return kept;
+    if (kept > 0) {
+      this.log("warn", `${kept} records stay in the spool and go out at the next start`, { kept });
+    }
   }
 
   private schedule(): void {

@@ -52,7 +52,9 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 // google.protobuf.Timestamp's range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
 const MIN_SECONDS = -62_135_596_800n;
 const MAX_SECONDS = 253_402_300_799n;
-// A lower bound of the bytes a record takes besides its metadata: id, fingerprint, usage, time.
+// A lower bound of the bytes every record takes besides its names, usage and metadata: the id
+// (36 characters), the fingerprint (64), the time (an empty Timestamp still takes its tag and
+// length) and the metadata field's own tag and length.
 const FIXED_BYTES = 38 + 66 + 2 + 2;
 
 function checkName(field: string, value: unknown, allowEmpty = false): string {
@@ -110,13 +112,25 @@ function checkTimestamp(field: string, t: Timestamp): void {
   }
 }
 
-/** The metadata, checked within the bytes a record of `fixedBytes` leaves it. */
+/**
+ * The metadata, checked within the bytes a record of `fixedBytes` leaves it; returns the copy
+ * that was checked (the one to encode).
+ */
 function checkMetadata(value: unknown, ctx: RecordContext, fixedBytes: number): JsonObject {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw BillingError.invalid("metadata", "must be a plain object");
   }
-  new MetadataBudget(ctx.maxRecordBytes - fixedBytes, ctx.maxRecordBytes).check(value);
-  return value as JsonObject;
+  // The Struct's own tag and length are in FIXED_BYTES, not in the walk's budget.
+  return new MetadataBudget(ctx.maxRecordBytes - fixedBytes + 2, ctx.maxRecordBytes).check(value);
+}
+
+/**
+ * The app id the key list gives a key, when it is a good name; else "" (the backend resolves it
+ * from the fingerprint): text pushed over MQTT never reaches the wire unchecked.
+ */
+function knownAppId(ctx: RecordContext, apiKeySha256: string): string {
+  const appId = ctx.appIdOf(apiKeySha256);
+  return appId.length <= MAX_NAME_LENGTH && nameProblem(appId) === undefined ? appId : "";
 }
 
 function encode(record: UsageRecord, ctx: RecordContext): EncodedRecord {
@@ -130,8 +144,10 @@ function encode(record: UsageRecord, ctx: RecordContext): EncodedRecord {
   return { id: record.id, bytes };
 }
 
-const fixedBytes = (...names: string[]) =>
-  names.reduce((sum, n) => sum + n.length + 2, FIXED_BYTES);
+/** A lower bound of a record's bytes without its metadata: proto3 omits empty strings and 0. */
+const fixedBytes = (usage: bigint, ...names: string[]) =>
+  names.reduce((sum, n) => sum + (n.length === 0 ? 0 : n.length + 2), FIXED_BYTES) +
+  (usage === 0n ? 0 : 2);
 
 /**
  * Validates what was passed to `reportUsage` and encodes the `UsageRecord`. Throws a
@@ -151,14 +167,14 @@ export function encodeUsage(input: unknown, ctx: RecordContext): EncodedRecord {
   const metadata =
     init.metadata === undefined
       ? undefined
-      : checkMetadata(init.metadata, ctx, fixedBytes(module, model, ctx.producer));
+      : checkMetadata(init.metadata, ctx, fixedBytes(usage, module, model, ctx.producer));
   const apiKeySha256 = hashApiKey(apiKey);
   const now = Date.now();
   return encode(
     create(UsageRecordSchema, {
       id: uuidV7(now),
       apiKeySha256,
-      appId: ctx.appIdOf(apiKeySha256),
+      appId: knownAppId(ctx, apiKeySha256),
       module,
       model,
       usage,
@@ -188,15 +204,21 @@ function encodeRecord(input: UsageRecord, ctx: RecordContext): EncodedRecord {
   const producer = checkName("producer", input.producer, true);
   const usage = checkUsage(input.usage);
   if (input.occurredAt !== undefined) checkTimestamp("occurredAt", input.occurredAt);
-  if (input.metadata !== undefined) {
-    checkMetadata(input.metadata, ctx, fixedBytes(module, model, appId, producer || ctx.producer));
-  }
+  const metadata =
+    input.metadata === undefined
+      ? undefined
+      : checkMetadata(
+          input.metadata,
+          ctx,
+          fixedBytes(usage, module, model, appId, producer || ctx.producer),
+        );
   const now = Date.now();
   const record = clone(UsageRecordSchema, input); // the caller's message is left as it was
   record.usage = usage;
+  if (metadata !== undefined) record.metadata = metadata;
   if (record.id === "") record.id = uuidV7(now);
   if (record.occurredAt === undefined) record.occurredAt = timestampFromMs(now);
-  if (record.appId === "") record.appId = ctx.appIdOf(record.apiKeySha256);
+  if (record.appId === "") record.appId = knownAppId(ctx, record.apiKeySha256);
   if (record.producer === "") record.producer = ctx.producer;
   return encode(record, ctx);
 }

@@ -14,6 +14,8 @@ export interface AedesOptions {
   password?: string;
   /** Refuse PUBLISH to topics for which this returns an error (MQTT 5 PUBACK reason code). */
   refusePublish?: (topic: string, payload: Buffer) => boolean;
+  /** Never answer a PUBLISH for which this returns true: no PUBACK, ever (a broker gone deaf). */
+  ignorePublish?: (topic: string) => boolean;
 }
 
 /**
@@ -46,6 +48,7 @@ export class AedesBroker {
         return done(err as never, false);
       },
       authorizePublish: (_client, packet, done) => {
+        if (options.ignorePublish?.(packet.topic)) return; // done is never called
         if (options.refusePublish?.(packet.topic, packet.payload as Buffer)) {
           return done(new Error("refused by test"));
         }

@@ -187,8 +187,19 @@ export class Mosquitto {
     this.proc = undefined;
   }
 
+  /** Freezes the broker (SIGSTOP): connections stay open, nothing is answered. */
+  pause(): void {
+    this.proc?.kill("SIGSTOP");
+  }
+
+  /** Lets a frozen broker run again (SIGCONT). */
+  resume(): void {
+    this.proc?.kill("SIGCONT");
+  }
+
   /** Stops the broker and removes its temp dir. */
   async close(): Promise<void> {
+    this.resume(); // a frozen broker would not act on SIGTERM
     await this.stop("SIGTERM");
     if (existsSync(this.dir)) rmSync(this.dir, { recursive: true, force: true });
   }

@@ -1,5 +1,7 @@
+import { fromBinary } from "@bufbuild/protobuf";
 import { connectAsync, type IPublishPacket, type MqttClient } from "mqtt";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { HeartbeatSchema, ProducerState } from "../../gen/billing/v1/usage_pb.js";
 import { BillingClient, type BillingClientOptions, getBillingClient } from "../../src/index.js";
 import { until } from "../helpers/aedes-broker.js";
 import { makePki, type TestPki } from "../helpers/certs.js";
@@ -144,6 +146,104 @@ describe.runIf(mosquittoAvailable())("against a real mosquitto (TLS + password)"
     expect(stats.failed).toBeGreaterThanOrEqual(3);
     expect(stats.queued).toBe(1); // never dropped
     await expect(client.flush(100)).rejects.toMatchObject({ code: "TIMEOUT" });
+  });
+
+  it("a record that drops the connection every time it is sent alone is held as undeliverable: the churn stops", async () => {
+    const logs: string[] = [];
+    const client = new BillingClient(
+      options({
+        reconnectBaseMs: 50,
+        reconnectMaxMs: 200,
+        logger: (level, message) => logs.push(`${level}: ${message}`),
+      }),
+    );
+    await client.connect();
+    const blob = { blob: "x".repeat(5000) };
+    for (let i = 0; i < 3; i++) {
+      await client.reportUsage({
+        apiKey: "k",
+        module: "llm",
+        model: "m",
+        usage: i,
+        metadata: blob,
+      });
+    }
+    await client.reportUsage({ apiKey: "k", module: "llm", model: "m", usage: 9 });
+    await until(() => client.stats().undeliverable === 3, 30_000, "all three held apart");
+    // The last of them dropped the connection: the client reconnects once more, then stays.
+    await until(() => client.isConnected(), 5000, "reconnected");
+    const held = client.stats();
+    expect(held).toMatchObject({ published: 1, queued: 3, undeliverable: 3, retrying: 0 });
+    expect(logs.filter((l) => /^error: .*held as undeliverable/.test(l))).toHaveLength(3);
+    // No more connection drops (nor wills) once they are held.
+    const wills = () =>
+      packets.filter(
+        (p) =>
+          p.topic === "billing/heartbeat" &&
+          fromBinary(HeartbeatSchema, p.payload as Buffer).state === ProducerState.LOST,
+      ).length;
+    const willsThen = wills();
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(client.stats().reconnects).toBe(held.reconnects);
+    expect(wills()).toBe(willsThen);
+    // They are still pending, and close() says so.
+    await expect(client.close(200)).rejects.toThrow(/closed with 3 usage records not acknowledged/);
+  });
+
+  it("a broker frozen past the keepalive: in-flight records go back in order, none taken for a refusal, all arrive", async () => {
+    const frozen = await Mosquitto.start({ users, extra: ["max_inflight_messages 100"] });
+    const logs: string[] = [];
+    const seen = new Set<string>();
+    const sub = await connectAsync({
+      host: "127.0.0.1",
+      port: frozen.plainPort,
+      protocolVersion: 5,
+      username: "backend",
+      password: users.backend,
+      clean: false,
+      clientId: "backend-frozen",
+      properties: { sessionExpiryInterval: 600 },
+      reconnectPeriod: 100,
+    });
+    sub.on("message", (_t, payload) => {
+      for (const r of decodeRecords([payload])) seen.add(r.id);
+    });
+    await sub.subscribeAsync("billing/report", { qos: 1 });
+    const client = new BillingClient({
+      brokerHost: "127.0.0.1",
+      brokerPort: frozen.plainPort,
+      tls: false,
+      username: "svc",
+      password: users.svc,
+      keepaliveSeconds: 1,
+      heartbeatIntervalMs: 0,
+      reconnectBaseMs: 50,
+      reconnectMaxMs: 500,
+      logger: (level, message) => logs.push(`${level}: ${message}`),
+    });
+    try {
+      await client.connect();
+      const ids: string[] = [];
+      const report = async (n: number) => {
+        for (let i = 0; i < n; i++) {
+          ids.push(await client.reportUsage({ apiKey: "k", module: "llm", model: "m", usage: i }));
+        }
+      };
+      await report(20);
+      frozen.pause();
+      await report(30); // in flight into a frozen broker
+      await until(() => logs.some((l) => l.includes("connection lost")), 10_000, "keepalive");
+      frozen.resume();
+      await until(() => seen.size === 50, 20_000, "all 50 at the backend");
+      expect(new Set(ids)).toEqual(seen);
+      await client.flush(10_000);
+      expect(client.stats()).toMatchObject({ retrying: 0, queued: 0 });
+      expect(logs.filter((l) => l.includes("refused"))).toEqual([]);
+    } finally {
+      await client.close(500).catch(() => {});
+      await sub.endAsync();
+      await frozen.close();
+    }
   });
 
   it("survives mosquitto restarts mid-stream: every record arrives at the backend", async () => {

@@ -1,0 +1,157 @@
+// Regression tests for the bugs of issue 9 about text and the CLI (embedded Aedes, loopback
+// sockets). Each test failed on commit 23c5ce5 for the reason its bug describes.
+import { create } from "@bufbuild/protobuf";
+import { describe, expect, it } from "vitest";
+import { main } from "../../src/cli/main.js";
+import { BillingClient, BillingError, UsageRecordSchema } from "../../src/index.js";
+import { until } from "../helpers/aedes-broker.js";
+import { captureIo } from "../helpers/cli-io.js";
+import { useEmbeddedBroker } from "../helpers/embedded-broker.js";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const suite = useEmbeddedBroker();
+const { logs, options, received } = suite;
+const base = { apiKey: "key-1", module: "llm", model: "gpt-4", usage: 1 };
+
+// ---- 6. text that changes on the way ---------------------------------------------------------
+
+describe("issue 9.6: text that would change on the way is refused, nothing queued or sent", () => {
+  const key = "0".repeat(64);
+  const record = (patch: Record<string, unknown>) =>
+    create(UsageRecordSchema, {
+      apiKeySha256: key,
+      module: "tts",
+      model: "voice",
+      usage: 1n,
+      ...patch,
+    });
+  const cases: Array<[string, () => unknown]> = [
+    ["apiKey with a lone high surrogate", () => ({ ...base, apiKey: "key-\uD800" })],
+    ["apiKey with a lone low surrogate", () => ({ ...base, apiKey: "\uDC00-key" })],
+    ["module with a lone surrogate", () => ({ ...base, module: "ll\uD800m" })],
+    ["model with a lone surrogate", () => ({ ...base, model: "gpt\uDFFF" })],
+    ["metadata value with a lone surrogate", () => ({ ...base, metadata: { note: "a\uD800b" } })],
+    [
+      "metadata nested value with a lone surrogate",
+      () => ({ ...base, metadata: { a: [{ b: "\uDC01" }] } }),
+    ],
+    ["metadata key with a lone surrogate", () => ({ ...base, metadata: { "k\uD800": 1 } })],
+    ["module with U+202E (bidi override)", () => ({ ...base, module: "llm\u202Eevil" })],
+    ["model with U+202E (bidi override)", () => ({ ...base, model: "\u202Egpt" })],
+    ["module with U+2028 (line separator)", () => ({ ...base, module: "llm\u2028x" })],
+    ["model with U+2028 (line separator)", () => ({ ...base, model: "gpt\u2028" })],
+    [
+      "create()d record with occurredAt.seconds 1e15",
+      () => record({ occurredAt: { seconds: 10n ** 15n, nanos: 0 } }),
+    ],
+    [
+      "create()d record with occurredAt.nanos 1e9",
+      () => record({ occurredAt: { seconds: 1_700_000_000n, nanos: 1_000_000_000 } }),
+    ],
+    ["create()d record with a control character in appId", () => record({ appId: "app\n1" })],
+    ["create()d record with NUL in producer", () => record({ producer: "svc\u0000x" })],
+    ["create()d record with a lone surrogate in module", () => record({ module: "t\uD800s" })],
+  ];
+  for (const [name, input] of cases) {
+    it(name, async () => {
+      const client = new BillingClient(options());
+      await client.connect(5000);
+      const err = await client.reportUsage(input() as never).catch((e: unknown) => e);
+      expect(err, "what reportUsage gave (an id: the input was accepted)").toBeInstanceOf(
+        BillingError,
+      );
+      expect(err).toMatchObject({ code: "INVALID_ARGUMENT" });
+      expect(client.stats()).toMatchObject({ queued: 0, rejected: 1 });
+      // A valid record after it goes through alone: the refused one never reached the suite.broker.
+      const sentinel = await client.reportUsage({ ...base, module: "sentinel" });
+      await client.flush(5000);
+      expect(received().map((r) => r.id)).toEqual([sentinel]);
+    });
+  }
+
+  it("two different lone-surrogate keys are not folded into one fingerprint", async () => {
+    const client = new BillingClient(options());
+    await client.connect(5000);
+    const a = await client.reportUsage({ ...base, apiKey: "\uD800" }).catch((e: unknown) => e);
+    const b = await client.reportUsage({ ...base, apiKey: "\uD801" }).catch((e: unknown) => e);
+    await client.flush(5000);
+    // Both are refused; were they accepted, they would carry the one SHA-256 of "\uFFFD".
+    const fingerprints = received().map((r) => r.apiKeySha256);
+    expect(fingerprints, "records sent for two distinct keys").toEqual([]);
+    expect([a, b]).toEqual([
+      expect.objectContaining({ code: "INVALID_ARGUMENT" }),
+      expect.objectContaining({ code: "INVALID_ARGUMENT" }),
+    ]);
+  });
+});
+
+// ---- 7. tls: false with a password ---------------------------------------------------------------
+
+describe("issue 9.7: tls: false with a password", () => {
+  // The positive case (a non-loopback host warns once) cannot be tested here without traffic to
+  // a non-loopback address: it needs a pure function of (host, tls, password) to test apart.
+  const plainTextWarning = (l: { level: string; msg: string }) =>
+    (l.level === "warn" || l.level === "error") &&
+    /password|plain ?text|clear ?text|unencrypted|tls/i.test(l.msg);
+
+  for (const host of ["127.0.0.1", "localhost", "::1"]) {
+    it(`no plain-text warning for a loopback broker (${host})`, async () => {
+      const client = new BillingClient(
+        options({ brokerHost: host, username: "u", password: "p", tls: false }),
+      );
+      await client.connect(5000).catch(() => {}); // ::1 may have no listener: the log is the point
+      await client.close(1000).catch(() => {});
+      expect(logs.filter(plainTextWarning)).toEqual([]);
+      // Positive control: the same logger does receive the TLS warning the SDK already has.
+      const insecure = new BillingClient(
+        options({ tls: true, dangerouslyDisableTlsVerification: true, password: "p" }),
+      );
+      await insecure.close(0).catch(() => {});
+      expect(logs.filter(plainTextWarning).length).toBeGreaterThan(0);
+    });
+  }
+});
+
+// ---- 8. tail says "connection lost" only when it is ------------------------------------------
+
+describe("issue 9.8: billing-sdk tail", () => {
+  const io = captureIo;
+  const conn = () => ["--broker", `mqtt://127.0.0.1:${suite.broker.port}`];
+  const ready = (a: ReturnType<typeof io>) =>
+    until(() => a.err.some((l) => l.startsWith("tail: listening")), 5000, "tail ready");
+
+  it('does not print "connection lost" after --count is reached, nor after Ctrl-C', async () => {
+    const a = io();
+    const counted = main(["tail", "--count", "2", ...conn()], a.io);
+    await ready(a);
+    const client = new BillingClient(options());
+    await client.reportUsage({ ...base, usage: 1 });
+    await client.reportUsage({ ...base, usage: 2 });
+    await client.flush(5000);
+    expect(await counted).toBe(0);
+    await sleep(200); // let late events arrive
+    expect(a.out).toHaveLength(2);
+    expect.soft(a.err, "stderr after --count 2 was reached").not.toContain("tail: connection lost");
+
+    const b = io();
+    const interrupted = main(["tail", ...conn()], b.io);
+    await ready(b);
+    b.interrupt();
+    expect(await interrupted).toBe(0);
+    await sleep(200);
+    expect.soft(b.err, "stderr after Ctrl-C").not.toContain("tail: connection lost");
+
+    // Positive control: a connection that is really lost is reported, with exit code 1.
+    const c = io();
+    const lost = main(["tail", ...conn()], c.io);
+    await ready(c);
+    await suite.broker.stop();
+    try {
+      expect(await lost).toBe(1);
+      expect(c.err).toContain("tail: connection lost");
+    } finally {
+      await suite.broker.start();
+    }
+  });
+});
