@@ -1,4 +1,3 @@
-import { monitorEventLoopDelay } from "node:perf_hooks";
 import { describe, expect, it } from "vitest";
 import { PendingLedger } from "../../src/publisher/pending-ledger.js";
 import type { PendingRecord } from "../../src/publisher/pending-record.js";
@@ -140,25 +139,35 @@ describe("SendPipeline", () => {
     expect(ok.sent).toHaveLength(100_000);
   });
 
-  it("300,000 refused records in the retry schedule: no stack overflow, no event-loop stall over 50 ms", async () => {
+  it("300,000 refused records in the retry schedule: no stack overflow, no callback over 50 ms", async () => {
     const { pipeline, add, logs } = setup();
     const refused = Object.assign(new Error("not authorized"), { code: 0x87 });
     let answered = 0;
+    // Everything the pipeline does runs in these callbacks (a refusal, and the retry timer's
+    // pump): each is timed. (Event-loop delay would also count other processes on a busy box.)
+    let measuring = false;
+    let worstMs = 0;
+    const timed = (fn: () => void) => {
+      const t0 = performance.now();
+      fn();
+      if (measuring) worstMs = Math.max(worstMs, performance.now() - t0);
+    };
     const link = new FakeLink(1000, seqOf, (_seq, done) => {
       answered++;
-      setImmediate(() => done(refused));
+      setImmediate(() => timed(() => done(refused)));
     });
+    const pump = pipeline.pump.bind(pipeline);
+    pipeline.pump = () => timed(pump);
     add(300_000);
     pipeline.attach(link);
-    const lag = monitorEventLoopDelay({ resolution: 5 });
     // Let every record be refused at least once, then keep cycling through retries.
     while (answered < 300_000) await new Promise((r) => setTimeout(r, 20));
-    lag.enable();
+    measuring = true;
     const until = answered + 200_000;
     while (answered < until) await new Promise((r) => setTimeout(r, 20));
-    lag.disable();
+    measuring = false;
     expect(pipeline.retrying + pipeline.inFlightCount + pipeline.queued).toBe(300_000);
-    expect(lag.max / 1e6).toBeLessThan(50);
+    expect(worstMs).toBeLessThan(50);
     // Refusals are summarised, not logged one line each.
     expect(logs.length).toBeLessThan(20);
     pipeline.stop();
@@ -179,6 +188,7 @@ describe("PendingLedger flush", () => {
       }
     })();
     await new Promise((r) => setTimeout(r, 200));
+    let addedDuringFlushes = 0;
     for (let i = 0; i < 5; i++) {
       const before = ledger.pending;
       const lastBefore = acked.length + before - 1;
@@ -186,8 +196,9 @@ describe("PendingLedger flush", () => {
       // Every record accepted before the call is acknowledged (seqs 0..lastBefore).
       expect(new Set(acked).size).toBeGreaterThan(lastBefore);
       for (let s = 0; s <= lastBefore; s++) expect(acked.includes(s)).toBe(true);
-      expect(ledger.pending).toBeGreaterThan(0); // the load went on meanwhile
+      addedDuringFlushes += acked.length + ledger.pending - 1 - lastBefore;
     }
+    expect(addedDuringFlushes).toBeGreaterThan(0); // the load went on while they waited
     stop = true;
     await load;
     await ledger.flush(3000);
