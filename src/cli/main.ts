@@ -6,6 +6,7 @@ import { BillingError } from "../billing-error.js";
 import type { CliIo } from "./cli-io.js";
 import { connectionFlags, connectionHelp } from "./connection-flags.js";
 import { doctor, doctorHelp } from "./doctor.js";
+import { keysKeygen, keysKeygenHelp } from "./keys-keygen.js";
 import { keysPush, keysPushHelp } from "./keys-push.js";
 import { tail, tailHelp } from "./tail.js";
 
@@ -13,7 +14,8 @@ const usage = `usage: billing-sdk <command> [options]
 
 commands:
   tail         print usage records (and heartbeats, key updates) as JSON lines
-  keys push    publish a key-list snapshot from a JSON file
+  keys push    publish a signed key-list snapshot from a JSON file
+  keys keygen  write an Ed25519 key pair for signing key updates
   doctor       check a broker connection step by step
 
 Run billing-sdk <command> --help for a command's options.`;
@@ -25,7 +27,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     io.out(usage);
     return 0;
   }
-  const sub = command === "keys" ? rest.shift() : undefined;
+  const name = command === "keys" ? `keys ${rest.shift()}` : command;
   const spec = {
     "": { help: usage, flags: {} },
     tail: {
@@ -36,11 +38,21 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
         count: { type: "string" },
       },
     },
-    keys: { help: keysPushHelp, flags: { "no-retain": { type: "boolean" } } },
+    "keys push": {
+      help: keysPushHelp,
+      flags: {
+        "signing-key": { type: "string" },
+        signer: { type: "string" },
+        version: { type: "string" },
+        retain: { type: "boolean" },
+        "insecure-unsigned": { type: "boolean" },
+      },
+    },
+    "keys keygen": { help: keysKeygenHelp, flags: { out: { type: "string" } } },
     doctor: { help: doctorHelp, flags: { "wait-keys": { type: "string" } } },
   } as const;
-  const entry = spec[(command ?? "") as keyof typeof spec];
-  if (entry === undefined || (command === "keys" && sub !== "push")) {
+  const entry = spec[(name ?? "") as keyof typeof spec];
+  if (entry === undefined || name === "") {
     io.err(usage);
     return 2;
   }
@@ -61,12 +73,13 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
   const values = parsed.values as Record<string, never>;
   if (values.help || command === undefined) {
-    io.out(`${entry.help}\n\n${connectionHelp}`);
+    io.out(name === "keys keygen" ? entry.help : `${entry.help}\n\n${connectionHelp}`);
     return command === undefined ? 2 : 0;
   }
   try {
     if (command === "tail") return await tail(values, io);
-    if (command === "keys") return await keysPush(parsed.positionals[0], values, io);
+    if (name === "keys push") return await keysPush(parsed.positionals[0], values, io);
+    if (name === "keys keygen") return keysKeygen(values, io);
     return await doctor(values, io);
   } catch (err) {
     const e = BillingError.from(err);

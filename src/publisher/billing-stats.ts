@@ -1,3 +1,5 @@
+import type { KeyUpdateRefusals } from "../keys/key-update-gate.js";
+
 /** Counters and state of a `BillingClient`, from `client.stats()`. */
 export interface BillingStats {
   /** Whether the MQTT connection is up now. */
@@ -26,8 +28,16 @@ export interface BillingStats {
   keysKnown: number;
   /** Whether a key-list snapshot has arrived. */
   keysLoaded: boolean;
+  /** Whether the key list is older than `maxKeyListAgeMs` (the interceptor answers Unavailable). */
+  keysStale: boolean;
+  /** The version of the key list (of its last snapshot or delta after one), decimal; "0" before. */
+  keysVersion: string;
   /** Key updates applied. */
   keyUpdates: number;
-  /** Key-update payloads that could not be decoded (ignored; the list stayed as it was). */
-  keyDecodeErrors: number;
+  /**
+   * Key updates refused, by reason (the list stayed as it was): `missingSignature`,
+   * `unknownSigner`, `badSignature`, `undecodable`, `invalid`, `replayed` (an older version),
+   * `duplicate` (the same version again: benign), `tooLarge` (`maxKeys`, `maxKeyUpdateBytes`).
+   */
+  keyUpdatesRefused: KeyUpdateRefusals;
 }

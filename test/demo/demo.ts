@@ -2,15 +2,16 @@
 //
 // By default it starts an embedded MQTT broker (Aedes) with TLS, using a throwaway CA made at
 // start-up, and a password. Then it plays the billing backend (pushes a key list with an active
-// and a blocked key, consumes billing/report), starts a Connect server guarded by
+// and a blocked key, signed with an Ed25519 key made at start-up; consumes billing/report), starts a Connect server guarded by
 // requireApiKey() with an LLM-, a TTS- and an ASR-like method that report usage, makes calls with
 // a good key, a blocked key and no key, and prints what happened.
 //
 //   npm run demo
 //   npm run demo -- --broker mqtts://host:8883 --username u --password p --ca ca.pem
+import { generateKeyPairSync } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { create, toBinary, toJsonString } from "@bufbuild/protobuf";
+import { create, toJsonString } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
@@ -28,6 +29,7 @@ import {
   hashApiKey,
   reportUsageFor,
   requireApiKey,
+  signKeyUpdate,
 } from "../../src/index.js";
 import { decodeUsageBatch } from "../../src/protocol/usage-batch.js";
 import { AiService } from "../gen/demo/v1/ai_pb.js";
@@ -83,7 +85,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       print(`broker     ${options.broker}`);
     }
 
-    // 2. The billing backend: answers key-list requests with a snapshot, consumes reports.
+    // 2. The billing backend: answers key-list requests with a signed snapshot, consumes reports.
+    // Its signing key pair is made here; the service gets the public key only.
+    const signing = generateKeyPairSync("ed25519");
     const mqttOpts: IClientOptions = {
       host,
       port,
@@ -99,10 +103,10 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     });
     cleanup.push(() => backend.endAsync());
     const records: UsageRecord[] = [];
-    const snapshot = toBinary(
-      KeyUpdateSchema,
+    const snapshot = signKeyUpdate(
       create(KeyUpdateSchema, {
         snapshot: true,
+        version: BigInt(Date.now()), // any increasing number: clients refuse older ones
         sentAt: timestampNow(),
         keys: [
           create(KeyStatusSchema, {
@@ -118,6 +122,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
           }),
         ],
       }),
+      signing.privateKey,
+      "demo-backend",
     );
     backend.on("message", (topic, payload) => {
       if (topic === "billing/keys/request") {
@@ -127,7 +133,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       }
     });
     await backend.subscribeAsync(["billing/keys/request", "billing/report"], { qos: 1 });
-    print("backend    subscribed to billing/report; answers billing/keys/request with 2 keys");
+    print(
+      "backend    subscribed to billing/report; answers billing/keys/request with 2 keys, signed (Ed25519)",
+    );
 
     // 3. The service: a BillingClient and a Connect server guarded by requireApiKey().
     const billing = new BillingClient({
@@ -138,6 +146,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       username,
       password,
       clientId: "demo-service",
+      // Key updates must be signed by the backend's key: nobody else decides who gets in.
+      keyUpdatePublicKeys: { "demo-backend": signing.publicKey },
       logger: (level, message) => {
         if (level !== "debug") print(`sdk        ${level}: ${message}`);
       },

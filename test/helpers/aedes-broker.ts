@@ -27,7 +27,7 @@ export class AedesBroker {
   private server: Server | undefined;
   private sockets = new Set<Socket>();
   /** Every PUBLISH the broker accepted, in order. */
-  readonly published: Array<{ topic: string; payload: Buffer }> = [];
+  readonly published: Array<{ topic: string; payload: Buffer; retain: boolean }> = [];
 
   private constructor(
     broker: Aedes,
@@ -54,7 +54,13 @@ export class AedesBroker {
     });
     const b = new AedesBroker(broker, options);
     broker.on("publish", (packet: AedesPublishPacket, client) => {
-      if (client) b.published.push({ topic: packet.topic, payload: packet.payload as Buffer });
+      if (client) {
+        b.published.push({
+          topic: packet.topic,
+          payload: packet.payload as Buffer,
+          retain: packet.retain,
+        });
+      }
     });
     await b.start();
     return b;
@@ -108,7 +114,7 @@ export class AedesBroker {
   }
 
   /** Publishes as the billing backend would (QoS 1, from the broker itself). */
-  publish(topic: string, payload: Uint8Array): Promise<void> {
+  publish(topic: string, payload: Uint8Array, retain = false): Promise<void> {
     return new Promise((resolve, reject) =>
       this.broker.publish(
         {
@@ -116,7 +122,7 @@ export class AedesBroker {
           topic,
           payload: Buffer.from(payload),
           qos: 1,
-          retain: false,
+          retain,
           dup: false,
         },
         (err) => (err ? reject(err) : resolve()),

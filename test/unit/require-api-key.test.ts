@@ -11,7 +11,7 @@ import { type ApiKeyDecision, BillingClient, hashApiKey, requireApiKey } from ".
 import { EchoService } from "../gen/test/v1/echo_pb.js";
 import { AedesBroker, until } from "../helpers/aedes-broker.js";
 import { handlerRuns, startEchoServer } from "../helpers/echo-server.js";
-import { decodeRecords, keyUpdate } from "../helpers/fixtures.js";
+import { decodeRecords, keyUpdate, testPublicKeys } from "../helpers/fixtures.js";
 
 let broker: AedesBroker;
 let billing: BillingClient;
@@ -32,6 +32,7 @@ beforeAll(async () => {
     tls: false,
     heartbeatIntervalMs: 0,
     logger: () => {},
+    keyUpdatePublicKeys: testPublicKeys,
   });
   server = await startEchoServer([
     requireApiKey({ exempt: ["test.v1.EchoService/Health"], onDecision: (d) => decisions.push(d) }),
