@@ -82,10 +82,11 @@ export class KeyList {
    */
   apply(update: KeyUpdate): readonly KeyChange[] {
     const next = update.snapshot ? new Map<string, KeyInfo>() : this.entries;
-    const touched = new Set<string>();
+    // A delta reports each key it names; a snapshot every key it holds, and those it dropped.
+    const touched = update.snapshot ? undefined : new Set<string>();
     for (const k of update.keys) {
       const hash = k.apiKeySha256.toLowerCase();
-      touched.add(hash);
+      touched?.add(hash);
       if (k.state === KeyState.ACTIVE || k.state === KeyState.BLOCKED) {
         next.set(hash, { state: k.state, appId: k.appId, reason: k.reason });
       } else {
@@ -93,14 +94,16 @@ export class KeyList {
       }
     }
     const changes: KeyChange[] = [];
-    if (update.snapshot) {
+    if (touched === undefined) {
       for (const hash of this.entries.keys()) {
         if (!next.has(hash)) changes.push({ apiKeySha256: hash, info: undefined });
       }
+      for (const [hash, info] of next) changes.push({ apiKeySha256: hash, info });
       this.entries = next;
       this.loadedFlag = true;
+    } else {
+      for (const hash of touched) changes.push({ apiKeySha256: hash, info: next.get(hash) });
     }
-    for (const hash of touched) changes.push({ apiKeySha256: hash, info: next.get(hash) });
     for (const listener of this.listeners) {
       try {
         listener(changes, update);

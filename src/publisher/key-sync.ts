@@ -12,7 +12,7 @@ import type { ResolvedOptions } from "./options.js";
 
 /** Refused updates are logged at most this often (a flood of forgeries must not flood logs). */
 const REFUSAL_LOG_MS = 10_000;
-/** Snapshot requests for a gap or a stale list go out at most this often. */
+/** While a snapshot request is unanswered, another (for a gap, a stale list) waits this long. */
 const REQUEST_GAP_MS = 1_000;
 
 /**
@@ -30,6 +30,7 @@ export class KeySync {
   readonly gate: KeyUpdateGate;
   private client: MqttClient | undefined;
   private lastRequest = Number.NEGATIVE_INFINITY;
+  private awaitingSnapshot = false;
   private lastRefusalLog = Number.NEGATIVE_INFINITY;
   private refusedUnlogged = 0;
   private saidUnconfigured = false;
@@ -83,6 +84,7 @@ export class KeySync {
       return;
     }
     const { update, changes, gap } = outcome;
+    if (update.snapshot) this.awaitingSnapshot = false;
     this.log("debug", `key update applied (${update.snapshot ? "snapshot" : "delta"})`, {
       version: String(update.version),
       changed: changes.length,
@@ -147,12 +149,13 @@ export class KeySync {
   private requestSoon(): void {
     const client = this.client;
     if (client === undefined || !client.connected) return; // the next connection asks anyway
-    if (Date.now() - this.lastRequest < REQUEST_GAP_MS) return;
+    if (this.awaitingSnapshot && Date.now() - this.lastRequest < REQUEST_GAP_MS) return;
     this.request(client);
   }
 
   private request(client: MqttClient): void {
     this.lastRequest = Date.now();
+    this.awaitingSnapshot = true;
     client.publish(
       this.topics.keysRequest,
       keyListRequestPayload(this.producer),

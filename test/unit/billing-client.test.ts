@@ -322,6 +322,7 @@ describe("validation: a rejected call changes nothing", () => {
   const cases: Array<[string, Record<string, unknown>]> = [
     ["apiKey", { apiKey: "" }],
     ["apiKey", { apiKey: 42 }],
+    ["apiKey", { apiKey: "k".repeat(1025) }],
     ["module", { module: "" }],
     ["module", { module: "x".repeat(129) }],
     ["module", { module: "ll\nm" }],
