@@ -109,10 +109,11 @@ export class KeySync {
     ) {
       this.saidUnconfigured = true;
       this.log(
-        "error",
+        "warn",
         "a key update arrived but no keyUpdatePublicKeys are configured: every key update is " +
-          "refused, the key list never loads, and requireApiKey() answers Unavailable. Configure " +
-          "keyUpdatePublicKeys with the billing backend's Ed25519 public key.",
+          "refused and the key list never loads, so requireApiKey() answers Unavailable (usage " +
+          "records still go out). Configure keyUpdatePublicKeys with the billing backend's " +
+          "Ed25519 public key.",
       );
     }
     if (reason === "duplicate") return; // benign: a snapshot sent again

@@ -95,7 +95,7 @@ describe("signatures are required by default", () => {
     expect(await call("good-key")).toBe(Code.Unavailable);
     const told = logs.filter((l) => l.includes("no keyUpdatePublicKeys are configured"));
     expect(told).toHaveLength(1);
-    expect(told[0]).toMatch(/^error: .*requireApiKey\(\) answers Unavailable/);
+    expect(told[0]).toMatch(/^warn: .*requireApiKey\(\) answers Unavailable/);
   });
 
   it("insecureAcceptUnsignedKeyUpdates warns at construction and applies unsigned updates", async () => {
