@@ -1,7 +1,7 @@
 import type { KeyObject } from "node:crypto";
 import { fromBinary } from "@bufbuild/protobuf";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
-import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { type Timestamp, timestampMs } from "@bufbuild/protobuf/wkt";
 import {
   KeyState,
   type KeyUpdate,
@@ -142,6 +142,10 @@ export class KeyUpdateGate {
         `${payload.length} bytes, more than maxKeyUpdateBytes (${maxBytes})`,
       );
     }
+    if (payload.length === 0) {
+      // What a client sees when someone clears a retained message on the topic.
+      return refuse("undecodable", "an empty payload");
+    }
     let signed: SignedKeyUpdate;
     try {
       signed = fromBinary(SignedKeyUpdateSchema, payload);
@@ -219,7 +223,7 @@ export class KeyUpdateGate {
   private refresh(update: KeyUpdate, now: number): void {
     const maxAge = this.o.maxAgeMs;
     if (maxAge === undefined) return;
-    const sent = update.sentAt === undefined ? now : timestampMs(update.sentAt);
+    const sent = timestampMs(update.sentAt as Timestamp); // set: checked by keyUpdateProblem
     this.keys.usableUntil = Math.min(now, sent) + maxAge;
   }
 }

@@ -102,6 +102,7 @@ describe("KeyUpdateGate", () => {
       ],
       ["undecodable", Buffer.from([0x10, 0x01])], // the 2-byte "empty snapshot" of the old format
       ["undecodable", Buffer.from([0xff, 0xff, 0xff, 0x0f])],
+      ["undecodable", new Uint8Array(0)], // a retained message being cleared
       ["undecodable", sign0(Buffer.from([0x0a, 0x05, 0x01]))], // signed bytes that are no KeyUpdate
       ["replayed", snapshot(9n, [A, B, EVIL])],
       ["duplicate", snapshot(10n, [A, B, EVIL])],
@@ -118,7 +119,7 @@ describe("KeyUpdateGate", () => {
       missingSignature: 2,
       unknownSigner: 1,
       badSignature: 3,
-      undecodable: 3,
+      undecodable: 4,
       invalid: 1,
       replayed: 1,
       duplicate: 1,

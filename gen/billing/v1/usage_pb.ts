@@ -175,7 +175,9 @@ export const KeyStatusSchema: GenMessage<KeyStatus> = /*@__PURE__*/
   messageDesc(file_billing_v1_usage, 2);
 
 /**
- * A change to the key list, pushed by the billing backend on <prefix>/keys/update.
+ * A change to the key list, made by the billing backend. It travels on
+ * <prefix>/keys/update inside a SignedKeyUpdate, as the exact bytes that were
+ * signed.
  *
  * @generated from message billing.v1.KeyUpdate
  */
