@@ -7,6 +7,7 @@ export type {
   KeyListRequest,
   KeyStatus,
   KeyUpdate,
+  SignedKeyUpdate,
   UsageRecord,
 } from "../gen/billing/v1/usage_pb.js";
 export {
@@ -18,6 +19,7 @@ export {
   KeyUpdateSchema,
   ProducerState,
   ProducerStateSchema,
+  SignedKeyUpdateSchema,
   UsageRecordSchema,
 } from "../gen/billing/v1/usage_pb.js";
 export type { BillingErrorCode } from "./billing-error.js";
@@ -33,6 +35,8 @@ export { requireApiKey } from "./interceptor/require-api-key.js";
 export type { VerifiedKey } from "./interceptor/verify-key-source.js";
 export type { KeyChange, KeyInfo, KeyListener } from "./keys/key-list.js";
 export { KeyList } from "./keys/key-list.js";
+export type { KeyUpdateRefusal, KeyUpdateRefusals } from "./keys/key-update-gate.js";
+export { signKeyUpdate } from "./keys/signed-key-update.js";
 export type { BillingTopics } from "./protocol/topics.js";
 export { billingTopics } from "./protocol/topics.js";
 export { BillingClient } from "./publisher/billing-client.js";

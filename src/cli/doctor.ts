@@ -2,7 +2,11 @@ import { lookup } from "node:dns/promises";
 import { connect as tcpConnect } from "node:net";
 import { type PeerCertificate, connect as tlsConnect } from "node:tls";
 import { fromBinary } from "@bufbuild/protobuf";
-import { KeyUpdateSchema, ProducerState } from "../../gen/billing/v1/usage_pb.js";
+import {
+  KeyUpdateSchema,
+  ProducerState,
+  SignedKeyUpdateSchema,
+} from "../../gen/billing/v1/usage_pb.js";
 import { BillingError } from "../billing-error.js";
 import { atMost, withDeadline } from "../common/deadline.js";
 import { type BrokerSettings, brokerName, tlsOptions } from "../mqtt/broker-settings.js";
@@ -127,10 +131,17 @@ export async function doctor(
     client.on("message", (topic, payload) => {
       if (topic !== topics.keysUpdate) return;
       try {
-        const u = fromBinary(KeyUpdateSchema, payload);
-        resolve(`${u.snapshot ? "snapshot" : "delta"} with ${u.keys.length} keys arrived`);
+        const signed = fromBinary(SignedKeyUpdateSchema, payload);
+        const u = fromBinary(KeyUpdateSchema, signed.keyUpdate);
+        const by =
+          signed.signature.length > 0
+            ? `signed by ${JSON.stringify(signed.signer)} (the SDK verifies it)`
+            : "UNSIGNED (refused unless insecureAcceptUnsignedKeyUpdates)";
+        resolve(
+          `${u.snapshot ? "snapshot" : "delta"} version ${u.version} with ${u.keys.length} keys arrived, ${by}`,
+        );
       } catch {
-        resolve(`a payload of ${payload.length} bytes arrived that is not a KeyUpdate`);
+        resolve(`a payload of ${payload.length} bytes arrived that is not a SignedKeyUpdate`);
       }
     });
   });

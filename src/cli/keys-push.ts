@@ -6,25 +6,38 @@ import {
   type KeyStatus,
   KeyStatusSchema,
   KeyUpdateSchema,
+  SignedKeyUpdateSchema,
 } from "../../gen/billing/v1/usage_pb.js";
 import { BillingError } from "../billing-error.js";
-import { hashApiKey } from "../common/api-key-hash.js";
+import { hashApiKey, MAX_API_KEY_LENGTH } from "../common/api-key-hash.js";
 import { atMost, withDeadline } from "../common/deadline.js";
 import { isSha256Hex } from "../common/sha256-hex.js";
+import { ed25519PrivateKey, signKeyUpdate } from "../keys/signed-key-update.js";
 import { connectNegotiated, discard } from "../mqtt/connect-once.js";
 import { billingTopics } from "../protocol/topics.js";
 import type { CliIo } from "./cli-io.js";
 import { type ConnectionValues, cliSettings } from "./connection-flags.js";
 
-export const keysPushHelp = `billing-sdk keys push FILE [--no-retain] [connection flags]
+export const keysPushHelp = `billing-sdk keys push FILE --signing-key PRIVATE.pem --signer NAME
+                      [--version N] [--retain] [--insecure-unsigned] [connection flags]
 
-Publishes a KeyUpdate snapshot (the complete key list) on <prefix>/keys/update,
-from a JSON file: an array (or {"keys": [...]}) of
+Publishes a KeyUpdate snapshot (the complete key list), signed with Ed25519, as a
+SignedKeyUpdate on <prefix>/keys/update, from a JSON file: an array (or
+{"keys": [...]}) of
   {"key": "raw api key" | "apiKeySha256": "64 hex", "appId": "app",
    "state": "active" | "blocked" | "deleted", "reason": "why blocked"}
-Raw keys are hashed (SHA-256) before anything is sent. The snapshot is retained
-by the broker (unless --no-retain), so SDKs that connect later get it too: for
-tests and small deployments without a billing backend.
+Raw keys are hashed (SHA-256) before anything is sent.
+  --signing-key FILE  the Ed25519 private key (PEM; see billing-sdk keys keygen)
+  --signer NAME       the name the services know its public key by
+                      (keyUpdatePublicKeys: { NAME: publicKeyPem })
+  --version N         the list's version; clients ignore an update whose version is
+                      not greater than the last they applied (default: now in ms)
+  --retain            ask the broker to retain it, for SDKs that connect later when no
+                      backend answers their key-list requests. Off by default: a
+                      retained snapshot comes back at every reconnect, and once a newer
+                      list exists it is refused there as a replay
+  --insecure-unsigned publish without a signature (only clients with
+                      insecureAcceptUnsignedKeyUpdates accept it)
 Exit codes: 0 pushed, 1 connection or publish failed, 2 bad usage or bad file.`;
 
 const STATES: Record<string, KeyState> = {
@@ -48,8 +61,12 @@ export function readKeysFile(path: string): KeyStatus[] {
     const e = (entry ?? {}) as Record<string, unknown>;
     const at = `keys[${i}]`;
     let hash: string;
-    if (typeof e.key === "string" && e.key !== "") hash = hashApiKey(e.key);
-    else if (isSha256Hex(e.apiKeySha256)) {
+    if (typeof e.key === "string" && e.key !== "") {
+      if (e.key.length > MAX_API_KEY_LENGTH) {
+        throw BillingError.invalid(`${at}.key`, `must be at most ${MAX_API_KEY_LENGTH} characters`);
+      }
+      hash = hashApiKey(e.key);
+    } else if (isSha256Hex(e.apiKeySha256)) {
       hash = e.apiKeySha256;
     } else throw BillingError.invalid(at, 'needs "key" (raw) or "apiKeySha256" (64 lowercase hex)');
     const state = STATES[String(e.state ?? "active")];
@@ -64,10 +81,57 @@ export function readKeysFile(path: string): KeyStatus[] {
   });
 }
 
+function version(value: string | undefined): bigint {
+  if (value === undefined) return BigInt(Date.now());
+  if (!/^[0-9]{1,20}$/.test(value) || BigInt(value) < 1n || BigInt(value) >= 2n ** 64n) {
+    throw BillingError.invalid("--version", "must be an integer in 1..2^64-1");
+  }
+  return BigInt(value);
+}
+
+export interface KeysPushValues extends ConnectionValues {
+  "signing-key"?: string | undefined;
+  signer?: string | undefined;
+  version?: string | undefined;
+  retain?: boolean | undefined;
+  "insecure-unsigned"?: boolean | undefined;
+}
+
+/** The SignedKeyUpdate payload `keys push` publishes. */
+function payloadOf(keys: KeyStatus[], v: KeysPushValues): Uint8Array {
+  const update = create(KeyUpdateSchema, {
+    keys,
+    snapshot: true,
+    sentAt: timestampNow(),
+    version: version(v.version),
+  });
+  if (v["insecure-unsigned"]) {
+    if (v["signing-key"] !== undefined) {
+      throw BillingError.invalid("--insecure-unsigned", "goes without --signing-key");
+    }
+    const keyUpdate = toBinary(KeyUpdateSchema, update);
+    return toBinary(SignedKeyUpdateSchema, create(SignedKeyUpdateSchema, { keyUpdate }));
+  }
+  const file = v["signing-key"];
+  if (file === undefined || v.signer === undefined) {
+    throw BillingError.invalid(
+      "--signing-key",
+      "key updates are signed: give --signing-key PRIVATE.pem and --signer NAME (make a key pair with billing-sdk keys keygen), or --insecure-unsigned",
+    );
+  }
+  let pem: string;
+  try {
+    pem = readFileSync(file, "utf8");
+  } catch (err) {
+    throw BillingError.invalid("--signing-key", `cannot read ${file}: ${(err as Error).message}`);
+  }
+  return signKeyUpdate(update, ed25519PrivateKey("--signing-key", pem), v.signer);
+}
+
 /** `billing-sdk keys push FILE`. */
 export async function keysPush(
   file: string | undefined,
-  v: ConnectionValues & { "no-retain"?: boolean },
+  v: KeysPushValues,
   io: CliIo,
 ): Promise<number> {
   if (file === undefined) {
@@ -75,22 +139,19 @@ export async function keysPush(
     return 2;
   }
   const keys = readKeysFile(file);
+  const payload = payloadOf(keys, v);
   const s = cliSettings(v, "keys");
   const topic = billingTopics(s.topicPrefix).keysUpdate;
-  const payload = toBinary(
-    KeyUpdateSchema,
-    create(KeyUpdateSchema, { keys, snapshot: true, sentAt: timestampNow() }),
-  );
   const { client } = await connectNegotiated(s, 5);
   try {
     await withDeadline(
-      client.publishAsync(topic, Buffer.from(payload), { qos: 1, retain: !v["no-retain"] }),
+      client.publishAsync(topic, Buffer.from(payload), { qos: 1, retain: v.retain === true }),
       s.connectTimeoutMs,
       "no PUBACK",
     );
-    io.out(
-      `pushed ${keys.length} keys (snapshot${v["no-retain"] ? "" : ", retained"}) to ${topic}`,
-    );
+    const how = [v["insecure-unsigned"] ? "UNSIGNED" : `signed by ${v.signer}`];
+    if (v.retain) how.push("retained");
+    io.out(`pushed ${keys.length} keys (snapshot, ${how.join(", ")}) to ${topic}`);
     return 0;
   } catch (err) {
     io.err(`keys push: publish failed: ${(err as Error).message}`);

@@ -6,6 +6,7 @@ import { BillingError } from "../billing-error.js";
 import type { CliIo } from "./cli-io.js";
 import { connectionFlags, connectionHelp } from "./connection-flags.js";
 import { doctor, doctorHelp } from "./doctor.js";
+import { keysKeygen, keysKeygenHelp } from "./keys-keygen.js";
 import { keysPush, keysPushHelp } from "./keys-push.js";
 import { tail, tailHelp } from "./tail.js";
 
@@ -13,7 +14,8 @@ const usage = `usage: billing-sdk <command> [options]
 
 commands:
   tail         print usage records (and heartbeats, key updates) as JSON lines
-  keys push    publish a key-list snapshot from a JSON file
+  keys push    publish a signed key-list snapshot from a JSON file
+  keys keygen  write an Ed25519 key pair for signing key updates
   doctor       check a broker connection step by step
 
 Run billing-sdk <command> --help for a command's options.`;
@@ -26,6 +28,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     return 0;
   }
   const sub = command === "keys" ? rest.shift() : undefined;
+  const name = command === "keys" ? `keys ${sub ?? ""}` : command;
   const spec = {
     "": { help: usage, flags: {} },
     tail: {
@@ -36,19 +39,33 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
         count: { type: "string" },
       },
     },
-    keys: { help: keysPushHelp, flags: { "no-retain": { type: "boolean" } } },
+    "keys push": {
+      help: keysPushHelp,
+      flags: {
+        "signing-key": { type: "string" },
+        signer: { type: "string" },
+        version: { type: "string" },
+        retain: { type: "boolean" },
+        "insecure-unsigned": { type: "boolean" },
+      },
+    },
+    "keys keygen": { help: keysKeygenHelp, flags: { out: { type: "string" } } },
     doctor: { help: doctorHelp, flags: { "wait-keys": { type: "string" } } },
   } as const;
-  const entry = Object.hasOwn(spec, command ?? "")
-    ? spec[(command ?? "") as keyof typeof spec]
+  const entry = Object.hasOwn(spec, name ?? "")
+    ? spec[(name ?? "") as keyof typeof spec]
     : undefined;
-  if (entry === undefined) {
-    io.err(`billing-sdk: unknown command "${command}"\n\n${usage}`);
-    return 2;
-  }
-  if (command === "keys" && sub !== "push") {
+  if (entry === undefined || name === "") {
     io.err(
-      `${sub === undefined || sub.startsWith("-") ? "billing-sdk keys: which subcommand?" : `billing-sdk keys: unknown subcommand "${sub}"`}\n\n${usage}`,
+      `${
+        command !== "keys"
+          ? `billing-sdk: unknown command "${command}"`
+          : sub === undefined || sub.startsWith("-")
+            ? "billing-sdk keys: which subcommand?"
+            : `billing-sdk keys: unknown subcommand "${sub}"`
+      }
+
+${usage}`,
     );
     return 2;
   }
@@ -69,12 +86,13 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
   const values = parsed.values as Record<string, never>;
   if (values.help || command === undefined) {
-    io.out(`${entry.help}\n\n${connectionHelp}`);
+    io.out(name === "keys keygen" ? entry.help : `${entry.help}\n\n${connectionHelp}`);
     return command === undefined ? 2 : 0;
   }
   try {
     if (command === "tail") return await tail(values, io);
-    if (command === "keys") return await keysPush(parsed.positionals[0], values, io);
+    if (name === "keys push") return await keysPush(parsed.positionals[0], values, io);
+    if (name === "keys keygen") return keysKeygen(values, io);
     return await doctor(values, io);
   } catch (err) {
     const e = BillingError.from(err);

@@ -3,6 +3,7 @@ import {
   HeartbeatSchema,
   KeyListRequestSchema,
   KeyUpdateSchema,
+  SignedKeyUpdateSchema,
   UsageBatchSchema,
   UsageRecordSchema,
 } from "../../gen/billing/v1/usage_pb.js";
@@ -17,7 +18,7 @@ export const tailHelp = `billing-sdk tail [--heartbeats] [--keys] [--count N] [c
 Prints every usage record published on <prefix>/report as one JSON line
 ({"topic", "message"}), decoded from protobuf. --heartbeats and --keys add
 <prefix>/heartbeat and the key-list topics (fingerprints only: raw keys never
-travel). --count N exits after N messages. A progress line goes to stderr every
+travel; a key update is shown with its signer, its signature is not checked here). --count N exits after N messages. A progress line goes to stderr every
 10 s. Exit codes: 0 done, 1 connection failed or lost, 2 bad usage.`;
 
 /** `billing-sdk tail`: subscribe and print decoded messages as JSON lines. */
@@ -32,7 +33,7 @@ export async function tail(
   ]);
   if (v.heartbeats) schemas.set(topics.heartbeat, HeartbeatSchema);
   if (v.keys) {
-    schemas.set(topics.keysUpdate, KeyUpdateSchema);
+    schemas.set(topics.keysUpdate, SignedKeyUpdateSchema);
     schemas.set(topics.keysRequest, KeyListRequestSchema);
   }
   const limit = v.count === undefined ? Number.POSITIVE_INFINITY : Number(v.count);
@@ -73,6 +74,13 @@ export async function tail(
         if (topic === topics.report) {
           // A UsageBatch: one line per record.
           for (const r of decodeUsageBatch(payload)) print(topic, toJson(UsageRecordSchema, r));
+        } else if (topic === topics.keysUpdate) {
+          const signed = fromBinary(SignedKeyUpdateSchema, payload);
+          print(topic, {
+            signer: signed.signer,
+            signed: signed.signature.length > 0,
+            keyUpdate: toJson(KeyUpdateSchema, fromBinary(KeyUpdateSchema, signed.keyUpdate)),
+          });
         } else {
           print(topic, toJson(schema, fromBinary(schema, payload)));
         }

@@ -36,3 +36,21 @@ export function nameProblem(s: string): string | undefined {
   }
   return undefined;
 }
+
+const UNSHOWABLE = new RegExp(`${CONTROL.source}|${INVISIBLE.source}`, "gu");
+
+/**
+ * `s` made safe to show to a caller (in an error message, which may reach HTTP headers, logs and
+ * web pages): control, line-separator, bidi and BOM characters removed, lone surrogates replaced
+ * by U+FFFD, at most `maxChars` code points (text that was cut ends with "…").
+ */
+export function shownText(s: string, maxChars: number): string {
+  // Cut generously first, so that a huge input costs no more than a short one.
+  const long = s.length > maxChars * 4;
+  let text = (long ? s.slice(0, maxChars * 4) : s).replace(UNSHOWABLE, "");
+  if (!isWellFormed(text)) text = text.replace(/[\ud800-\udfff]/gu, "\ufffd");
+  if (!long && text.length <= maxChars) return text; // fast path: no code point counting
+  const points = Array.from(text);
+  if (!long && points.length <= maxChars) return text;
+  return `${points.slice(0, maxChars - 1).join("")}…`;
+}

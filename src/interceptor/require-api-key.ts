@@ -1,6 +1,7 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { KeyState } from "../../gen/billing/v1/usage_pb.js";
-import { hashApiKey } from "../common/api-key-hash.js";
+import { hashApiKey, MAX_API_KEY_LENGTH } from "../common/api-key-hash.js";
+import { shownText } from "../common/text.js";
 import type { KeyInfo } from "../keys/key-list.js";
 import type { BillingClient } from "../publisher/billing-client.js";
 import { apiKeysOf } from "./api-key-headers.js";
@@ -8,6 +9,9 @@ import { billingCaller } from "./billing-caller.js";
 import type { KeySource } from "./key-source.js";
 import { pushedKeySource } from "./pushed-key-source.js";
 import { type VerifiedKey, verifyKeySource } from "./verify-key-source.js";
+
+/** The most characters of a blocked key's reason shown to the caller (the rest is cut). */
+const MAX_REASON_CHARS = 200;
 
 /** What `onDecision` is told about each call. Never holds the key. */
 export interface ApiKeyDecision {
@@ -68,8 +72,10 @@ function keySourceOf(options: RequireApiKeyOptions): KeySource {
 /**
  * A Connect interceptor that refuses every RPC without a valid API key before its handler runs,
  * the same over Connect, gRPC and gRPC-web:
- * missing or unknown key → `Unauthenticated`; blocked key → `PermissionDenied`; key list not
- * loaded yet, no client and no verifier, or a failing verifier → `Unavailable` (fail closed).
+ * missing, unknown or over-long (> 1,024 characters) key → `Unauthenticated`; blocked key →
+ * `PermissionDenied` (with the reason, control characters removed, at most 200 characters); key
+ * list not loaded yet or stale (`maxKeyListAgeMs`), no client and no verifier, or a failing
+ * verifier → `Unavailable` (fail closed).
  * The verified caller goes into the context values under `billingCaller`.
  */
 export function requireApiKey(options: RequireApiKeyOptions = {}): Interceptor {
@@ -110,6 +116,10 @@ export function requireApiKey(options: RequireApiKeyOptions = {}): Interceptor {
       throw refuse("unavailable", Code.Unavailable, "API key check unavailable");
     }
     const apiKey = keys.values().next().value as string;
+    // A key longer than any real one is refused unhashed: no caller makes every check hash MBs.
+    if (apiKey.length > MAX_API_KEY_LENGTH) {
+      throw refuse("invalid", Code.Unauthenticated, "invalid API key");
+    }
     const apiKeySha256 = hashApiKey(apiKey);
     let info: KeyInfo | undefined;
     try {
@@ -120,10 +130,12 @@ export function requireApiKey(options: RequireApiKeyOptions = {}): Interceptor {
     }
     if (info === undefined) throw refuse("invalid", Code.Unauthenticated, "invalid API key");
     if (info.state === KeyState.BLOCKED) {
+      // The reason comes from the backend or a verifier: shown without control characters, cut.
+      const reason = shownText(info.reason, MAX_REASON_CHARS);
       throw refuse(
         "blocked",
         Code.PermissionDenied,
-        info.reason === "" ? "API key blocked" : `API key blocked: ${info.reason}`,
+        reason === "" ? "API key blocked" : `API key blocked: ${reason}`,
       );
     }
     if (info.state !== KeyState.ACTIVE) {

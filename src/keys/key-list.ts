@@ -1,5 +1,5 @@
 import { KeyState, type KeyUpdate } from "../../gen/billing/v1/usage_pb.js";
-import { hashApiKey } from "../common/api-key-hash.js";
+import { hashApiKey, MAX_API_KEY_LENGTH } from "../common/api-key-hash.js";
 
 /** What the key list says about one API key. */
 export interface KeyInfo {
@@ -22,12 +22,18 @@ export type KeyListener = (changes: readonly KeyChange[], update: KeyUpdate) => 
 
 /**
  * The API-key list the billing backend pushes, keyed by SHA-256 (raw keys are never stored).
- * "Not loaded" until the first snapshot: the interceptor then answers Unavailable, not invalid.
+ * "Not loaded" until the first snapshot, and not usable after `usableUntil` (the staleness bound,
+ * `maxKeyListAgeMs`): the interceptor then answers Unavailable, not invalid.
  */
 export class KeyList {
   private entries = new Map<string, KeyInfo>();
   private listeners = new Set<KeyListener>();
   private loadedFlag = false;
+  /**
+   * Until when (ms since the epoch) the list may be decided on; `Infinity`: no bound. Set by the
+   * client from `maxKeyListAgeMs` each time a fresh update is applied.
+   */
+  usableUntil = Number.POSITIVE_INFINITY;
 
   constructor(private readonly onListenerError: (err: unknown) => void = () => {}) {}
 
@@ -36,13 +42,25 @@ export class KeyList {
     return this.loadedFlag;
   }
 
+  /** Whether the list may be decided on now: loaded, and not older than its bound. */
+  get usable(): boolean {
+    return (
+      this.loadedFlag &&
+      (this.usableUntil === Number.POSITIVE_INFINITY || Date.now() <= this.usableUntil)
+    );
+  }
+
   /** How many keys are known. */
   get size(): number {
     return this.entries.size;
   }
 
-  /** What the list says about a raw API key, or undefined when it does not know the key. */
+  /**
+   * What the list says about a raw API key, or undefined when it does not know the key (a key
+   * longer than 1,024 characters is not hashed: it is unknown).
+   */
   lookup(apiKey: string): KeyInfo | undefined {
+    if (apiKey.length > MAX_API_KEY_LENGTH) return undefined;
     return this.entries.get(hashApiKey(apiKey));
   }
 
@@ -64,10 +82,11 @@ export class KeyList {
    */
   apply(update: KeyUpdate): readonly KeyChange[] {
     const next = update.snapshot ? new Map<string, KeyInfo>() : this.entries;
-    const touched = new Set<string>();
+    // A delta reports each key it names; a snapshot every key it holds, and those it dropped.
+    const touched = update.snapshot ? undefined : new Set<string>();
     for (const k of update.keys) {
       const hash = k.apiKeySha256.toLowerCase();
-      touched.add(hash);
+      touched?.add(hash);
       if (k.state === KeyState.ACTIVE || k.state === KeyState.BLOCKED) {
         next.set(hash, { state: k.state, appId: k.appId, reason: k.reason });
       } else {
@@ -75,14 +94,16 @@ export class KeyList {
       }
     }
     const changes: KeyChange[] = [];
-    if (update.snapshot) {
+    if (touched === undefined) {
       for (const hash of this.entries.keys()) {
         if (!next.has(hash)) changes.push({ apiKeySha256: hash, info: undefined });
       }
+      for (const [hash, info] of next) changes.push({ apiKeySha256: hash, info });
       this.entries = next;
       this.loadedFlag = true;
+    } else {
+      for (const hash of touched) changes.push({ apiKeySha256: hash, info: next.get(hash) });
     }
-    for (const hash of touched) changes.push({ apiKeySha256: hash, info: next.get(hash) });
     for (const listener of this.listeners) {
       try {
         listener(changes, update);

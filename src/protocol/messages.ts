@@ -3,8 +3,10 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import {
   HeartbeatSchema,
   KeyListRequestSchema,
+  KeyUpdateRefusalsSchema,
   type ProducerState,
 } from "../../gen/billing/v1/usage_pb.js";
+import type { KeyUpdateRefusals } from "../keys/key-update-gate.js";
 
 /** The counters a heartbeat carries (totals since the instance started). */
 export interface HeartbeatCounters {
@@ -14,6 +16,23 @@ export interface HeartbeatCounters {
   failed: number;
   rejected: number;
   reconnects: number;
+  keyUpdates: number;
+  keyUpdatesRefused: KeyUpdateRefusals;
+  /** The key list's version, decimal. */
+  keysVersion: string;
+}
+
+function refusals(r: KeyUpdateRefusals) {
+  return create(KeyUpdateRefusalsSchema, {
+    missingSignature: BigInt(r.missingSignature),
+    unknownSigner: BigInt(r.unknownSigner),
+    badSignature: BigInt(r.badSignature),
+    undecodable: BigInt(r.undecodable),
+    invalid: BigInt(r.invalid),
+    replayed: BigInt(r.replayed),
+    duplicate: BigInt(r.duplicate),
+    tooLarge: BigInt(r.tooLarge),
+  });
 }
 
 /** An encoded `Heartbeat` of `producer`, sent now, in `state`. */
@@ -36,6 +55,9 @@ export function heartbeatPayload(
           failed: BigInt(c.failed),
           rejected: BigInt(c.rejected),
           reconnects: BigInt(c.reconnects),
+          keyUpdatesApplied: BigInt(c.keyUpdates),
+          keyUpdatesRefused: refusals(c.keyUpdatesRefused),
+          keyListVersion: BigInt(c.keysVersion),
         }),
   });
   return Buffer.from(toBinary(HeartbeatSchema, message));

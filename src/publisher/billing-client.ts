@@ -11,17 +11,13 @@ import { Connection, closedError } from "./connection.js";
 import { Heartbeat } from "./heartbeat.js";
 import { KeySync } from "./key-sync.js";
 import { mqttPublishLink } from "./mqtt-publish-link.js";
-import {
-  type BillingClientOptions,
-  type ResolvedOptions,
-  resolveOptions,
-  securityWarnings,
-} from "./options.js";
+import { type BillingClientOptions, type ResolvedOptions, resolveOptions } from "./options.js";
 import { PendingLedger } from "./pending-ledger.js";
 import type { PendingRecord } from "./pending-record.js";
 import type { RecordSpool } from "./record-spool.js";
 import { getBillingClient, register, unregister } from "./registry.js";
 import { sameOptions } from "./same-options.js";
+import { securityWarnings } from "./security-warnings.js";
 import { SendPipeline } from "./send-pipeline.js";
 import { SpoolOutbox } from "./spool-outbox.js";
 import { encodeUsage, type RecordContext, type UsageInit } from "./usage-input.js";
@@ -74,7 +70,7 @@ export class BillingClient {
     this.o = o;
     const log = this.log.bind(this);
     this.topics = billingTopics(o.topicPrefix);
-    this.keySync = new KeySync(this.topics, o.clientId, log);
+    this.keySync = new KeySync(this.topics, o, log);
     this.keys = this.keySync.keys;
     this.recordContext = {
       producer: o.clientId,
@@ -230,6 +226,7 @@ export class BillingClient {
     });
     this.lifecycle = "closed";
     this.heartbeat.stop();
+    this.keySync.stop();
     this.pipeline.stop();
     await this.connection.close(GOODBYE_MS, (client) => this.heartbeat.goodbye(client));
     if (this.outbox !== undefined) {

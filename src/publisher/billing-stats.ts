@@ -1,3 +1,4 @@
+import type { KeyUpdateRefusals } from "../keys/key-update-gate.js";
 import type { Connection } from "./connection.js";
 import type { KeySync } from "./key-sync.js";
 import type { PendingLedger } from "./pending-ledger.js";
@@ -37,10 +38,18 @@ export interface BillingStats {
   keysKnown: number;
   /** Whether a key-list snapshot has arrived. */
   keysLoaded: boolean;
+  /** Whether the key list is older than `maxKeyListAgeMs` (the interceptor answers Unavailable). */
+  keysStale: boolean;
+  /** The version of the key list (of its last snapshot or delta after one), decimal; "0" before. */
+  keysVersion: string;
   /** Key updates applied. */
   keyUpdates: number;
-  /** Key-update payloads that could not be decoded (ignored; the list stayed as it was). */
-  keyDecodeErrors: number;
+  /**
+   * Key updates refused, by reason (the list stayed as it was): `missingSignature`,
+   * `unknownSigner`, `badSignature`, `undecodable`, `invalid`, `replayed` (an older version),
+   * `duplicate` (the same version again: benign), `tooLarge` (`maxKeys`, `maxKeyUpdateBytes`).
+   */
+  keyUpdatesRefused: KeyUpdateRefusals;
 }
 
 /** The stats of a client, read from its parts (no copy of any counter is kept elsewhere). */
@@ -66,7 +75,9 @@ export function collectStats(
     reconnects: connection.reconnects,
     keysKnown: keySync.keys.size,
     keysLoaded: keySync.keys.loaded,
-    keyUpdates: keySync.applied,
-    keyDecodeErrors: keySync.undecodable,
+    keysStale: keySync.keys.loaded && !keySync.keys.usable,
+    keysVersion: String(keySync.gate.version),
+    keyUpdates: keySync.gate.applied,
+    keyUpdatesRefused: { ...keySync.gate.refused },
   };
 }

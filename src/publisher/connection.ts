@@ -6,7 +6,13 @@ import { brokerName } from "../mqtt/broker-settings.js";
 import { connectOnce, discard } from "../mqtt/connect-once.js";
 import { isUnsupportedProtocol } from "../mqtt/to-billing-error.js";
 import { backoff } from "./backoff.js";
-import { type BrokerAddress, brokerList, brokerSettings, type ResolvedOptions } from "./options.js";
+import {
+  type BrokerAddress,
+  brokerList,
+  brokerSettings,
+  maximumPacketSize,
+  type ResolvedOptions,
+} from "./options.js";
 
 /**
  * The connection's state, one assignment per transition (as connect-node's HTTP/2 session
@@ -144,6 +150,9 @@ export class Connection {
     const version = this.version;
     connectOnce(brokerSettings(this.o, broker), version, {
       will: this.events.will(),
+      // MQTT 5: the broker sends nothing larger (a flood of huge key updates never arrives).
+      extra: (v) =>
+        v === 5 ? { properties: { maximumPacketSize: maximumPacketSize(this.o) } } : {},
       onStart: (client) => {
         if (this.state.t === "connecting") this.state.client = client;
       },

@@ -1,71 +1,169 @@
-import { fromBinary } from "@bufbuild/protobuf";
 import type { MqttClient } from "mqtt";
-import { KeyUpdateSchema } from "../../gen/billing/v1/usage_pb.js";
 import type { LogLevel } from "../common/logger.js";
 import { KeyList } from "../keys/key-list.js";
+import {
+  KeyUpdateGate,
+  type KeyUpdateGateOptions,
+  type KeyUpdateOutcome,
+} from "../keys/key-update-gate.js";
 import { keyListRequestPayload } from "../protocol/messages.js";
 import type { BillingTopics } from "../protocol/topics.js";
+import type { ResolvedOptions } from "./options.js";
+
+/** Refused updates are logged at most this often (a flood of forgeries must not flood logs). */
+const REFUSAL_LOG_MS = 10_000;
+/** While a snapshot request is unanswered, another (for a gap, a stale list) waits this long. */
+const REQUEST_GAP_MS = 1_000;
 
 /**
  * Keeps the API-key list the billing backend pushes: after every (re)connect it subscribes to
- * `<prefix>/keys/update` and then asks for a snapshot on `<prefix>/keys/request`; it applies
- * each update that arrives. Subscribing once per connection (a new client each time) means key
- * requests never multiply across reconnects.
+ * `<prefix>/keys/update` and then asks for a snapshot on `<prefix>/keys/request`; every payload
+ * that arrives goes through the `KeyUpdateGate` (signature, version, limits), which applies it or
+ * refuses it. It asks for a snapshot again when a delta skipped versions, and says when the list
+ * went stale. Subscribing once per connection (a new client each time) means key requests never
+ * multiply across reconnects.
  */
 export class KeySync {
   /** The key list. */
   readonly keys: KeyList;
-  /** Updates applied. */
-  applied = 0;
-  /** Update payloads that could not be decoded (ignored; the list stayed as it was). */
-  undecodable = 0;
+  /** Decides on each update; its counters are the client's. */
+  readonly gate: KeyUpdateGate;
+  private client: MqttClient | undefined;
+  private lastRequest = Number.NEGATIVE_INFINITY;
+  private awaitingSnapshot = false;
+  private lastRefusalLog = Number.NEGATIVE_INFINITY;
+  private refusedUnlogged = 0;
+  private saidUnconfigured = false;
+  private staleTimer: NodeJS.Timeout | undefined;
+  private readonly producer: string;
+  private readonly options: KeyUpdateGateOptions;
 
   constructor(
     private readonly topics: BillingTopics,
-    private readonly producer: string,
+    o: ResolvedOptions,
     private readonly log: (level: LogLevel, message: string, fields?: object) => void,
   ) {
+    this.producer = o.clientId;
+    this.options = {
+      publicKeys: o.keyUpdatePublicKeys,
+      acceptUnsigned: o.insecureAcceptUnsignedKeyUpdates,
+      maxKeys: o.maxKeys,
+      maxBytes: o.maxKeyUpdateBytes,
+      maxAgeMs: o.maxKeyListAgeMs,
+    };
     this.keys = new KeyList((err) =>
       log("error", "a key-list listener threw; the other listeners still ran", { err }),
     );
+    this.gate = new KeyUpdateGate(this.keys, this.options);
   }
 
   /** A connection is up: subscribe, then ask for a snapshot. */
   start(client: MqttClient): void {
+    this.client = client;
     client.subscribe(this.topics.keysUpdate, { qos: 1 }, (err) => {
       if (err) {
         this.log("error", `subscribing to ${this.topics.keysUpdate} failed: ${err.message}`);
         return;
       }
-      client.publish(
-        this.topics.keysRequest,
-        keyListRequestPayload(this.producer),
-        { qos: 1 },
-        (e) => {
-          if (e) this.log("warn", `key-list request failed: ${e.message}`);
-        },
-      );
+      this.request(client);
     });
   }
 
-  /** A message arrived; those on the key-update topic are applied. */
+  /** The client is closing: no more timers. */
+  stop(): void {
+    clearTimeout(this.staleTimer);
+    this.client = undefined;
+  }
+
+  /** A message arrived; those on the key-update topic go through the gate. */
   onMessage(topic: string, payload: Buffer): void {
     if (topic !== this.topics.keysUpdate) return;
-    let update: ReturnType<typeof fromBinary<typeof KeyUpdateSchema>>;
-    try {
-      update = fromBinary(KeyUpdateSchema, payload);
-    } catch (err) {
-      this.undecodable++;
-      this.log("warn", `ignored a key update that does not decode (${payload.length} bytes)`, {
-        error: (err as Error).message,
-      });
+    const outcome = this.gate.receive(payload);
+    if (!outcome.applied) {
+      this.refused(outcome);
       return;
     }
-    const changes = this.keys.apply(update);
-    this.applied++;
+    const { update, changes, gap } = outcome;
+    if (update.snapshot) this.awaitingSnapshot = false;
     this.log("debug", `key update applied (${update.snapshot ? "snapshot" : "delta"})`, {
+      version: String(update.version),
       changed: changes.length,
       known: this.keys.size,
     });
+    if (gap) {
+      this.log(
+        "info",
+        `a key-list delta skipped versions (now ${update.version}): asking for a snapshot`,
+      );
+      this.requestSoon();
+    }
+    this.watchStaleness();
+  }
+
+  private refused(outcome: Extract<KeyUpdateOutcome, { applied: false }>): void {
+    const { reason, detail } = outcome;
+    if (
+      !this.saidUnconfigured &&
+      this.options.publicKeys.size === 0 &&
+      (reason === "missingSignature" || reason === "unknownSigner")
+    ) {
+      this.saidUnconfigured = true;
+      this.log(
+        "warn",
+        "a key update arrived but no keyUpdatePublicKeys are configured: every key update is " +
+          "refused and the key list never loads, so requireApiKey() answers Unavailable (usage " +
+          "records still go out). Configure keyUpdatePublicKeys with the billing backend's " +
+          "Ed25519 public key.",
+      );
+    }
+    if (reason === "duplicate") return; // benign: a snapshot sent again
+    this.refusedUnlogged++;
+    const now = Date.now();
+    if (now - this.lastRefusalLog < REFUSAL_LOG_MS) return;
+    this.log(
+      "warn",
+      `refused ${this.refusedUnlogged} key update(s) since the last report, e.g. one ${reason}: ${detail}; the key list is unchanged`,
+      { reason, refused: { ...this.gate.refused } },
+    );
+    this.refusedUnlogged = 0;
+    this.lastRefusalLog = now;
+  }
+
+  /** Says once when the list goes stale, and asks for a snapshot then. */
+  private watchStaleness(): void {
+    clearTimeout(this.staleTimer);
+    const until = this.keys.usableUntil;
+    if (until === Number.POSITIVE_INFINITY) return;
+    this.staleTimer = setTimeout(
+      () => {
+        this.log(
+          "error",
+          `the key list is stale: no fresh signed update within maxKeyListAgeMs (${this.options.maxAgeMs} ms); requireApiKey() answers Unavailable until one arrives`,
+        );
+        this.requestSoon();
+      },
+      Math.max(0, until - Date.now() + 1),
+    );
+    this.staleTimer.unref();
+  }
+
+  private requestSoon(): void {
+    const client = this.client;
+    if (client === undefined || !client.connected) return; // the next connection asks anyway
+    if (this.awaitingSnapshot && Date.now() - this.lastRequest < REQUEST_GAP_MS) return;
+    this.request(client);
+  }
+
+  private request(client: MqttClient): void {
+    this.lastRequest = Date.now();
+    this.awaitingSnapshot = true;
+    client.publish(
+      this.topics.keysRequest,
+      keyListRequestPayload(this.producer),
+      { qos: 1 },
+      (e) => {
+        if (e) this.log("warn", `key-list request failed: ${e.message}`);
+      },
+    );
   }
 }

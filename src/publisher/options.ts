@@ -1,10 +1,10 @@
-import { isIP } from "node:net";
+import type { KeyObject } from "node:crypto";
 import { BillingError } from "../billing-error.js";
 import { defaultClientId } from "../common/client-id.js";
-import { MAX_TIMER_MS } from "../common/deadline.js";
 import { type BillingLogger, consoleLogger } from "../common/logger.js";
 import { nameProblem } from "../common/text.js";
 import type { BrokerSettings } from "../mqtt/broker-settings.js";
+import { checkSpool, pem, port, positiveInt, publicKeysOf } from "./option-checks.js";
 import type { RecordSpool } from "./record-spool.js";
 
 /** Options of `new BillingClient(options)`. Every option has a default. */
@@ -90,61 +90,70 @@ export interface BillingClientOptions {
    * `RecordSpool`. `reportUsage` then resolves once the record is stored. Default: none (memory).
    */
   spool?: RecordSpool | undefined;
+  /**
+   * The Ed25519 public keys that may sign key updates, by signer name: PEM text
+   * (`readFileSync("key-update-public.pem", "utf8")`) or a `KeyObject`. Several names allow key
+   * rotation. A key update must be signed by one of them (see `signKeyUpdate`): with none
+   * configured, the key list never loads and `requireApiKey()` answers `Unavailable` (logged once
+   * when an update arrives). Default: none.
+   */
+  keyUpdatePublicKeys?: Record<string, string | KeyObject> | undefined;
+  /**
+   * Also accept key updates that carry no signature: anyone who may publish on
+   * `<prefix>/keys/update` then decides which API keys pass. Signed updates are still verified.
+   * Logs a warning at construction. For tests and demos only. Default: `false`.
+   */
+  insecureAcceptUnsignedKeyUpdates?: boolean;
+  /**
+   * The most keys the key list may hold: a snapshot with more, or a delta that would grow the list
+   * past it, is refused (counted as `tooLarge`) and the list stays as it was. Default: `1_000_000`.
+   */
+  maxKeys?: number;
+  /**
+   * The largest key update accepted, in bytes. With MQTT 5 it is sent to the broker as the
+   * connection's maximum packet size (plus room for the topic and headers), so the broker never
+   * delivers a larger message to this client; with MQTT 3.1.1 a larger one is refused when it
+   * arrives (counted as `tooLarge`). Default: `maxKeys * 128` (128,000,000 with the default
+   * `maxKeys`: room for a full snapshot), at most 268,000,000.
+   */
+  maxKeyUpdateBytes?: number;
+  /**
+   * The staleness bound: the interceptor decides on the key list only while its last snapshot (or
+   * contiguous delta) was sent at most this long ago, by its signed `sentAt` (never later than its
+   * arrival); after that it answers `Unavailable` until a fresh update arrives. The backend must
+   * re-send a snapshot well within it (e.g. every third of it). Default: none (no bound).
+   */
+  maxKeyListAgeMs?: number | undefined;
 }
 
 /** One broker to try: `brokerHost:brokerPort` first, then `fallbackBrokers`. */
 export type BrokerAddress = { host: string; port: number };
 
-type WithoutDefault = "username" | "password" | "ca" | "cert" | "key" | "servername" | "spool";
+type WithoutDefault =
+  | "username"
+  | "password"
+  | "ca"
+  | "cert"
+  | "key"
+  | "servername"
+  | "spool"
+  | "maxKeyListAgeMs";
+type Reshaped = "fallbackBrokers" | "keyUpdatePublicKeys";
 
 /** The options with every default filled in. */
-export type ResolvedOptions = Required<
-  Omit<BillingClientOptions, WithoutDefault | "fallbackBrokers">
-> & {
+export type ResolvedOptions = Required<Omit<BillingClientOptions, WithoutDefault | Reshaped>> & {
   [K in WithoutDefault]: BillingClientOptions[K] | undefined;
-} & { fallbackBrokers: BrokerAddress[] };
+} & { fallbackBrokers: BrokerAddress[]; keyUpdatePublicKeys: Map<string, KeyObject> };
 
-function positiveInt(name: string, value: number, allowZero = false, max = MAX_TIMER_MS): number {
-  if (!Number.isSafeInteger(value) || value < 0 || (value === 0 && !allowZero) || value > max) {
-    throw BillingError.invalid(
-      name,
-      `must be a ${allowZero ? "non-negative" : "positive"} integer ≤ ${max}, not ${String(value)}`,
-    );
-  }
-  return value;
-}
-
-function port(name: string, value: unknown): number {
-  if (!Number.isSafeInteger(value) || (value as number) < 1 || (value as number) > 65535) {
-    throw BillingError.invalid(name, `must be a port in 1..65535, not ${String(value)}`);
-  }
-  return value as number;
-}
-
-/**
- * A `ca`/`cert`/`key` must be PEM text: a path given by mistake would otherwise be accepted and
- * fail later like a missing CA.
- */
-function pem(name: string, value: unknown): void {
-  if (value === undefined) return;
-  const items = Array.isArray(value) ? value : [value];
-  for (const item of items) {
-    const text = Buffer.isBuffer(item) ? item.toString("latin1") : item;
-    if (typeof text !== "string" || !text.includes("-----BEGIN ")) {
-      // The value is never echoed: it may be key material in another format.
-      throw BillingError.invalid(
-        name,
-        `must be PEM text ("-----BEGIN ..."), not a path: pass the file's contents: readFileSync("${name}.pem", "utf8")`,
-      );
-    }
-  }
-}
+/** The largest `maxKeyUpdateBytes` (an MQTT packet is at most 268,435,455 bytes plus headers). */
+const MAX_KEY_UPDATE_BYTES = 268_000_000;
 
 /** Fills the defaults and checks every option: the one place defaults live. */
 export function resolveOptions(o: BillingClientOptions): ResolvedOptions {
   if (typeof o !== "object" || o === null)
     throw BillingError.invalid("options", "must be an object");
   const tls = o.tls ?? true;
+  const maxKeys = o.maxKeys ?? 1_000_000;
   const resolved: ResolvedOptions = {
     brokerHost: o.brokerHost ?? "localhost",
     brokerPort: o.brokerPort ?? (tls ? 8883 : 1883),
@@ -172,6 +181,13 @@ export function resolveOptions(o: BillingClientOptions): ResolvedOptions {
     closeTimeoutMs: o.closeTimeoutMs ?? 10_000,
     logger: o.logger ?? consoleLogger,
     spool: o.spool,
+    keyUpdatePublicKeys: publicKeysOf(o.keyUpdatePublicKeys),
+    insecureAcceptUnsignedKeyUpdates: o.insecureAcceptUnsignedKeyUpdates ?? false,
+    maxKeys,
+    maxKeyUpdateBytes:
+      o.maxKeyUpdateBytes ??
+      (Number.isSafeInteger(maxKeys) ? Math.min(maxKeys * 128, MAX_KEY_UPDATE_BYTES) : 0),
+    maxKeyListAgeMs: o.maxKeyListAgeMs,
   };
   if (typeof resolved.brokerHost !== "string" || resolved.brokerHost === "") {
     throw BillingError.invalid("brokerHost", "must be a non-empty string");
@@ -211,21 +227,11 @@ export function resolveOptions(o: BillingClientOptions): ResolvedOptions {
   positiveInt("maxRecordBytes", resolved.maxRecordBytes, false, 256 * 1024 * 1024);
   positiveInt("heartbeatIntervalMs", resolved.heartbeatIntervalMs, true);
   positiveInt("closeTimeoutMs", resolved.closeTimeoutMs, true);
-  const spool = resolved.spool as Partial<RecordSpool> | undefined;
-  if (
-    spool !== undefined &&
-    (typeof spool !== "object" ||
-      spool === null ||
-      typeof spool.load !== "function" ||
-      typeof spool.append !== "function" ||
-      typeof spool.remove !== "function" ||
-      typeof spool.count !== "function" ||
-      typeof spool.close !== "function")
-  ) {
-    throw BillingError.invalid(
-      "spool",
-      "must be a RecordSpool, e.g. new SqliteSpool({ path }) from billing-sdk/spool",
-    );
+  checkSpool(resolved.spool);
+  positiveInt("maxKeys", resolved.maxKeys, false, Number.MAX_SAFE_INTEGER);
+  positiveInt("maxKeyUpdateBytes", resolved.maxKeyUpdateBytes, false, MAX_KEY_UPDATE_BYTES);
+  if (resolved.maxKeyListAgeMs !== undefined) {
+    positiveInt("maxKeyListAgeMs", resolved.maxKeyListAgeMs);
   }
   pem("ca", resolved.ca);
   pem("cert", resolved.cert);
@@ -241,36 +247,15 @@ export function brokerSettings(o: ResolvedOptions, b?: BrokerAddress): BrokerSet
   return { ...o, brokerHost: b?.host ?? o.brokerHost, brokerPort: b?.port ?? o.brokerPort };
 }
 
+/**
+ * The MQTT 5 maximum packet size the client announces: a key update of `maxKeyUpdateBytes` plus
+ * room for the fixed header, topic and properties.
+ */
+export function maximumPacketSize(o: ResolvedOptions): number {
+  return o.maxKeyUpdateBytes + 4096;
+}
+
 /** Every broker to try, in order: `brokerHost:brokerPort` first, then `fallbackBrokers`. */
 export function brokerList(o: ResolvedOptions): BrokerAddress[] {
   return [{ host: o.brokerHost, port: o.brokerPort }, ...o.fallbackBrokers];
-}
-
-/** Whether `host` names this machine's loopback interface (traffic to it never leaves the host). */
-export function isLoopback(host: string): boolean {
-  const h = host.toLowerCase().replace(/^\[|\]$/g, "");
-  if (h === "localhost") return true; // not *.localhost: such names may go to DNS
-  if (isIP(h) === 4) return h.startsWith("127.");
-  if (h === "::1") return true;
-  return /^::ffff:127\./.test(h);
-}
-
-/** Warnings the options deserve, logged once when the client is made. */
-export function securityWarnings(o: ResolvedOptions): string[] {
-  const warnings: string[] = [];
-  if (o.tls && o.dangerouslyDisableTlsVerification) {
-    warnings.push(
-      "TLS certificate verification is OFF (dangerouslyDisableTlsVerification): anyone on the " +
-        "network path can read and forge billing traffic. Never use this in production.",
-    );
-  }
-  const remote = brokerList(o).filter((b) => !isLoopback(b.host));
-  if (!o.tls && o.password !== undefined && remote.length > 0) {
-    warnings.push(
-      `tls: false with a password: the password and all billing traffic cross the network to ${remote
-        .map((b) => `${b.host}:${b.port}`)
-        .join(", ")} in clear text. Use TLS (the default) for any broker that is not on loopback.`,
-    );
-  }
-  return warnings;
 }

@@ -1,3 +1,4 @@
+import { KeyObject } from "node:crypto";
 import { type BillingClientOptions, type ResolvedOptions, resolveOptions } from "./options.js";
 
 function isPlain(v: unknown): v is Record<string, unknown> {
@@ -7,6 +8,10 @@ function isPlain(v: unknown): v is Record<string, unknown> {
 function sameValue(a: unknown, b: unknown): boolean {
   if (a === b) return true;
   if (Buffer.isBuffer(a) && Buffer.isBuffer(b)) return a.equals(b);
+  if (a instanceof KeyObject && b instanceof KeyObject) return a.equals(b);
+  if (a instanceof Map && b instanceof Map) {
+    return a.size === b.size && [...a].every(([k, v]) => b.has(k) && sameValue(v, b.get(k)));
+  }
   if (Array.isArray(a) && Array.isArray(b)) {
     return a.length === b.length && a.every((v, i) => sameValue(v, b[i]));
   }

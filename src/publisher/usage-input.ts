@@ -2,7 +2,7 @@ import { clone, create, isMessage, type JsonObject, toBinary } from "@bufbuild/p
 import { type Timestamp, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { type UsageRecord, UsageRecordSchema } from "../../gen/billing/v1/usage_pb.js";
 import { BillingError } from "../billing-error.js";
-import { hashApiKey } from "../common/api-key-hash.js";
+import { hashApiKey, MAX_API_KEY_LENGTH } from "../common/api-key-hash.js";
 import { isSha256Hex } from "../common/sha256-hex.js";
 import { isWellFormed, nameProblem } from "../common/text.js";
 import { MetadataBudget } from "./metadata-budget.js";
@@ -10,7 +10,10 @@ import { uuidV7 } from "./uuid-v7.js";
 
 /** What a service passes to `reportUsage`. */
 export interface UsageInit {
-  /** The caller's raw API key. Hashed (SHA-256) before anything else; never sent or logged. */
+  /**
+   * The caller's raw API key, at most 1,024 characters. Hashed (SHA-256) before anything else;
+   * never sent, logged or kept.
+   */
   apiKey: string;
   /**
    * The kind of service, e.g. `"llm"`, `"tts"`, `"asr"`: 1–128 characters, without control,
@@ -96,6 +99,12 @@ function checkUsage(value: unknown): bigint {
 function checkApiKey(value: unknown): string {
   if (typeof value !== "string" || value.length === 0) {
     throw BillingError.invalid("apiKey", "must be a non-empty string");
+  }
+  if (value.length > MAX_API_KEY_LENGTH) {
+    throw BillingError.invalid(
+      "apiKey",
+      `must be at most ${MAX_API_KEY_LENGTH} characters, not ${value.length}`,
+    );
   }
   if (!isWellFormed(value)) {
     throw BillingError.invalid("apiKey", "must not contain a lone surrogate (invalid UTF-16)");

@@ -2,7 +2,7 @@
 //
 // By default it starts an embedded MQTT broker (Aedes) with TLS, using a throwaway CA made at
 // start-up, and a password. Then it plays the billing backend (pushes a key list with an active
-// and a blocked key, consumes billing/report), starts a Connect server guarded by
+// and a blocked key, signed with an Ed25519 key made at start-up; consumes billing/report), starts a Connect server guarded by
 // requireApiKey() with an LLM-, a TTS- and an ASR-like method that report usage, makes calls with
 // a good key, a blocked key and no key, and prints what happened.
 //
@@ -12,10 +12,10 @@
 //
 //   npm run demo
 //   npm run demo -- --broker mqtts://host:8883 --username u --password p --ca ca.pem [--prefix P]
-import { randomBytes } from "node:crypto";
+import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { create, toBinary, toJsonString } from "@bufbuild/protobuf";
+import { create, toJsonString } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
@@ -34,6 +34,7 @@ import {
   hashApiKey,
   reportUsageFor,
   requireApiKey,
+  signKeyUpdate,
 } from "../../src/index.js";
 import { decodeUsageBatch } from "../../src/protocol/usage-batch.js";
 import { AiService } from "../gen/demo/v1/ai_pb.js";
@@ -104,7 +105,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       print(`broker     ${options.broker}`);
     }
 
-    // 2. The billing backend: answers key-list requests with a snapshot, consumes reports.
+    // 2. The billing backend: answers key-list requests with a signed snapshot, consumes reports.
+    // Its signing key pair is made here; the service gets the public key only.
+    const signing = generateKeyPairSync("ed25519");
     const mqttOpts: IClientOptions = {
       host,
       port,
@@ -120,10 +123,10 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     });
     cleanup.push(() => backend.endAsync());
     const records: UsageRecord[] = [];
-    const snapshot = toBinary(
-      KeyUpdateSchema,
+    const snapshot = signKeyUpdate(
       create(KeyUpdateSchema, {
         snapshot: true,
+        version: BigInt(Date.now()), // any increasing number: clients refuse older ones
         sentAt: timestampNow(),
         keys: [
           create(KeyStatusSchema, {
@@ -139,6 +142,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
           }),
         ],
       }),
+      signing.privateKey,
+      "demo-backend",
     );
     backend.on("message", (topic, payload) => {
       if (topic === topics.keysRequest) {
@@ -148,7 +153,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       }
     });
     await backend.subscribeAsync([topics.keysRequest, topics.report], { qos: 1 });
-    print(`backend    subscribed to ${topics.report}; answers ${topics.keysRequest} with 2 keys`);
+    print(
+      `backend    subscribed to ${topics.report}; answers ${topics.keysRequest} with 2 keys, signed (Ed25519)`,
+    );
 
     // 3. The service: a BillingClient and a Connect server guarded by requireApiKey().
     const billing = new BillingClient({
@@ -160,6 +167,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       password,
       clientId: `demo-service-${own}`,
       topicPrefix: prefix,
+      // Key updates must be signed by the backend's key: nobody else decides who gets in.
+      keyUpdatePublicKeys: { "demo-backend": signing.publicKey },
       logger: (level, message) => {
         if (level === "debug") return;
         // Aedes speaks MQTT 3.1.1 only: the SDK's switch from 5 is expected here, not a fault.

@@ -29,7 +29,7 @@ export class AedesBroker {
   private server: Server | undefined;
   private sockets = new Set<Socket>();
   /** Every PUBLISH the broker accepted, in order. */
-  readonly published: Array<{ topic: string; payload: Buffer }> = [];
+  readonly published: Array<{ topic: string; payload: Buffer; retain: boolean }> = [];
 
   private constructor(
     broker: Aedes,
@@ -57,7 +57,13 @@ export class AedesBroker {
     });
     const b = new AedesBroker(broker, options);
     broker.on("publish", (packet: AedesPublishPacket, client) => {
-      if (client) b.published.push({ topic: packet.topic, payload: packet.payload as Buffer });
+      if (client) {
+        b.published.push({
+          topic: packet.topic,
+          payload: packet.payload as Buffer,
+          retain: packet.retain,
+        });
+      }
     });
     await b.start();
     return b;
@@ -111,7 +117,7 @@ export class AedesBroker {
   }
 
   /** Publishes as the billing backend would (QoS 1, from the broker itself). */
-  publish(topic: string, payload: Uint8Array): Promise<void> {
+  publish(topic: string, payload: Uint8Array, retain = false): Promise<void> {
     return new Promise((resolve, reject) =>
       this.broker.publish(
         {
@@ -119,7 +125,7 @@ export class AedesBroker {
           topic,
           payload: Buffer.from(payload),
           qos: 1,
-          retain: false,
+          retain,
           dup: false,
         },
         (err) => (err ? reject(err) : resolve()),

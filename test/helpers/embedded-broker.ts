@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll } from "vitest";
 import type { UsageRecord } from "../../gen/billing/v1/usage_pb.js";
 import { type BillingClientOptions, getBillingClient } from "../../src/index.js";
 import { AedesBroker, type AedesOptions } from "./aedes-broker.js";
-import { decodeRecords } from "./fixtures.js";
+import { decodeRecords, testPublicKeys } from "./fixtures.js";
 
 /**
  * An embedded Aedes broker for one test file (started before it, closed after it), with what
@@ -44,6 +44,7 @@ export function useEmbeddedBroker(aedes: AedesOptions = {}) {
       reconnectBaseMs: 50,
       reconnectMaxMs: 200,
       heartbeatIntervalMs: 0,
+      keyUpdatePublicKeys: testPublicKeys,
       logger: capture,
       ...extra,
     }),

@@ -1,35 +1,80 @@
+import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { create, toBinary } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { connectAsync, type MqttClient } from "mqtt";
 import {
   type KeyState,
   KeyStatusSchema,
+  type KeyUpdate,
   KeyUpdateSchema,
+  SignedKeyUpdateSchema,
   type UsageRecord,
   UsageRecordSchema,
 } from "../../gen/billing/v1/usage_pb.js";
 import { hashApiKey } from "../../src/common/api-key-hash.js";
-import type { BillingClientOptions } from "../../src/index.js";
+import { type BillingClientOptions, signKeyUpdate } from "../../src/index.js";
 import { decodeUsageBatch, usageBatchBytes } from "../../src/protocol/usage-batch.js";
 
-/** A KeyUpdate payload as the billing backend would publish it. */
-export function keyUpdate(
-  keys: Array<{ key: string; state: KeyState; appId?: string; reason?: string }>,
+/** The billing backend's signing key pair in tests: made once per test file. */
+export const testSigner: { name: string; publicKey: KeyObject; privateKey: KeyObject } = {
+  name: "test-backend",
+  ...generateKeyPairSync("ed25519"),
+};
+
+/** `keyUpdatePublicKeys` that trust `testSigner`. */
+export const testPublicKeys = { [testSigner.name]: testSigner.publicKey };
+
+// Versions increase across every update a test file makes, as a backend's would.
+let lastVersion = BigInt(Date.now()) * 1000n;
+/** The next key-list version (greater than every earlier one in this test file). */
+export const nextVersion = () => ++lastVersion;
+
+export type KeyEntry = { key: string; state: KeyState; appId?: string; reason?: string };
+
+/** A KeyUpdate message (version: the next one, sent now unless given). */
+export function keyUpdateMessage(
+  keys: KeyEntry[],
   snapshot: boolean,
+  init: { version?: bigint; sentAtMs?: number } = {},
+): KeyUpdate {
+  return create(KeyUpdateSchema, {
+    snapshot,
+    version: init.version ?? nextVersion(),
+    sentAt:
+      init.sentAtMs === undefined
+        ? timestampNow()
+        : {
+            seconds: BigInt(Math.floor(init.sentAtMs / 1000)),
+            nanos: (init.sentAtMs % 1000) * 1e6,
+          },
+    keys: keys.map((k) =>
+      create(KeyStatusSchema, {
+        apiKeySha256: hashApiKey(k.key),
+        state: k.state,
+        appId: k.appId ?? "",
+        reason: k.reason ?? "",
+      }),
+    ),
+  });
+}
+
+/** A SignedKeyUpdate payload as the billing backend publishes it, signed by `testSigner`. */
+export function keyUpdate(
+  keys: KeyEntry[],
+  snapshot: boolean,
+  init: { version?: bigint; sentAtMs?: number } = {},
 ): Uint8Array {
-  return toBinary(
-    KeyUpdateSchema,
-    create(KeyUpdateSchema, {
-      snapshot,
-      keys: keys.map((k) =>
-        create(KeyStatusSchema, {
-          apiKeySha256: hashApiKey(k.key),
-          state: k.state,
-          appId: k.appId ?? "",
-          reason: k.reason ?? "",
-        }),
-      ),
-    }),
+  return signKeyUpdate(
+    keyUpdateMessage(keys, snapshot, init),
+    testSigner.privateKey,
+    testSigner.name,
   );
+}
+
+/** A SignedKeyUpdate without a signature (what an attacker without the key can make). */
+export function unsignedKeyUpdate(update: KeyUpdate, signer = ""): Uint8Array {
+  const keyUpdate = toBinary(KeyUpdateSchema, update);
+  return toBinary(SignedKeyUpdateSchema, create(SignedKeyUpdateSchema, { keyUpdate, signer }));
 }
 
 /** The records of messages on `<prefix>/report` (each a `UsageBatch`), in order. */
@@ -63,6 +108,7 @@ export function tlsClientOptions(
     reconnectBaseMs: 50,
     reconnectMaxMs: 500,
     logger: quiet,
+    keyUpdatePublicKeys: testPublicKeys,
     ...extra,
   };
 }

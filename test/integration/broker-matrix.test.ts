@@ -4,7 +4,7 @@ import { KeyState } from "../../gen/billing/v1/usage_pb.js";
 import { BillingClient, getBillingClient } from "../../src/index.js";
 import { AedesBroker, until } from "../helpers/aedes-broker.js";
 import { makePki, type TestPki } from "../helpers/certs.js";
-import { decodeRecords, keyUpdate } from "../helpers/fixtures.js";
+import { decodeRecords, keyUpdate, testPublicKeys } from "../helpers/fixtures.js";
 import { Mosquitto } from "../helpers/mosquitto.js";
 import { NatsServer } from "../helpers/nats-server.js";
 import { mosquittoAvailable, natsAvailable } from "../helpers/require-broker.js";
@@ -141,6 +141,7 @@ for (const b of matrix) {
         reconnectBaseMs: 100,
         reconnectMaxMs: 500,
         logger: () => {},
+        keyUpdatePublicKeys: testPublicKeys,
       });
       await client.connect();
       expect(client.stats().protocolVersion).toBe(b.expectVersion);

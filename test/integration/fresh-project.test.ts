@@ -5,9 +5,10 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KeyState } from "../../gen/billing/v1/usage_pb.js";
+import { signKeyUpdate } from "../../src/index.js";
 import { AedesBroker } from "../helpers/aedes-broker.js";
 import { makePki, type TestPki } from "../helpers/certs.js";
-import { decodeRecords, keyUpdate } from "../helpers/fixtures.js";
+import { decodeRecords, keyUpdateMessage, testSigner } from "../helpers/fixtures.js";
 import { freePort, waitForPort } from "../helpers/mosquitto.js";
 
 // The README's install section and quick starts, done as a new user does them: `npm pack` the
@@ -39,9 +40,14 @@ describe("a fresh project with the packed package", () => {
     broker.broker.subscribe(
       "billing/keys/request",
       ((_packet: unknown, cb: () => void) => {
+        // Signed by the key the quick start trusts as "billing-2025".
         broker.publish(
           "billing/keys/update",
-          keyUpdate([{ key: API_KEY, state: KeyState.ACTIVE, appId: "app-fresh" }], true),
+          signKeyUpdate(
+            keyUpdateMessage([{ key: API_KEY, state: KeyState.ACTIVE, appId: "app-fresh" }], true),
+            testSigner.privateKey,
+            "billing-2025",
+          ),
         );
         cb();
       }) as never,
@@ -122,6 +128,11 @@ describe("a fresh project with the packed package", () => {
       }),
     );
     run("npx", ["tsc", "-p", "."], app);
+    // The billing backend's public key, where the quick start reads it.
+    writeFileSync(
+      join(app, "key-update-public.pem"),
+      testSigner.publicKey.export({ type: "spki", format: "pem" }) as string,
+    );
 
     // 5. Run them against the test broker (TLS with a private CA, a password).
     const caFile = join(dir, "ca.pem");

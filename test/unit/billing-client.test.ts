@@ -15,7 +15,7 @@ import {
   reportUsage,
 } from "../../src/index.js";
 import { AedesBroker, until } from "../helpers/aedes-broker.js";
-import { decodeRecords, keyUpdate } from "../helpers/fixtures.js";
+import { decodeRecords, keyUpdate, testPublicKeys } from "../helpers/fixtures.js";
 import { freePort } from "../helpers/mosquitto.js";
 
 let broker: AedesBroker;
@@ -44,6 +44,7 @@ function options(extra: BillingClientOptions = {}): BillingClientOptions {
     reconnectMaxMs: 200,
     heartbeatIntervalMs: 0,
     logger: quiet,
+    keyUpdatePublicKeys: testPublicKeys,
     ...extra,
   };
 }
@@ -308,9 +309,9 @@ describe("key sync", () => {
     );
     await until(() => client.keys.lookup("bad")?.state === KeyState.BLOCKED, 5000, "delta");
     await broker.publish("billing/keys/update", Buffer.from([0xff, 0xff, 0xff, 0x0f]));
-    await until(() => client.stats().keyDecodeErrors === 1, 5000, "garbage counted");
+    await until(() => client.stats().keyUpdatesRefused.undecodable === 1, 5000, "garbage counted");
     expect(client.keys.size).toBe(2);
-    expect(logs.some((l) => l.includes("does not decode"))).toBe(true);
+    expect(logs.some((l) => l.includes("not a SignedKeyUpdate"))).toBe(true);
     await broker.publish("billing/keys/update", keyUpdate([], true));
     await until(() => client.keys.size === 0, 5000, "revoking snapshot");
     expect(client.stats().keyUpdates).toBe(3);
@@ -321,6 +322,7 @@ describe("validation: a rejected call changes nothing", () => {
   const cases: Array<[string, Record<string, unknown>]> = [
     ["apiKey", { apiKey: "" }],
     ["apiKey", { apiKey: 42 }],
+    ["apiKey", { apiKey: "k".repeat(1025) }],
     ["module", { module: "" }],
     ["module", { module: "x".repeat(129) }],
     ["module", { module: "ll\nm" }],

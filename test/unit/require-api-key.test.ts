@@ -11,7 +11,7 @@ import { type ApiKeyDecision, BillingClient, hashApiKey, requireApiKey } from ".
 import { EchoService } from "../gen/test/v1/echo_pb.js";
 import { AedesBroker, until } from "../helpers/aedes-broker.js";
 import { handlerRuns, startEchoServer } from "../helpers/echo-server.js";
-import { decodeRecords, keyUpdate } from "../helpers/fixtures.js";
+import { decodeRecords, keyUpdate, testPublicKeys } from "../helpers/fixtures.js";
 
 let broker: AedesBroker;
 let billing: BillingClient;
@@ -32,6 +32,7 @@ beforeAll(async () => {
     tls: false,
     heartbeatIntervalMs: 0,
     logger: () => {},
+    keyUpdatePublicKeys: testPublicKeys,
   });
   server = await startEchoServer([
     requireApiKey({ exempt: ["test.v1.EchoService/Health"], onDecision: (d) => decisions.push(d) }),
@@ -152,6 +153,46 @@ describe("key pushes through the broker take effect on the next call", () => {
     expect(await codeOf(client().say({ text: "3" }, auth))).toBe("ok");
     await pushKeys(true, [{ key: "blocked-key", state: KeyState.BLOCKED }]);
     expect(await codeOf(client().say({ text: "4" }, auth))).toBe(Code.Unauthenticated);
+  });
+
+  it("shows a blocked key's reason without control characters, at most 200 characters", async () => {
+    const nasty = "unpaid\r\nSet-Cookie: a=b\u0000\u202e<script>x</script>\u2028";
+    await pushKeys(true, [
+      { key: "k1", state: KeyState.BLOCKED, reason: nasty },
+      { key: "k2", state: KeyState.BLOCKED, reason: "é".repeat(5000) },
+    ]);
+    const message = async (key: string, t: Transport) => {
+      const e = await createClient(EchoService, t)
+        .say({ text: "x" }, { headers: { "api-key": key } })
+        .catch((err: unknown) => ConnectError.from(err));
+      return (e as ConnectError).rawMessage;
+    };
+    for (const t of [
+      createGrpcTransport({ baseUrl: server.url }),
+      createConnectTransport({ baseUrl: server.url, httpVersion: "2" }),
+    ]) {
+      expect(await message("k1", t)).toBe(
+        "API key blocked: unpaidSet-Cookie: a=b<script>x</script>",
+      );
+      const long = await message("k2", t);
+      expect(Array.from(long)).toHaveLength("API key blocked: ".length + 200);
+      expect(long.endsWith("é…")).toBe(true);
+    }
+  });
+
+  it("refuses a key over 1,024 characters as invalid without hashing it", async () => {
+    const longKey = "k".repeat(1025);
+    // Even a list that holds its fingerprint does not let it in: it is never looked up.
+    await pushKeys(true, [
+      { key: longKey, state: KeyState.ACTIVE, appId: "long" },
+      { key: "k".repeat(1024), state: KeyState.ACTIVE, appId: "max" },
+    ]);
+    expect(await codeOf(client().say({ text: "1" }, { headers: { "api-key": longKey } }))).toBe(
+      Code.Unauthenticated,
+    );
+    expect(decisions.at(-1)?.outcome).toBe("invalid");
+    const max = await client().say({ text: "2" }, { headers: { "api-key": "k".repeat(1024) } });
+    expect(max.appId).toBe("max");
   });
 
   it("reportUsageFor reports for the verified caller (fingerprint and app id)", async () => {

@@ -3,7 +3,7 @@
 //
 // Topics (under a configurable prefix, default "billing"):
 //   <prefix>/report        UsageBatch      SDK -> backend, QoS 1
-//   <prefix>/keys/update   KeyUpdate       backend -> SDK, QoS 1
+//   <prefix>/keys/update   SignedKeyUpdate backend -> SDK, QoS 1 (a KeyUpdate, Ed25519-signed)
 //   <prefix>/keys/request  KeyListRequest  SDK -> backend, QoS 1, after every (re)connect
 //   <prefix>/heartbeat     Heartbeat       SDK -> backend, QoS 0; the MQTT will (LOST) at QoS 1
 //
@@ -24,7 +24,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file billing/v1/usage.proto.
  */
 export const file_billing_v1_usage: GenFile = /*@__PURE__*/
-  fileDesc("ChZiaWxsaW5nL3YxL3VzYWdlLnByb3RvEgpiaWxsaW5nLnYxIt0BCgtVc2FnZVJlY29yZBIKCgJpZBgBIAEoCRIWCg5hcGlfa2V5X3NoYTI1NhgCIAEoCRIOCgZhcHBfaWQYAyABKAkSDgoGbW9kdWxlGAQgASgJEg0KBW1vZGVsGAUgASgJEg0KBXVzYWdlGAYgASgEEi8KC29jY3VycmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCghtZXRhZGF0YRgIIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEAoIcHJvZHVjZXIYCSABKAkiNgoKVXNhZ2VCYXRjaBIoCgdyZWNvcmRzGAEgAygLMhcuYmlsbGluZy52MS5Vc2FnZVJlY29yZCJoCglLZXlTdGF0dXMSFgoOYXBpX2tleV9zaGEyNTYYASABKAkSDgoGYXBwX2lkGAIgASgJEiMKBXN0YXRlGAMgASgOMhQuYmlsbGluZy52MS5LZXlTdGF0ZRIOCgZyZWFzb24YBCABKAkibwoJS2V5VXBkYXRlEiMKBGtleXMYASADKAsyFS5iaWxsaW5nLnYxLktleVN0YXR1cxIQCghzbmFwc2hvdBgCIAEoCBIrCgdzZW50X2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJPCg5LZXlMaXN0UmVxdWVzdBIQCghwcm9kdWNlchgBIAEoCRIrCgdzZW50X2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLgAQoJSGVhcnRiZWF0EhAKCHByb2R1Y2VyGAEgASgJEisKB3NlbnRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnF1ZXVlZBgDIAEoBBIRCglpbl9mbGlnaHQYBCABKAQSEQoJcHVibGlzaGVkGAUgASgEEg4KBmZhaWxlZBgGIAEoBBIQCghyZWplY3RlZBgHIAEoBBISCgpyZWNvbm5lY3RzGAggASgEEigKBXN0YXRlGAkgASgOMhkuYmlsbGluZy52MS5Qcm9kdWNlclN0YXRlKmkKCEtleVN0YXRlEhkKFUtFWV9TVEFURV9VTlNQRUNJRklFRBAAEhQKEEtFWV9TVEFURV9BQ1RJVkUQARIVChFLRVlfU1RBVEVfQkxPQ0tFRBACEhUKEUtFWV9TVEFURV9ERUxFVEVEEAMqgAEKDVByb2R1Y2VyU3RhdGUSHgoaUFJPRFVDRVJfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZQUk9EVUNFUl9TVEFURV9SVU5OSU5HEAESGgoWUFJPRFVDRVJfU1RBVEVfU1RPUFBFRBACEhcKE1BST0RVQ0VSX1NUQVRFX0xPU1QQA2IGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChZiaWxsaW5nL3YxL3VzYWdlLnByb3RvEgpiaWxsaW5nLnYxIt0BCgtVc2FnZVJlY29yZBIKCgJpZBgBIAEoCRIWCg5hcGlfa2V5X3NoYTI1NhgCIAEoCRIOCgZhcHBfaWQYAyABKAkSDgoGbW9kdWxlGAQgASgJEg0KBW1vZGVsGAUgASgJEg0KBXVzYWdlGAYgASgEEi8KC29jY3VycmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCghtZXRhZGF0YRgIIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEAoIcHJvZHVjZXIYCSABKAkiNgoKVXNhZ2VCYXRjaBIoCgdyZWNvcmRzGAEgAygLMhcuYmlsbGluZy52MS5Vc2FnZVJlY29yZCJoCglLZXlTdGF0dXMSFgoOYXBpX2tleV9zaGEyNTYYASABKAkSDgoGYXBwX2lkGAIgASgJEiMKBXN0YXRlGAMgASgOMhQuYmlsbGluZy52MS5LZXlTdGF0ZRIOCgZyZWFzb24YBCABKAkigAEKCUtleVVwZGF0ZRIjCgRrZXlzGAEgAygLMhUuYmlsbGluZy52MS5LZXlTdGF0dXMSEAoIc25hcHNob3QYAiABKAgSKwoHc2VudF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdmVyc2lvbhgEIAEoBCJICg9TaWduZWRLZXlVcGRhdGUSEgoKa2V5X3VwZGF0ZRgBIAEoDBIRCglzaWduYXR1cmUYAiABKAwSDgoGc2lnbmVyGAMgASgJIk8KDktleUxpc3RSZXF1ZXN0EhAKCHByb2R1Y2VyGAEgASgJEisKB3NlbnRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wItMCCglIZWFydGJlYXQSEAoIcHJvZHVjZXIYASABKAkSKwoHc2VudF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcXVldWVkGAMgASgEEhEKCWluX2ZsaWdodBgEIAEoBBIRCglwdWJsaXNoZWQYBSABKAQSDgoGZmFpbGVkGAYgASgEEhAKCHJlamVjdGVkGAcgASgEEhIKCnJlY29ubmVjdHMYCCABKAQSKAoFc3RhdGUYCSABKA4yGS5iaWxsaW5nLnYxLlByb2R1Y2VyU3RhdGUSGwoTa2V5X3VwZGF0ZXNfYXBwbGllZBgKIAEoBBI6ChNrZXlfdXBkYXRlc19yZWZ1c2VkGAsgASgLMh0uYmlsbGluZy52MS5LZXlVcGRhdGVSZWZ1c2FscxIYChBrZXlfbGlzdF92ZXJzaW9uGAwgASgEIrsBChFLZXlVcGRhdGVSZWZ1c2FscxIZChFtaXNzaW5nX3NpZ25hdHVyZRgBIAEoBBIWCg51bmtub3duX3NpZ25lchgCIAEoBBIVCg1iYWRfc2lnbmF0dXJlGAMgASgEEhMKC3VuZGVjb2RhYmxlGAQgASgEEg8KB2ludmFsaWQYBSABKAQSEAoIcmVwbGF5ZWQYBiABKAQSEQoJZHVwbGljYXRlGAcgASgEEhEKCXRvb19sYXJnZRgIIAEoBCppCghLZXlTdGF0ZRIZChVLRVlfU1RBVEVfVU5TUEVDSUZJRUQQABIUChBLRVlfU1RBVEVfQUNUSVZFEAESFQoRS0VZX1NUQVRFX0JMT0NLRUQQAhIVChFLRVlfU1RBVEVfREVMRVRFRBADKoABCg1Qcm9kdWNlclN0YXRlEh4KGlBST0RVQ0VSX1NUQVRFX1VOU1BFQ0lGSUVEEAASGgoWUFJPRFVDRVJfU1RBVEVfUlVOTklORxABEhoKFlBST0RVQ0VSX1NUQVRFX1NUT1BQRUQQAhIXChNQUk9EVUNFUl9TVEFURV9MT1NUEANiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * One billable use of an API, reported by a service through `reportUsage`.
@@ -175,7 +175,9 @@ export const KeyStatusSchema: GenMessage<KeyStatus> = /*@__PURE__*/
   messageDesc(file_billing_v1_usage, 2);
 
 /**
- * A change to the key list, pushed by the billing backend on <prefix>/keys/update.
+ * A change to the key list, made by the billing backend. It travels on
+ * <prefix>/keys/update inside a SignedKeyUpdate, as the exact bytes that were
+ * signed.
  *
  * @generated from message billing.v1.KeyUpdate
  */
@@ -196,11 +198,24 @@ export type KeyUpdate = Message<"billing.v1.KeyUpdate"> & {
   snapshot: boolean;
 
   /**
-   * When the backend sent the update.
+   * When the backend sent (signed) the update. Required: the SDK measures the
+   * age of its key list from it (`maxKeyListAgeMs`).
    *
    * @generated from field: google.protobuf.Timestamp sent_at = 3;
    */
   sentAt?: Timestamp | undefined;
+
+  /**
+   * The version of the key list this update brings a client to. Required (> 0).
+   * A snapshot sets it; a delta must carry the last version + 1 (a delta that
+   * skips versions is applied, and the client asks for a snapshot). A client
+   * ignores an update whose version is not greater than the last one it applied
+   * (a replay or a rollback). Any increasing sequence works for snapshots, e.g.
+   * the time in milliseconds.
+   *
+   * @generated from field: uint64 version = 4;
+   */
+  version: bigint;
 };
 
 /**
@@ -209,6 +224,46 @@ export type KeyUpdate = Message<"billing.v1.KeyUpdate"> & {
  */
 export const KeyUpdateSchema: GenMessage<KeyUpdate> = /*@__PURE__*/
   messageDesc(file_billing_v1_usage, 3);
+
+/**
+ * What <prefix>/keys/update carries: a KeyUpdate and the Ed25519 signature of
+ * its exact bytes, so that only the holder of the backend's private key decides
+ * which API keys pass. Clients refuse an update that is unsigned, signed by a
+ * signer they do not know, or whose signature does not verify.
+ *
+ * @generated from message billing.v1.SignedKeyUpdate
+ */
+export type SignedKeyUpdate = Message<"billing.v1.SignedKeyUpdate"> & {
+  /**
+   * The exact bytes of an encoded KeyUpdate: what was signed. Decoded only after
+   * the signature verified.
+   *
+   * @generated from field: bytes key_update = 1;
+   */
+  keyUpdate: Uint8Array;
+
+  /**
+   * The Ed25519 signature (RFC 8032, pure Ed25519, 64 bytes) of `key_update`.
+   *
+   * @generated from field: bytes signature = 2;
+   */
+  signature: Uint8Array;
+
+  /**
+   * The name of the public key that verifies `signature`, as configured in the
+   * clients (`keyUpdatePublicKeys`); several names allow key rotation.
+   *
+   * @generated from field: string signer = 3;
+   */
+  signer: string;
+};
+
+/**
+ * Describes the message billing.v1.SignedKeyUpdate.
+ * Use `create(SignedKeyUpdateSchema)` to create a new message.
+ */
+export const SignedKeyUpdateSchema: GenMessage<SignedKeyUpdate> = /*@__PURE__*/
+  messageDesc(file_billing_v1_usage, 4);
 
 /**
  * Asks the billing backend for a key-list snapshot. Published by the SDK after
@@ -237,7 +292,7 @@ export type KeyListRequest = Message<"billing.v1.KeyListRequest"> & {
  * Use `create(KeyListRequestSchema)` to create a new message.
  */
 export const KeyListRequestSchema: GenMessage<KeyListRequest> = /*@__PURE__*/
-  messageDesc(file_billing_v1_usage, 4);
+  messageDesc(file_billing_v1_usage, 5);
 
 /**
  * Liveness and counters of one SDK instance, every `heartbeatIntervalMs` on
@@ -308,6 +363,27 @@ export type Heartbeat = Message<"billing.v1.Heartbeat"> & {
    * @generated from field: billing.v1.ProducerState state = 9;
    */
   state: ProducerState;
+
+  /**
+   * Key updates applied to the key list.
+   *
+   * @generated from field: uint64 key_updates_applied = 10;
+   */
+  keyUpdatesApplied: bigint;
+
+  /**
+   * Key updates refused (the key list stayed as it was), by reason.
+   *
+   * @generated from field: billing.v1.KeyUpdateRefusals key_updates_refused = 11;
+   */
+  keyUpdatesRefused?: KeyUpdateRefusals | undefined;
+
+  /**
+   * The version of the last key update applied; 0 before the first one.
+   *
+   * @generated from field: uint64 key_list_version = 12;
+   */
+  keyListVersion: bigint;
 };
 
 /**
@@ -315,7 +391,79 @@ export type Heartbeat = Message<"billing.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_billing_v1_usage, 5);
+  messageDesc(file_billing_v1_usage, 6);
+
+/**
+ * Key updates an SDK instance refused, by reason (totals since it started). A
+ * refused update changes nothing.
+ *
+ * @generated from message billing.v1.KeyUpdateRefusals
+ */
+export type KeyUpdateRefusals = Message<"billing.v1.KeyUpdateRefusals"> & {
+  /**
+   * Not signed, and the instance requires signatures (the default).
+   *
+   * @generated from field: uint64 missing_signature = 1;
+   */
+  missingSignature: bigint;
+
+  /**
+   * Signed by a signer the instance has no public key for.
+   *
+   * @generated from field: uint64 unknown_signer = 2;
+   */
+  unknownSigner: bigint;
+
+  /**
+   * The signature does not verify: forged, or altered on the way.
+   *
+   * @generated from field: uint64 bad_signature = 3;
+   */
+  badSignature: bigint;
+
+  /**
+   * Not a SignedKeyUpdate, or its key_update not a KeyUpdate.
+   *
+   * @generated from field: uint64 undecodable = 4;
+   */
+  undecodable: bigint;
+
+  /**
+   * Signed, but not a valid KeyUpdate: no version, no sent_at, or a key that is
+   * not a SHA-256 fingerprint.
+   *
+   * @generated from field: uint64 invalid = 5;
+   */
+  invalid: bigint;
+
+  /**
+   * A version older than the last one applied: a replay or a rollback.
+   *
+   * @generated from field: uint64 replayed = 6;
+   */
+  replayed: bigint;
+
+  /**
+   * The same version as the last one applied: a snapshot sent again (benign).
+   *
+   * @generated from field: uint64 duplicate = 7;
+   */
+  duplicate: bigint;
+
+  /**
+   * More than `maxKeys` keys, or more than `maxKeyUpdateBytes` bytes.
+   *
+   * @generated from field: uint64 too_large = 8;
+   */
+  tooLarge: bigint;
+};
+
+/**
+ * Describes the message billing.v1.KeyUpdateRefusals.
+ * Use `create(KeyUpdateRefusalsSchema)` to create a new message.
+ */
+export const KeyUpdateRefusalsSchema: GenMessage<KeyUpdateRefusals> = /*@__PURE__*/
+  messageDesc(file_billing_v1_usage, 7);
 
 /**
  * The state the billing backend gives an API key.
