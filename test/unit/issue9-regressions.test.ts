@@ -10,9 +10,8 @@ import { freePort } from "../helpers/mosquitto.js";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const suite = useEmbeddedBroker();
-const { logs, options, received } = suite;
+const { options } = suite;
 const base = { apiKey: "key-1", module: "llm", model: "gpt-4", usage: 1 };
-const _received = () => decodeRecords(suite.broker.payloads("billing/report"));
 
 // ---- 1. flush() under steady load ------------------------------------------------------------
 
