@@ -135,7 +135,7 @@ export async function doctor(
         const u = fromBinary(KeyUpdateSchema, signed.keyUpdate);
         const by =
           signed.signature.length > 0
-            ? `signed by ${JSON.stringify(signed.signer)} (the SDK verifies it)`
+            ? `carrying a signature by ${JSON.stringify(signed.signer)} (not verified here; the SDK verifies it)`
             : "UNSIGNED (refused unless insecureAcceptUnsignedKeyUpdates)";
         resolve(
           `${u.snapshot ? "snapshot" : "delta"} version ${u.version} with ${u.keys.length} keys arrived, ${by}`,

@@ -35,7 +35,9 @@ Raw keys are hashed (SHA-256) before anything is sent.
   --retain            ask the broker to retain it, for SDKs that connect later when no
                       backend answers their key-list requests. Off by default: a
                       retained snapshot comes back at every reconnect, and once a newer
-                      list exists it is refused there as a replay
+                      list exists it is refused there as a replay. With --retain, set
+                      maxKeyListAgeMs on every service and push again within it: anyone
+                      with a broker password can re-retain an older signed snapshot
   --insecure-unsigned publish without a signature (only clients with
                       insecureAcceptUnsignedKeyUpdates accept it)
 Exit codes: 0 pushed, 1 connection or publish failed, 2 bad usage or bad file.`;
@@ -152,6 +154,11 @@ export async function keysPush(
     const how = [v["insecure-unsigned"] ? "UNSIGNED" : `signed by ${v.signer}`];
     if (v.retain) how.push("retained");
     io.out(`pushed ${keys.length} keys (snapshot, ${how.join(", ")}) to ${topic}`);
+    if (v.retain) {
+      io.err(
+        "keys push: a retained snapshot can be re-retained by anyone with a broker password: set maxKeyListAgeMs on every service and push again within it (README: Retained snapshots)",
+      );
+    }
     return 0;
   } catch (err) {
     io.err(`keys push: publish failed: ${(err as Error).message}`);

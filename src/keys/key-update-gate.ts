@@ -48,7 +48,10 @@ export type KeyUpdateOutcome =
       readonly applied: true;
       readonly update: KeyUpdate;
       readonly changes: readonly KeyChange[];
-      /** A delta that skipped versions: the client should ask for a snapshot. */
+      /**
+       * The list is incomplete (this or an earlier delta skipped versions): the client should
+       * ask for a snapshot.
+       */
       readonly gap: boolean;
     }
   | { readonly applied: false; readonly reason: KeyUpdateRefusal; readonly detail: string };
@@ -59,23 +62,29 @@ const refuse = (reason: KeyUpdateRefusal, detail: string): KeyUpdateOutcome => (
   detail,
 });
 
-/** The version and key count of an encoded KeyUpdate, read without decoding its keys. */
-function scan(bytes: Uint8Array): { version: bigint; entries: number } {
+/**
+ * The version, kind and key count of an encoded KeyUpdate, read without decoding its keys (the
+ * last occurrence of a field wins, as when protobuf decodes it).
+ */
+function scan(bytes: Uint8Array): { version: bigint; snapshot: boolean; entries: number } {
   const r = new BinaryReader(bytes);
   let version = 0n;
+  let snapshot = false;
   let entries = 0;
   while (r.pos < r.len) {
     const [no, wt] = r.tag();
     if (no === 1 && wt === WireType.LengthDelimited) {
       entries++;
       r.skip(wt, no);
+    } else if (no === 2 && wt === WireType.Varint) {
+      snapshot = r.bool();
     } else if (no === 4 && wt === WireType.Varint) {
       version = BigInt(r.uint64());
     } else {
       r.skip(wt, no);
     }
   }
-  return { version, entries };
+  return { version, snapshot, entries };
 }
 
 /** How many keys applying the delta `u` adds to `keys` (negative when it removes more). */
@@ -94,15 +103,21 @@ function growth(keys: KeyList, u: KeyUpdate): number {
 /**
  * Decides, for each payload that arrives on `<prefix>/keys/update`, whether it may change the
  * key list, and applies it when it may. In order, cheapest refusal first: the payload's size;
- * a `SignedKeyUpdate` that decodes; a signature by a configured signer that verifies (or, with
- * `acceptUnsigned`, none); a version greater than the last one applied (read before the keys are
- * decoded, so a replay costs no decoding); the key count; the decoded `KeyUpdate`'s rules. Only
- * then is the list changed, in one synchronous step. Every refusal is counted by reason.
+ * a `SignedKeyUpdate` that decodes; a version the list can take (read from the bytes before the
+ * signature is checked and the keys decoded: a replay, even of a huge snapshot, costs neither —
+ * safe, as it can only lead to a refusal); a signature by a configured signer that verifies (or,
+ * with `acceptUnsigned`, none); the key count; the decoded `KeyUpdate`'s rules. Only then is the
+ * list changed, in one synchronous step. Every refusal is counted by reason.
  *
  * Versions: a snapshot sets the version; a delta applies on top of the list it finds. A delta
  * before the first snapshot is applied but sets nothing (the snapshot replaces it). A delta that
- * skips versions is applied and reported as a gap. The list's age runs from the `sentAt` of the
- * last snapshot or contiguous delta (never later than its arrival): a replay cannot refresh it.
+ * skips versions is applied and reported as a gap, and the list is then **incomplete**: an update
+ * in between (a revocation, say) may be missing. An incomplete list is never refreshed by deltas,
+ * only by a snapshot at or above its version (one at its very version is taken then, as it is
+ * the whole list the missing updates led to); the client keeps asking for one. The list's age runs
+ * from the `sentAt` of the last snapshot or contiguous delta on a complete list (never later than
+ * its arrival): neither a replay nor a delta after a gap can refresh it, so with
+ * `maxKeyListAgeMs` a missed revocation passes for at most that long.
  */
 export class KeyUpdateGate {
   /** Refused updates by reason. */
@@ -120,6 +135,8 @@ export class KeyUpdateGate {
   applied = 0;
   /** The version of the list: of the last snapshot, or delta after one. 0 before the first. */
   version = 0n;
+  /** False after a delta skipped versions, until a snapshot at or above `version` arrives. */
+  complete = true;
 
   constructor(
     readonly keys: KeyList,
@@ -152,8 +169,6 @@ export class KeyUpdateGate {
     } catch {
       return refuse("undecodable", `${payload.length} bytes that are not a SignedKeyUpdate`);
     }
-    const unsigned = this.checkSignature(signed);
-    if (unsigned !== undefined) return unsigned;
     let head: ReturnType<typeof scan>;
     try {
       head = scan(signed.keyUpdate);
@@ -167,9 +182,13 @@ export class KeyUpdateGate {
         `version ${head.version} is older than ${this.version}, the last applied`,
       );
     }
-    if (head.version === this.version) {
+    // The one update at the list's own version it takes: the snapshot that completes it.
+    const completing = head.version === this.version && head.snapshot && !this.complete;
+    if (head.version === this.version && !completing) {
       return refuse("duplicate", `version ${head.version} was applied already`);
     }
+    const unsigned = this.checkSignature(signed);
+    if (unsigned !== undefined) return unsigned;
     if (head.entries > maxKeys) {
       return refuse("tooLarge", `${head.entries} keys, more than maxKeys (${maxKeys})`);
     }
@@ -193,11 +212,13 @@ export class KeyUpdateGate {
     const following = this.version > 0n; // a delta follows a snapshot
     const gap = !update.snapshot && following && update.version > this.version + 1n;
     const changes = this.keys.apply(update);
+    if (update.snapshot) this.complete = true;
+    else if (gap) this.complete = false;
     if (update.snapshot || following) {
       this.version = update.version;
-      if (!gap) this.refresh(update, now);
+      if (this.complete) this.refresh(update, now);
     }
-    return { applied: true, update, changes, gap };
+    return { applied: true, update, changes, gap: gap || !this.complete };
   }
 
   private checkSignature(s: SignedKeyUpdate): KeyUpdateOutcome | undefined {

@@ -13,6 +13,7 @@ import {
   SignedKeyUpdateSchema,
 } from "../../gen/billing/v1/usage_pb.js";
 import { BillingError } from "../billing-error.js";
+import { isPemText } from "../common/pem.js";
 import { nameProblem } from "../common/text.js";
 import { keyUpdateProblem } from "./key-update-problem.js";
 
@@ -25,7 +26,7 @@ function ed25519Key(field: string, key: unknown, type: "public" | "private"): Ke
     k = key;
   } else if (typeof key === "string" || Buffer.isBuffer(key)) {
     const text = Buffer.isBuffer(key) ? key.toString("latin1") : key;
-    if (!text.includes("-----BEGIN ")) {
+    if (!isPemText(text)) {
       throw BillingError.invalid(
         field,
         `must be an Ed25519 ${type} key as PEM text ("-----BEGIN ..."), not a path: pass the file's contents`,

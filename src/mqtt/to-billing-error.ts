@@ -87,7 +87,7 @@ export function toBillingError(err: unknown, where: string, hints?: ErrorHints):
     ) {
       const hint =
         hints?.ca === false && /SELF_SIGNED|ISSUER|VERIFY|CHAIN/.test(code)
-          ? ' (verified against the system CAs: pass your broker\'s CA as `ca`, the PEM text: readFileSync("ca.pem", "utf8"))'
+          ? ' (verified against the system CAs: pass your broker\'s CA: the `ca` option, its PEM text readFileSync("ca.pem", "utf8"); with the CLI, --ca FILE)'
           : "";
       return new BillingError("TLS", `TLS with ${where} failed: ${detail}${hint}`, { cause: err });
     }

@@ -14,14 +14,17 @@ import type { ResolvedOptions } from "./options.js";
 const REFUSAL_LOG_MS = 10_000;
 /** While a snapshot request is unanswered, another (for a gap, a stale list) waits this long. */
 const REQUEST_GAP_MS = 1_000;
+/** While the list is incomplete (a delta skipped versions), it asks again after 5, 10, … 60 s. */
+const INCOMPLETE_FIRST_MS = 5_000;
+const INCOMPLETE_MAX_MS = 60_000;
 
 /**
  * Keeps the API-key list the billing backend pushes: after every (re)connect it subscribes to
  * `<prefix>/keys/update` and then asks for a snapshot on `<prefix>/keys/request`; every payload
  * that arrives goes through the `KeyUpdateGate` (signature, version, limits), which applies it or
- * refuses it. It asks for a snapshot again when a delta skipped versions, and says when the list
- * went stale. Subscribing once per connection (a new client each time) means key requests never
- * multiply across reconnects.
+ * refuses it. It asks for a snapshot again when a delta skipped versions (and again, backing off,
+ * until one arrives), and says when the list went stale. Subscribing once per connection (a new
+ * client each time) means key requests never multiply across reconnects.
  */
 export class KeySync {
   /** The key list. */
@@ -33,8 +36,11 @@ export class KeySync {
   private awaitingSnapshot = false;
   private lastRefusalLog = Number.NEGATIVE_INFINITY;
   private refusedUnlogged = 0;
+  private lastRefusal = "";
   private saidUnconfigured = false;
   private staleTimer: NodeJS.Timeout | undefined;
+  private incompleteTimer: NodeJS.Timeout | undefined;
+  private refusalLogTimer: NodeJS.Timeout | undefined;
   private readonly producer: string;
   private readonly options: KeyUpdateGateOptions;
 
@@ -72,6 +78,9 @@ export class KeySync {
   /** The client is closing: no more timers. */
   stop(): void {
     clearTimeout(this.staleTimer);
+    clearTimeout(this.incompleteTimer);
+    clearTimeout(this.refusalLogTimer);
+    this.incompleteTimer = undefined;
     this.client = undefined;
   }
 
@@ -90,14 +99,31 @@ export class KeySync {
       changed: changes.length,
       known: this.keys.size,
     });
-    if (gap) {
+    if (gap && this.incompleteTimer === undefined) {
       this.log(
-        "info",
-        `a key-list delta skipped versions (now ${update.version}): asking for a snapshot`,
+        "warn",
+        `a key-list delta skipped versions (now ${update.version}): an update may be missing; asking for a snapshot until one arrives`,
       );
       this.requestSoon();
+      this.askUntilComplete(INCOMPLETE_FIRST_MS);
+    } else if (!gap) {
+      clearTimeout(this.incompleteTimer);
+      this.incompleteTimer = undefined;
     }
     this.watchStaleness();
+  }
+
+  /** While the list is incomplete, asks for a snapshot again, backing off. */
+  private askUntilComplete(delayMs: number): void {
+    this.incompleteTimer = setTimeout(() => {
+      if (this.gate.complete) {
+        this.incompleteTimer = undefined;
+        return;
+      }
+      this.requestSoon();
+      this.askUntilComplete(Math.min(delayMs * 2, INCOMPLETE_MAX_MS));
+    }, delayMs);
+    this.incompleteTimer.unref();
   }
 
   private refused(outcome: Extract<KeyUpdateOutcome, { applied: false }>): void {
@@ -118,12 +144,28 @@ export class KeySync {
     }
     if (reason === "duplicate") return; // benign: a snapshot sent again
     this.refusedUnlogged++;
+    this.lastRefusal = `${reason}: ${detail}`;
     const now = Date.now();
-    if (now - this.lastRefusalLog < REFUSAL_LOG_MS) return;
+    if (now - this.lastRefusalLog >= REFUSAL_LOG_MS) {
+      this.logRefusals(now);
+    } else if (this.refusalLogTimer === undefined) {
+      // What a flood leaves unsaid is said at the end of the quiet period, not forgotten.
+      this.refusalLogTimer = setTimeout(
+        () => {
+          this.refusalLogTimer = undefined;
+          if (this.refusedUnlogged > 0) this.logRefusals(Date.now());
+        },
+        this.lastRefusalLog + REFUSAL_LOG_MS - now,
+      );
+      this.refusalLogTimer.unref();
+    }
+  }
+
+  private logRefusals(now: number): void {
     this.log(
       "warn",
-      `refused ${this.refusedUnlogged} key update(s) since the last report, e.g. one ${reason}: ${detail}; the key list is unchanged`,
-      { reason, refused: { ...this.gate.refused } },
+      `refused ${this.refusedUnlogged} key update(s) since the last report, e.g. one ${this.lastRefusal}; the key list is unchanged`,
+      { refused: { ...this.gate.refused } },
     );
     this.refusedUnlogged = 0;
     this.lastRefusalLog = now;

@@ -1,6 +1,7 @@
 import type { KeyObject } from "node:crypto";
 import { BillingError } from "../billing-error.js";
 import { MAX_TIMER_MS } from "../common/deadline.js";
+import { isPemText } from "../common/pem.js";
 import { ed25519PublicKey, signerProblem } from "../keys/signed-key-update.js";
 import type { RecordSpool } from "./record-spool.js";
 
@@ -41,8 +42,7 @@ export function pem(name: string, value: unknown): void {
   if (value === undefined) return;
   const items = Array.isArray(value) ? value : [value];
   for (const item of items) {
-    const text = Buffer.isBuffer(item) ? item.toString("latin1") : item;
-    if (typeof text !== "string" || !text.includes("-----BEGIN ")) {
+    if (!isPemText(item)) {
       // The value is never echoed: it may be key material in another format.
       throw BillingError.invalid(
         name,

@@ -74,6 +74,13 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const prefix = options.prefix ?? (embedded ? "billing" : `billing-demo-${own}`);
   const topics = billingTopics(prefix);
   if (!embedded) {
+    // On a real broker the real services' prefix is never the demo's: its key list and fake
+    // usage would reach them.
+    if (prefix === "billing" || prefix.startsWith("billing/")) {
+      throw new Error(
+        `--prefix ${prefix} on a real broker would answer real services' key requests and bill fake usage: choose another prefix`,
+      );
+    }
     print(
       `demo       topic prefix "${prefix}" (the demo's own: nothing under "billing/" is read or written; --prefix to choose)`,
     );

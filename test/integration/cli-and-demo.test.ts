@@ -96,5 +96,30 @@ describe.runIf(mosquittoAvailable())("CLI and demo on a real mosquitto", () => {
     // … while the demo's own traffic did go through this broker (positive control).
     expect(all.filter((t) => t === `${prefix}/report`)).toHaveLength(3);
     expect(all).toContain(`${prefix}/keys/request`);
+    // Asked to use the real prefix on a real broker, it refuses before touching anything.
+    all.length = 0;
+    const watcher2 = await connectAsync({
+      host: "127.0.0.1",
+      port: broker.tlsPort,
+      protocol: "mqtts",
+      ca: pki.ca,
+      username: "svc",
+      password: users.svc,
+    });
+    watcher2.on("message", (topic) => all.push(topic));
+    await watcher2.subscribeAsync("#", { qos: 1 });
+    await expect(
+      runDemo({
+        broker: `mqtts://127.0.0.1:${broker.tlsPort}`,
+        username: "svc",
+        password: users.svc,
+        ca: caFile,
+        prefix: "billing",
+        print: () => {},
+      }),
+    ).rejects.toThrow(/--prefix billing on a real broker would answer real services/);
+    await new Promise((r) => setTimeout(r, 200));
+    await watcher2.endAsync();
+    expect(all).toEqual([]);
   });
 });

@@ -137,16 +137,18 @@ describe("a fresh project with the packed package", () => {
     // 5. Run them against the test broker (TLS with a private CA, a password).
     const caFile = join(dir, "ca.pem");
     writeFileSync(caFile, pki.ca);
-    const env = {
-      ...process.env,
-      BILLING_MQTT_PASSWORD: PASSWORD,
-      BILLING_MQTT_CA: caFile,
-      NODE_EXTRA_CA_CERTS: caFile,
-      API_KEY,
-    };
+    // The server verifies the broker with its `ca` option (BILLING_MQTT_CA), as its quick start
+    // shows: no other trust is given to it, so a broken `ca` line fails this test.
+    const { NODE_EXTRA_CA_CERTS: _, ...clean } = process.env;
+    const env = { ...clean, BILLING_MQTT_PASSWORD: PASSWORD, BILLING_MQTT_CA: caFile, API_KEY };
     // Asynchronously: the test broker runs in this process.
     const node = promisify(execFile);
-    await node("node", ["out/report.js"], { cwd: app, env, timeout: 30_000 });
+    // The reporting quick start trusts the system CAs: the test CA is added to them for it.
+    await node("node", ["out/report.js"], {
+      cwd: app,
+      env: { ...env, NODE_EXTRA_CA_CERTS: caFile },
+      timeout: 30_000,
+    });
     expect(decodeRecords(broker.payloads("billing/report")).map((r) => r.module)).toEqual(["llm"]);
 
     const server = spawn("node", ["out/server.js"], { cwd: app, env, stdio: "pipe" });
@@ -168,10 +170,18 @@ describe("a fresh project with the packed package", () => {
       if (reply === "") await new Promise((r) => setTimeout(r, 200));
     }
     expect(reply.trim()).toBe("HELLO app-fresh");
+    // The README's curl line, as written but for the port.
+    const curl = (
+      block("bash", "curl --http2-prior-knowledge").match(/curl[\s\S]*?\/Say/)?.[0] ?? ""
+    )
+      .replace(/\\\n\s*/g, " ")
+      .replaceAll("8080", String(httpPort));
+    const viaCurl = await promisify(execFile)("bash", ["-c", curl], { env, timeout: 10_000 });
+    expect(JSON.parse(viaCurl.stdout)).toEqual({ text: "HELLO", appId: "app-fresh" });
     server.kill("SIGTERM");
     const code = await new Promise((r) => server.once("exit", r));
     expect(code, serverLog).toBe(0);
     const modules = decodeRecords(broker.payloads("billing/report")).map((r) => r.module);
-    expect(modules).toEqual(["llm", "llm"]);
+    expect(modules).toEqual(["llm", "llm", "llm"]);
   }, 240_000);
 });

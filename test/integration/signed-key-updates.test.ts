@@ -1,6 +1,10 @@
 import { generateKeyPairSync } from "node:crypto";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import {
+  createConnectTransport,
+  createGrpcTransport,
+  createGrpcWebTransport,
+} from "@connectrpc/connect-node";
 import { connectAsync, type MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KeyState } from "../../gen/billing/v1/usage_pb.js";
@@ -83,7 +87,7 @@ describe.runIf(mosquittoAvailable())("signed key updates on a real mosquitto", (
     await from.publishAsync("billing/keys/update", Buffer.from(payload), { qos: 1, retain });
     await until(() => handled() > before, 10_000, "the update decided on");
   }
-  /** What the interceptor answers each key, over Connect and over gRPC (must agree). */
+  /** What the interceptor answers each key, over Connect, gRPC and gRPC-web (must agree). */
   async function answers(): Promise<Record<string, Code | "ok">> {
     const out: Record<string, Code | "ok"> = {};
     for (const k of [GOOD, BLOCKED, REVOKED, ATTACKER]) {
@@ -91,6 +95,7 @@ describe.runIf(mosquittoAvailable())("signed key updates on a real mosquitto", (
       for (const t of [
         createConnectTransport({ baseUrl: server.url, httpVersion: "2" }),
         createGrpcTransport({ baseUrl: server.url }),
+        createGrpcWebTransport({ baseUrl: server.url, httpVersion: "2" }),
       ]) {
         codes.add(
           await createClient(EchoService, t)

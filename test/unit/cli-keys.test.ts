@@ -4,11 +4,11 @@ import { join } from "node:path";
 import { fromBinary } from "@bufbuild/protobuf";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { KeyState, KeyUpdateSchema, SignedKeyUpdateSchema } from "../../gen/billing/v1/usage_pb.js";
-import type { CliIo } from "../../src/cli/cli-io.js";
 import { main } from "../../src/cli/main.js";
 import { BillingClient, getBillingClient, hashApiKey } from "../../src/index.js";
 import { AedesBroker, until } from "../helpers/aedes-broker.js";
 import { makePki, type TestPki } from "../helpers/certs.js";
+import { captureIo } from "../helpers/cli-io.js";
 import { tlsClientOptions } from "../helpers/fixtures.js";
 
 // `billing-sdk keys keygen` and `keys push`, in-process, against an embedded TLS broker with a
@@ -44,12 +44,10 @@ afterEach(async () => {
     .catch(() => {});
 });
 
-function io() {
-  const out: string[] = [];
-  const err: string[] = [];
-  const cli: CliIo = { out: (l) => out.push(l), err: (l) => err.push(l), onInterrupt: () => {} };
-  return { cli, out, err };
-}
+const io = () => {
+  const c = captureIo();
+  return { ...c, cli: c.io };
+};
 const conn = () => [
   "--broker",
   `mqtts://127.0.0.1:${broker.port}`,
@@ -162,8 +160,10 @@ describe("billing-sdk keys push", () => {
   it("--retain and --version: a later SDK gets the list; an older version is refused there", async () => {
     const pub = readFileSync(join(pair(), "key-update-public.pem"), "utf8");
     const base = ["keys", "push", keysFile, ...signing(), "--signer", "ops-backend", ...conn()];
-    expect(await main([...base, "--retain", "--version", "500"], io().cli)).toBe(0);
+    const retained = io();
+    expect(await main([...base, "--retain", "--version", "500"], retained.cli)).toBe(0);
     expect(pushed().at(-1)?.retain).toBe(true);
+    expect(retained.err.join("\n")).toMatch(/set maxKeyListAgeMs on every service/);
     const client = new BillingClient(
       tlsClientOptions(broker.port, pki.ca, "ops", "ops-pass", {
         keyUpdatePublicKeys: { "ops-backend": pub },
@@ -195,7 +195,10 @@ describe("billing-sdk keys push", () => {
     expect(await main(args, io().cli)).toBe(0);
     expect(await running).toBe(0);
     const line = JSON.parse(a.out[0] as string);
-    expect(line.message).toMatchObject({ signer: "ops-backend", signed: true });
+    expect(line.message).toMatchObject({
+      signer: "ops-backend",
+      signature: "present, not verified",
+    });
     expect(line.message.keyUpdate.keys[0].apiKeySha256).toBe(hashApiKey("raw-key-1"));
     expect(a.out.join("\n")).not.toContain("raw-key-1");
   });

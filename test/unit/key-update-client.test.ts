@@ -133,6 +133,34 @@ describe("versions, gaps and staleness", () => {
     expect(c.stats().keysVersion).toBe(String(v + 5n));
   });
 
+  it("a lost revocation: incomplete after a gap, it asks again until a snapshot at its version completes it", async () => {
+    const c = await client({ keyUpdatePublicKeys: testPublicKeys, maxKeyListAgeMs: 60_000 });
+    const EVIL = { key: "revoked-key", state: KeyState.ACTIVE, appId: "app-evil" };
+    const v = nextVersion();
+    await push(c, keyUpdate([GOOD, EVIL], true, { version: v }));
+    expect(await call("revoked-key")).toBe("ok");
+    // Delta v+1 (revoking it) is lost; v+2 arrives: a gap. The client asks for a snapshot, and
+    // when no snapshot comes, asks again (after 5 s).
+    const before = broker.payloads("billing/keys/request").length;
+    await push(c, keyUpdate([], false, { version: v + 2n }));
+    expect(logs.some((l) => /^warn: a key-list delta skipped versions/.test(l))).toBe(true);
+    await until(
+      () => broker.payloads("billing/keys/request").length >= before + 2,
+      8000,
+      "a second request while the list is incomplete",
+    );
+    // Contiguous deltas do not complete it; a snapshot at its very version does.
+    await push(c, keyUpdate([], false, { version: v + 3n }));
+    expect(c.stats().keysVersion).toBe(String(v + 3n));
+    await push(c, keyUpdate([GOOD], true, { version: v + 3n }));
+    expect(c.stats().keyUpdatesRefused.duplicate).toBe(0);
+    expect(await call("revoked-key")).toBe(Code.Unauthenticated);
+    expect(await call("good-key")).toBe("ok");
+    // Complete now: the same snapshot again is a duplicate.
+    await push(c, keyUpdate([GOOD], true, { version: v + 3n }));
+    expect(c.stats().keyUpdatesRefused.duplicate).toBe(1);
+  }, 20_000);
+
   it("says when the list goes stale, asks for a snapshot, and recovers on a fresh one", async () => {
     const c = await client({ keyUpdatePublicKeys: testPublicKeys, maxKeyListAgeMs: 300 });
     await push(c, keyUpdate([GOOD], true));

@@ -213,6 +213,98 @@ describe("KeyUpdateGate", () => {
     expect(keys.loaded).toBe(true);
     expect(keys.usable).toBe(false);
   });
+
+  it("a lost revocation: after a gap no delta refreshes the list, only a snapshot at or above its version", () => {
+    const { keys, g } = gate({ maxAgeMs: 1000 });
+    const now = Date.now();
+    g.receive(snapshot(1n, [A, EVIL], now), now);
+    // Delta 2 (revoking EVIL) is lost on the way; delta 3 arrives: a gap.
+    expect(g.receive(delta(3n, []), now + 100)).toMatchObject({ applied: true, gap: true });
+    expect(g.complete).toBe(false);
+    // Contiguous empty deltas, as a backend keeps its services fresh: the list stays incomplete
+    // and is not refreshed, so it goes stale at the original bound.
+    const fresh4 = signed(keyUpdateMessage([], false, { version: 4n, sentAtMs: now + 900 }));
+    expect(g.receive(fresh4, now + 900)).toMatchObject({ applied: true, gap: true });
+    expect(keys.usableUntil).toBe(now + 1000);
+    // The last signed snapshot sent again cannot fill the hole: it is older.
+    expect(g.receive(snapshot(1n, [A, EVIL], now + 950), now + 950)).toMatchObject({
+      applied: false,
+      reason: "replayed",
+    });
+    expect(keys.lookup(EVIL.key)).toBeDefined();
+    // A snapshot at the list's own version completes it (and is then a duplicate).
+    const complete = snapshot(4n, [A], now + 1200);
+    expect(g.receive(complete, now + 1200)).toMatchObject({ applied: true, gap: false });
+    expect(g.complete).toBe(true);
+    expect(keys.lookup(EVIL.key)).toBeUndefined();
+    expect(keys.usableUntil).toBe(now + 2200);
+    expect(g.receive(complete, now + 1300)).toMatchObject({ applied: false, reason: "duplicate" });
+    // And contiguous deltas refresh it again.
+    g.receive(
+      signed(keyUpdateMessage([], false, { version: 5n, sentAtMs: now + 1500 })),
+      now + 1500,
+    );
+    expect(keys.usableUntil).toBe(now + 2500);
+  });
+
+  it("a replay is refused from its version alone: its signature is never checked (a forged one too)", () => {
+    const { g } = gate();
+    g.receive(snapshot(10n));
+    const forgedOld = toBinary(
+      SignedKeyUpdateSchema,
+      create(SignedKeyUpdateSchema, {
+        keyUpdate: toBinary(KeyUpdateSchema, keyUpdateMessage([EVIL], true, { version: 9n })),
+        signature: new Uint8Array(64), // not a valid signature
+        signer: testSigner.name,
+      }),
+    );
+    expect(g.receive(forgedOld)).toMatchObject({ applied: false, reason: "replayed" });
+    // The same forgery with a new version is checked, and refused for its signature.
+    const forgedNew = toBinary(
+      SignedKeyUpdateSchema,
+      create(SignedKeyUpdateSchema, {
+        keyUpdate: toBinary(KeyUpdateSchema, keyUpdateMessage([EVIL], true, { version: 11n })),
+        signature: new Uint8Array(64),
+        signer: testSigner.name,
+      }),
+    );
+    expect(g.receive(forgedNew)).toMatchObject({ applied: false, reason: "badSignature" });
+    // An incomplete list's own version is checked too: a forged snapshot cannot "complete" it.
+    g.receive(delta(12n, []));
+    g.receive(delta(14n, []));
+    expect(g.complete).toBe(false);
+    const forgedSame = toBinary(
+      SignedKeyUpdateSchema,
+      create(SignedKeyUpdateSchema, {
+        keyUpdate: toBinary(KeyUpdateSchema, keyUpdateMessage([EVIL], true, { version: 14n })),
+        signature: new Uint8Array(64),
+        signer: testSigner.name,
+      }),
+    );
+    expect(g.receive(forgedSame)).toMatchObject({ applied: false, reason: "badSignature" });
+    expect(g.complete).toBe(false);
+  });
+
+  it("duplicated fields: the signed bytes are the decoded bytes, whatever is appended", () => {
+    const { keys, g } = gate();
+    const good = snapshot(10n, [A]);
+    const evilUpdate = toBinary(KeyUpdateSchema, keyUpdateMessage([EVIL], true, { version: 11n }));
+    // A second key_update (field 1) appended after a good envelope: protobuf keeps the last one,
+    // for the signature check and the decoding alike.
+    const appended = Buffer.concat([
+      good,
+      toBinary(SignedKeyUpdateSchema, create(SignedKeyUpdateSchema, { keyUpdate: evilUpdate })),
+    ]);
+    expect(g.receive(appended)).toMatchObject({ applied: false, reason: "badSignature" });
+    // Another signer name appended: the signature no longer matches that signer's key.
+    const renamed = Buffer.concat([
+      good,
+      toBinary(SignedKeyUpdateSchema, create(SignedKeyUpdateSchema, { signer: "someone-else" })),
+    ]);
+    expect(g.receive(renamed)).toMatchObject({ applied: false, reason: "unknownSigner" });
+    expect(keys.loaded).toBe(false);
+    expect(g.receive(good)).toMatchObject({ applied: true });
+  });
 });
 
 /** Signs arbitrary bytes as a key_update (what only a broken backend would do). */

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { PendingLedger } from "../../src/publisher/pending-ledger.js";
 import type { PendingRecord } from "../../src/publisher/pending-record.js";
 import { type PublishLink, SendPipeline } from "../../src/publisher/send-pipeline.js";
+import { workTimer } from "../helpers/work-timer.js";
 
 // The send pipeline without MQTT: a fake link stands for the connection, so the window, the
 // retry schedule, suspect isolation and flush watermarks are tested with no broker at all.
@@ -145,13 +146,8 @@ describe("SendPipeline", () => {
     let answered = 0;
     // Everything the pipeline does runs in these callbacks (a refusal, and the retry timer's
     // pump): each is timed. (Event-loop delay would also count other processes on a busy box.)
-    let measuring = false;
-    let worstMs = 0;
-    const timed = (fn: () => void) => {
-      const t0 = performance.now();
-      fn();
-      if (measuring) worstMs = Math.max(worstMs, performance.now() - t0);
-    };
+    const timer = workTimer();
+    const timed = (fn: () => void) => timer.time(fn);
     const link = new FakeLink(1000, seqOf, (_seq, done) => {
       answered++;
       setImmediate(() => timed(() => done(refused)));
@@ -162,12 +158,12 @@ describe("SendPipeline", () => {
     pipeline.attach(link);
     // Let every record be refused at least once, then keep cycling through retries.
     while (answered < 300_000) await new Promise((r) => setTimeout(r, 20));
-    measuring = true;
+    timer.start();
     const until = answered + 200_000;
     while (answered < until) await new Promise((r) => setTimeout(r, 20));
-    measuring = false;
+    timer.stop();
     expect(pipeline.retrying + pipeline.inFlightCount + pipeline.queued).toBe(300_000);
-    expect(worstMs).toBeLessThan(50);
+    expect(await timer.worstMs()).toBeLessThan(50);
     // Refusals are summarised, not logged one line each.
     expect(logs.length).toBeLessThan(20);
     pipeline.stop();
