@@ -6,7 +6,9 @@ import { BillingError } from "../billing-error.js";
 import type { CliIo } from "./cli-io.js";
 import { connectionFlags, connectionHelp } from "./connection-flags.js";
 import { doctor, doctorHelp } from "./doctor.js";
+import { ingest, ingestHelp } from "./ingest.js";
 import { keysPush, keysPushHelp } from "./keys-push.js";
+import { showUsage, showUsageHelp } from "./show-usage.js";
 import { tail, tailHelp } from "./tail.js";
 
 const usage = `usage: billing-sdk <command> [options]
@@ -15,6 +17,8 @@ commands:
   tail         print usage records (and heartbeats, key updates) as JSON lines
   keys push    publish a key-list snapshot from a JSON file
   doctor       check a broker connection step by step
+  ingest       consume usage records into PostgreSQL (the ingest service)
+  usage        print the stored usage per app, module and model
 
 Run billing-sdk <command> --help for a command's options.`;
 
@@ -38,6 +42,25 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     },
     keys: { help: keysPushHelp, flags: { "no-retain": { type: "boolean" } } },
     doctor: { help: doctorHelp, flags: { "wait-keys": { type: "string" } } },
+    ingest: {
+      help: ingestHelp,
+      flags: {
+        postgres: { type: "string" },
+        schema: { type: "string" },
+        group: { type: "string" },
+        "client-id": { type: "string" },
+        "fallback-broker": { type: "string", multiple: true },
+        progress: { type: "string" },
+      },
+    },
+    usage: {
+      help: showUsageHelp,
+      flags: {
+        postgres: { type: "string" },
+        since: { type: "string" },
+        schema: { type: "string" },
+      },
+    },
   } as const;
   const entry = spec[(command ?? "") as keyof typeof spec];
   if (entry === undefined || (command === "keys" && sub !== "push")) {
@@ -51,7 +74,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       allowPositionals: true,
       options: {
         ...connectionFlags,
-        ...(entry.flags as Record<string, { type: "string" | "boolean" }>),
+        ...(entry.flags as Record<string, { type: "string" | "boolean"; multiple?: boolean }>),
         help: { type: "boolean", short: "h" },
       },
     });
@@ -61,12 +84,14 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
   const values = parsed.values as Record<string, never>;
   if (values.help || command === undefined) {
-    io.out(`${entry.help}\n\n${connectionHelp}`);
+    io.out(command === "usage" ? entry.help : `${entry.help}\n\n${connectionHelp}`);
     return command === undefined ? 2 : 0;
   }
   try {
     if (command === "tail") return await tail(values, io);
     if (command === "keys") return await keysPush(parsed.positionals[0], values, io);
+    if (command === "ingest") return await ingest(values, io);
+    if (command === "usage") return await showUsage(values, io);
     return await doctor(values, io);
   } catch (err) {
     const e = BillingError.from(err);
@@ -82,7 +107,10 @@ if (script !== undefined && realpathSync(script) === fileURLToPath(import.meta.u
   const io: CliIo = {
     out: (l) => process.stdout.write(`${l}\n`),
     err: (l) => process.stderr.write(`${l}\n`),
-    onInterrupt: (stop) => process.once("SIGINT", stop),
+    onInterrupt: (stop) => {
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+    },
   };
   main(process.argv.slice(2), io).then((code) => {
     process.exitCode = code;
