@@ -15,18 +15,18 @@ The ingest service: consumes the usage records on <prefix>/report into
 PostgreSQL, each record once in <schema>.usage_records, summed per minute in
 <schema>.usage_minutely; records that cannot be billed go to
 <schema>.rejected_records. A message is acknowledged only after the transaction
-that stored it committed. MQTT 5: a shared subscription ($share/<group>/...), so
-processes of one group split the records; a persistent session named by
---client-id keeps what arrives while the process is away. A progress line
+that stored it committed. A persistent session named by --client-id keeps what
+arrives while the process is away. With --group (MQTT 5), a shared subscription
+($share/<group>/...): the processes of a group split the records. A progress line
 (records/s, lag, rejected) goes to stderr every --progress seconds. SIGTERM or
 SIGINT stops cleanly: open transactions finish, their messages are
 acknowledged, then it disconnects.
   --postgres URL          postgres://user:password@host:5432/db (or env
                           BILLING_POSTGRES_URL); TLS: ?sslmode=verify-full&sslrootcert=ca.pem
   --schema NAME           schema of the tables (default billing)
-  --group NAME            shared-subscription group (default billing-backend)
+  --group NAME            shared-subscription group (default none: every record)
   --client-id ID          MQTT client id: the same at every start, one per process
-                          (default billing-ingest-<group>-<hostname>)
+                          (default billing-ingest[-<group>]-<hostname>)
   --fallback-broker URL   another node of the broker cluster (repeatable)
   --progress SECONDS      progress line interval (default 10, 0 = none)
 Exit codes: 0 stopped by a signal, 1 could not start, 2 bad usage.`;
@@ -60,8 +60,10 @@ export async function ingest(v: IngestValues, io: CliIo): Promise<number> {
     }
     return { host: b.host, port: b.port };
   });
-  const group = v.group ?? "billing-backend";
-  const clientId = v["client-id"] ?? `billing-ingest-${group}-${hostname().slice(0, 40)}`;
+  const group = v.group;
+  const clientId =
+    v["client-id"] ??
+    `billing-ingest-${group === undefined ? "" : `${group}-`}${hostname().slice(0, 40)}`;
   const store = await createPostgresUsageStore({ connectionString: url, schema: v.schema });
 
   // The lag: how old the newest record of the last committed batch was when it committed.
@@ -99,7 +101,9 @@ export async function ingest(v: IngestValues, io: CliIo): Promise<number> {
   const version = consumer.stats().protocolVersion;
   io.err(
     `ingest: consuming ${billingTopics(base.topicPrefix).report} as ${clientId} (MQTT ${
-      version === 5 ? `5, group ${group}` : "3.1.1, no shared subscription"
+      version === 4
+        ? "3.1.1, no shared subscription"
+        : `5, ${group === undefined ? "no group" : `group ${group}`}`
     }) into ${store.where}, schema ${store.schema}`,
   );
 

@@ -49,14 +49,17 @@ export interface UsageConsumerOptions
   onRejected?: ((rejected: RejectedRecord) => void | Promise<void>) | undefined;
   /**
    * MQTT 5 shared-subscription group: consumers in one group split the records
-   * (`$share/<group>/<prefix>/report`). On an MQTT 3.1.1 broker there is no shared subscription:
-   * every consumer gets every record. Default: `"billing-backend"`.
+   * (`$share/<group>/<prefix>/report`), each record goes to one of them. Without a group the
+   * consumer subscribes to `<prefix>/report` itself and gets every record. On an MQTT 3.1.1
+   * broker there is no shared subscription: the group is ignored. Note: mosquitto 2.0 does not
+   * keep shared subscriptions across its own restart (see the README). Default: none.
    */
   group?: string | undefined;
   /**
    * MQTT client id, which names the persistent session: it must be the same at every start and
    * differ between consumers (a second connection with the same id takes the session over).
-   * Default: `billing-consumer-<group>-<hostname>` (one consumer per group and host).
+   * Default: `billing-consumer-<hostname>`, or `billing-consumer-<group>-<hostname>` with a
+   * group (one consumer per group and host).
    */
   clientId?: string | undefined;
   /**
@@ -97,7 +100,7 @@ export interface ResolvedConsumerOptions {
   store: UsageStore | undefined;
   onRecord: ((record: UsageRecord) => void | Promise<void>) | undefined;
   onRejected: ((rejected: RejectedRecord) => void | Promise<void>) | undefined;
-  group: string;
+  group: string | undefined;
   sessionExpirySeconds: number;
   concurrency: number;
   handlerTimeoutMs: number;
@@ -154,11 +157,13 @@ export function resolveConsumerOptions(o: UsageConsumerOptions): ResolvedConsume
   if (o.onRejected !== undefined && typeof o.onRejected !== "function") {
     throw BillingError.invalid("onRejected", "must be a function");
   }
-  const group = o.group ?? "billing-backend";
-  if (typeof group !== "string" || !/^[^/#+\s]{1,64}$/.test(group)) {
+  const group = o.group;
+  if (group !== undefined && (typeof group !== "string" || !/^[^/#+\s]{1,64}$/.test(group))) {
     throw BillingError.invalid("group", "must be one topic level of 1..64 characters");
   }
-  const clientId = o.clientId ?? `billing-consumer-${group}-${hostname().slice(0, 40)}`;
+  const clientId =
+    o.clientId ??
+    `billing-consumer-${group === undefined ? "" : `${group}-`}${hostname().slice(0, 40)}`;
   const r: ResolvedConsumerOptions = {
     connection: resolveOptions({ ...connectionPart(o), clientId, heartbeatIntervalMs: 0 }),
     store: o.store,

@@ -115,6 +115,14 @@ export function createUsageConsumer(options: UsageConsumerOptions): UsageConsume
     }
   }
 
+  let upAt = 0;
+  let quickLosses = 0;
+  const takenOver = (why: string) =>
+    log(
+      "error",
+      `another consumer seems to use client id ${c.clientId} and take the session over (${why}): give each consumer its own clientId`,
+    );
+
   const full = () => pending >= o.maxPendingMessages || pendingBytes >= o.maxPendingBytes;
 
   function receive(client: MqttClient, m: IncomingMessage, next: () => void): void {
@@ -146,12 +154,13 @@ export function createUsageConsumer(options: UsageConsumerOptions): UsageConsume
 
   function subscribe(client: MqttClient, version: 4 | 5): void {
     // MQTT 3.1.1 has no shared subscription: every consumer then gets every record.
-    const filter = version === 5 ? `$share/${o.group}/${topic}` : topic;
-    if (version === 4 && !warnedNoShare) {
+    const shared = o.group !== undefined && version === 5;
+    const filter = shared ? `$share/${o.group}/${topic}` : topic;
+    if (o.group !== undefined && !shared && !warnedNoShare) {
       warnedNoShare = true;
       log(
-        "info",
-        `MQTT 3.1.1: no shared subscription, this consumer receives every record on ${topic}`,
+        "warn",
+        `MQTT 3.1.1: no shared subscription, group ${o.group} is ignored: this consumer receives every record on ${topic}`,
       );
     }
     client.subscribe(filter, { qos: 1 }, (err) => {
@@ -159,7 +168,8 @@ export function createUsageConsumer(options: UsageConsumerOptions): UsageConsume
         subscribed?.resolve();
         return;
       }
-      if (typeof (err as { code?: unknown }).code !== "number") return; // connection lost: next up
+      // Lost with the connection: the next one subscribes again. Else the broker refused it.
+      if (!client.connected || client.disconnecting) return;
       const refused = new BillingError(
         "NOT_AUTHORIZED",
         `the broker refused the subscription to ${filter}: ${err.message}`,
@@ -189,15 +199,11 @@ export function createUsageConsumer(options: UsageConsumerOptions): UsageConsume
       unacked.set(client, []);
       takeOverAcks(client, (m, next) => receive(client, m, next));
       client.on("disconnect", (packet) => {
-        if (packet.reasonCode === 142) {
-          log(
-            "error",
-            `another consumer connected with client id ${c.clientId} and took the session over: give each consumer its own clientId`,
-          );
-        }
+        if (packet.reasonCode === 142) takenOver("the broker says so");
       });
     },
     up: (client: MqttClient, connack: IConnackPacket, version: 4 | 5) => {
+      upAt = Date.now();
       if (!connack.sessionPresent && conn.reconnects > 0 && o.sessionExpirySeconds > 0) {
         log("warn", "the broker did not keep the session: records sent while away may be lost");
       }
@@ -205,6 +211,10 @@ export function createUsageConsumer(options: UsageConsumerOptions): UsageConsume
     },
     down: () => {
       held = undefined;
+      // mosquitto closes the older of two connections with one client id without a word:
+      // connections lost right after they were made, again and again, are the sign of it.
+      quickLosses = Date.now() - upAt < 5000 ? quickLosses + 1 : 0;
+      if (quickLosses === 3) takenOver("connections keep being closed right after they are made");
     },
     message: () => {},
     log,

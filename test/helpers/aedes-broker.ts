@@ -14,6 +14,8 @@ export interface AedesOptions {
   password?: string;
   /** Refuse PUBLISH to topics for which this returns an error (MQTT 5 PUBACK reason code). */
   refusePublish?: (topic: string, payload: Buffer) => boolean;
+  /** Refuse SUBSCRIBE to topic filters for which this returns true (SUBACK 0x80). */
+  refuseSubscribe?: (filter: string) => boolean;
 }
 
 /**
@@ -44,6 +46,10 @@ export class AedesBroker {
         if (ok) return done(null, true);
         const err = Object.assign(new Error("bad credentials"), { returnCode: 4 });
         return done(err as never, false);
+      },
+      authorizeSubscribe: (_client, sub, done) => {
+        if (options.refuseSubscribe?.(sub.topic)) return done(null, null); // SUBACK 0x80
+        done(null, sub);
       },
       authorizePublish: (_client, packet, done) => {
         if (options.refusePublish?.(packet.topic, packet.payload as Buffer)) {

@@ -297,6 +297,19 @@ describe("createUsageConsumer: ready and options", () => {
     await until(() => wrongCa.stats().connected === false, 1000, "stopped");
   });
 
+  it("ready rejects NOT_AUTHORIZED when the broker refuses the subscription", async () => {
+    const refusing = await AedesBroker.create({ refuseSubscribe: (f) => f === "denied/report" });
+    try {
+      const c = consumer({ onRecord: () => {}, brokerPort: refusing.port, tls: false }, "denied");
+      await expect(c.ready).rejects.toMatchObject({
+        code: "NOT_AUTHORIZED",
+        message: expect.stringMatching(/refused the subscription to denied\/report/),
+      });
+    } finally {
+      await refusing.close();
+    }
+  });
+
   it("close before the connection is up rejects ready with CLOSED", async () => {
     const c = consumer({ onRecord: () => {} }, nextPrefix());
     await c.close();
