@@ -64,8 +64,8 @@ export interface UsageConsumerOptions
   clientId?: string | undefined;
   /**
    * How long the broker keeps the session (the subscription and the records that arrive) while
-   * the consumer is away; `0` ends it at disconnect. MQTT 5 only: a 3.1.1 session lasts until a
-   * clean connect. Default: `604_800` (7 days).
+   * the consumer is away; `0` ends it at disconnect (MQTT 3.1.1: a clean session). On MQTT
+   * 3.1.1 any other value keeps it until the broker drops it. Default: `604_800` (7 days).
    */
   sessionExpirySeconds?: number | undefined;
   /**

@@ -185,7 +185,8 @@ export function createUsageConsumer(options: UsageConsumerOptions): UsageConsume
 
   const conn = new Connection(c, {
     attemptOptions: (version) => ({
-      clean: false,
+      // A session that ends at disconnect is, in MQTT 3.1.1, a clean one.
+      clean: version === 4 && o.sessionExpirySeconds === 0,
       ...(version === 5
         ? {
             properties: {

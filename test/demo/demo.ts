@@ -2,26 +2,25 @@
 //
 // By default it starts an embedded MQTT broker (Aedes) with TLS, using a throwaway CA made at
 // start-up, and a password. Then it plays the billing backend (pushes a key list with an active
-// and a blocked key, consumes billing/report), starts a Connect server guarded by
-// requireApiKey() with an LLM-, a TTS- and an ASR-like method that report usage, makes calls with
-// a good key, a blocked key and no key, and prints what happened.
+// and a blocked key; consumes billing/report with createUsageConsumer into an embedded PGlite
+// database), starts a Connect server guarded by requireApiKey() with an LLM-, a TTS- and an
+// ASR-like method that report usage, makes calls with a good key, a blocked key and no key, and
+// prints what happened: at the end the records and the per-minute rollup read back from the
+// database.
 //
 //   npm run demo
 //   npm run demo -- --broker mqtts://host:8883 --username u --password p --ca ca.pem
+
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { create, toBinary, toJsonString } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { connectAsync, type IClientOptions } from "mqtt";
-import {
-  KeyState,
-  KeyStatusSchema,
-  KeyUpdateSchema,
-  type UsageRecord,
-  UsageRecordSchema,
-} from "../../gen/billing/v1/usage_pb.js";
+import { KeyState, KeyStatusSchema, KeyUpdateSchema } from "../../gen/billing/v1/usage_pb.js";
+import { createUsageConsumer } from "../../src/consumer/index.js";
 import {
   BillingClient,
   billingCaller,
@@ -29,7 +28,7 @@ import {
   reportUsageFor,
   requireApiKey,
 } from "../../src/index.js";
-import { decodeUsageBatch } from "../../src/protocol/usage-batch.js";
+import { createPostgresUsageStore } from "../../src/postgres/index.js";
 import { AiService } from "../gen/demo/v1/ai_pb.js";
 import { AedesBroker, until } from "../helpers/aedes-broker.js";
 import { makePki } from "../helpers/certs.js";
@@ -38,9 +37,31 @@ import { startServer } from "../helpers/echo-server.js";
 const GOOD_KEY = "demo-key-good-0001";
 const BLOCKED_KEY = "demo-key-blocked-0002";
 
+/** A row of billing.usage_records, read back from the database. */
+export interface StoredRecord {
+  id: string;
+  appId: string;
+  module: string;
+  model: string;
+  usage: string;
+  occurredAt: string;
+  metadata: unknown;
+}
+
+/** A row of billing.usage_minutely. */
+export interface RollupRow {
+  minute: string;
+  appId: string;
+  module: string;
+  model: string;
+  usage: string;
+  records: number;
+}
+
 export interface DemoResult {
   calls: Array<{ call: string; code: string }>;
-  records: UsageRecord[];
+  records: StoredRecord[];
+  rollup: RollupRow[];
   stats: ReturnType<BillingClient["stats"]>;
 }
 
@@ -57,6 +78,10 @@ export interface DemoOptions {
 export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const print = options.print ?? ((line: string) => console.log(line));
   const cleanup: Array<() => Promise<unknown>> = [];
+  // The embedded database takes a few seconds to start: it starts now, alongside the rest.
+  const opening = createPostgresUsageStore();
+  opening.catch(() => {});
+  cleanup.push(() => opening.then((store) => store.close()));
   try {
     // 1. A broker: embedded (TLS with a throwaway CA, a password), or the one given.
     let host = "127.0.0.1";
@@ -83,7 +108,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       print(`broker     ${options.broker}`);
     }
 
-    // 2. The billing backend: answers key-list requests with a snapshot, consumes reports.
+    // 2. The billing backend: answers key-list requests with a snapshot; consumes reports into
+    // PostgreSQL (an embedded PGlite here) with createUsageConsumer.
     const mqttOpts: IClientOptions = {
       host,
       port,
@@ -98,7 +124,6 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       clientId: "demo-backend",
     });
     cleanup.push(() => backend.endAsync());
-    const records: UsageRecord[] = [];
     const snapshot = toBinary(
       KeyUpdateSchema,
       create(KeyUpdateSchema, {
@@ -119,15 +144,33 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
         ],
       }),
     );
-    backend.on("message", (topic, payload) => {
+    backend.on("message", (topic) => {
       if (topic === "billing/keys/request") {
         backend.publish("billing/keys/update", Buffer.from(snapshot), { qos: 1 });
-      } else if (topic === "billing/report") {
-        records.push(...decodeUsageBatch(payload));
       }
     });
-    await backend.subscribeAsync(["billing/keys/request", "billing/report"], { qos: 1 });
-    print("backend    subscribed to billing/report; answers billing/keys/request with 2 keys");
+    await backend.subscribeAsync("billing/keys/request", { qos: 1 });
+    const store = await opening;
+    const consumer = createUsageConsumer({
+      brokerHost: host,
+      brokerPort: port,
+      tls,
+      ca,
+      username,
+      password,
+      // Its own session, gone when the demo ends: nothing is left behind on a real broker.
+      clientId: `demo-consumer-${randomBytes(4).toString("hex")}`,
+      sessionExpirySeconds: 0,
+      store,
+      logger: (level, message) => {
+        if (level === "warn" || level === "error") print(`consumer   ${level}: ${message}`);
+      },
+    });
+    cleanup.push(() => consumer.close());
+    await consumer.ready;
+    print(
+      `backend    answers billing/keys/request with 2 keys; consumes billing/report into ${store.where}`,
+    );
 
     // 3. The service: a BillingClient and a Connect server guarded by requireApiKey().
     const billing = new BillingClient({
@@ -222,13 +265,49 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     );
     await attempt("Chat (gRPC, no key)", () => grpcClient.chat({ prompt: "x" }));
 
-    // 5. What the backend received, and the counters.
+    // 5. What the backend stored, read back from the database, and the counters.
     await billing.flush(10_000);
-    await until(() => records.length >= 3, 10_000, "3 usage records at the backend");
-    for (const r of records) print(`record     ${toJsonString(UsageRecordSchema, r)}`);
+    await until(() => consumer.stats().handled >= 3, 10_000, "3 usage records stored");
+    const records = (
+      await store.query<Record<string, string>>(
+        `SELECT id::text, app_id, module, model, usage::text, to_json(occurred_at) #>> '{}' AS occurred_at, metadata
+         FROM billing.usage_records ORDER BY usage_records.occurred_at, id`,
+      )
+    ).map(
+      (r): StoredRecord => ({
+        id: r.id as string,
+        appId: r.app_id as string,
+        module: r.module as string,
+        model: r.model as string,
+        usage: r.usage as string,
+        occurredAt: r.occurred_at as string,
+        metadata: r.metadata,
+      }),
+    );
+    for (const r of records) print(`stored     ${JSON.stringify(r)}`);
+    const rollup = (
+      await store.query<Record<string, string>>(
+        `SELECT to_char(minute AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') AS minute, app_id, module,
+           model, usage::text, records::int FROM billing.usage_minutely ORDER BY minute, module, model`,
+      )
+    ).map(
+      (r): RollupRow => ({
+        minute: r.minute as string,
+        appId: r.app_id as string,
+        module: r.module as string,
+        model: r.model as string,
+        usage: r.usage as string,
+        records: Number(r.records),
+      }),
+    );
+    for (const r of rollup) {
+      print(
+        `per minute ${r.minute} UTC  ${r.appId}  ${r.module}/${r.model}  usage ${r.usage}  records ${r.records}`,
+      );
+    }
     const stats = billing.stats();
     print(`counters   ${JSON.stringify(stats)}`);
-    return { calls, records, stats };
+    return { calls, records, rollup, stats };
   } finally {
     for (const c of cleanup.reverse()) await c().catch(() => {});
   }
