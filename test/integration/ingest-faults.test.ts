@@ -3,7 +3,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { CliIo } from "../../src/cli/cli-io.js";
+import { main } from "../../src/cli/main.js";
 import { BillingClient } from "../../src/index.js";
+import { until } from "../helpers/aedes-broker.js";
 import { makePki, type TestPki } from "../helpers/certs.js";
 import { tlsClientOptions } from "../helpers/fixtures.js";
 import { kill, produce, startIngest, Tally } from "../helpers/ingest-run.js";
@@ -159,5 +162,49 @@ describe.runIf(mosquittoAvailable() && postgresAvailable())(
       }
       await checkTotals(schema, sent);
     }, 180_000);
+
+    it("ingest and usage in-process: progress lines, a stop that finishes and acknowledges, the table", async () => {
+      const lines: string[] = [];
+      let stop: (() => void) | undefined;
+      const io: CliIo = {
+        out: (l) => lines.push(l),
+        err: (l) => lines.push(l),
+        onInterrupt: (s) => {
+          stop = s;
+        },
+      };
+      // A wrong MQTT password: exit 1, named, and the database connection is closed again.
+      const refused = ingestArgs("inproc", "inproc").map((a) => (a === users.backend ? "nope" : a));
+      expect(await main(["ingest", ...refused], io)).toBe(1);
+      expect(lines.join("\n")).toMatch(/ingest: \[NOT_AUTHORIZED\]/);
+      lines.length = 0;
+      const running = main(
+        ["ingest", ...ingestArgs("inproc", "inproc", ["--progress", "0.2"])],
+        io,
+      );
+      await until(() => stop !== undefined, 20_000, "ingest to wait for a signal");
+      const client = producer();
+      const sent = produce(client, 2000, 500, 0);
+      await sent.done;
+      await tally.reach("inproc", 2000);
+      await until(
+        () => lines.some((l) => /ingest: [\d,]+ records\/s, lag [\d.]+ s, rejected 0/.test(l)),
+        5000,
+        "a progress line",
+      );
+      stop?.();
+      expect(await running).toBe(0);
+      expect(lines.at(-2)).toMatch(/totals: stored 2,000, duplicates 0, rejected 0, pending 0/);
+      expect(lines.at(-1)).toBe("ingest: stopped");
+      lines.length = 0;
+      expect(
+        await main(["usage", "--postgres", db.url, "--schema", "inproc", "--since", "1h"], io),
+      ).toBe(0);
+      expect(lines[0]).toMatch(/^app +module +model +usage +records$/);
+      expect(lines[1]).toMatch(
+        new RegExp(`^\\(unknown\\) +llm +m +${sent.total.toLocaleString("en-US")} +2,000$`),
+      );
+      expect(lines[2]).toMatch(/^\(1 row since .* schema inproc\)$/);
+    });
   },
 );
