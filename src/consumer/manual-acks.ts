@@ -45,13 +45,20 @@ export function takeOverAcks(
 }
 
 /**
- * Acknowledges QoS 1 message `messageId` on `client`, if that connection is still up (an
- * acknowledgement belongs to the connection that delivered the message: after a reconnect the
- * broker delivers unacknowledged messages again). A PUBACK of 4 bytes (type 4, remaining length
- * 2, the packet id) is valid in MQTT 3.1.1 and 5 (reason "success" may be omitted).
+ * Acknowledges QoS 1 messages `messageIds` on `client`, in that order, in one write, if that
+ * connection is still up (an acknowledgement belongs to the connection that delivered the
+ * message: after a reconnect the broker delivers unacknowledged messages again). A PUBACK of 4
+ * bytes (type 4, remaining length 2, the packet id) is valid in MQTT 3.1.1 and 5 (reason
+ * "success" may be omitted).
  */
-export function puback(client: MqttClient, messageId: number): boolean {
+export function puback(client: MqttClient, messageIds: readonly number[]): boolean {
   if (!client.connected || client.disconnecting || client.stream.destroyed) return false;
-  client.stream.write(Buffer.from([0x40, 0x02, messageId >> 8, messageId & 0xff]));
+  const bytes = Buffer.allocUnsafe(4 * messageIds.length);
+  messageIds.forEach((id, i) => {
+    bytes.writeUInt8(0x40, 4 * i);
+    bytes.writeUInt8(0x02, 4 * i + 1);
+    bytes.writeUInt16BE(id, 4 * i + 2);
+  });
+  client.stream.write(bytes);
   return true;
 }

@@ -102,17 +102,27 @@ export function createUsageConsumer(options: UsageConsumerOptions): UsageConsume
     const queue = unacked.get(d.client);
     if (queue !== undefined && d.messageId !== undefined) {
       let n = 0;
-      while (n < queue.length && (queue[n] as Delivery).done) {
-        puback(d.client, (queue[n] as Delivery).messageId as number);
-        n++;
-      }
-      if (n > 0) queue.splice(0, n);
+      while (n < queue.length && (queue[n] as Delivery).done) n++;
+      if (n > 0) ack(d.client, queue.splice(0, n));
     }
     if (held !== undefined && !full()) {
       const h = held;
       held = undefined;
       if (h.client.connected) h.next();
     }
+  }
+
+  // Acknowledgements made in one turn go out in one write per connection.
+  const toAck = new Map<MqttClient, number[]>();
+  function ack(client: MqttClient, handled: Delivery[]): void {
+    if (toAck.size === 0) queueMicrotask(flushAcks);
+    const ids = toAck.get(client) ?? [];
+    for (const d of handled) ids.push(d.messageId as number);
+    toAck.set(client, ids);
+  }
+  function flushAcks(): void {
+    for (const [client, ids] of toAck) puback(client, ids);
+    toAck.clear();
   }
 
   let upAt = 0;

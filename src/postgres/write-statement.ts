@@ -40,12 +40,18 @@ export function writeStatement(s: string): string {
 SELECT count(*)::int AS inserted FROM ins`;
 }
 
+// The date and time of the last second formatted: the records of a batch share a few seconds.
+let lastSecond = { seconds: Number.NaN, text: "" };
+
 /** `occurredAt` as an ISO 8601 UTC time with microseconds (what timestamptz keeps). */
 function isoTime(record: UsageRecord): string {
   const t = record.occurredAt;
   if (t === undefined) throw new Error("occurredAt is missing"); // validation refused it before
-  const seconds = new Date(Number(t.seconds) * 1000).toISOString().slice(0, 19);
-  return `${seconds}.${String(Math.floor(t.nanos / 1000)).padStart(6, "0")}Z`;
+  const seconds = Number(t.seconds);
+  if (seconds !== lastSecond.seconds) {
+    lastSecond = { seconds, text: new Date(seconds * 1000).toISOString().slice(0, 19) };
+  }
+  return `${lastSecond.text}.${String(Math.floor(t.nanos / 1000)).padStart(6, "0")}Z`;
 }
 
 /** The `$1` of `writeStatement`: the records as a JSON array. */
