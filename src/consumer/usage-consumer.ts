@@ -1,6 +1,6 @@
 import type { IConnackPacket, MqttClient } from "mqtt";
 import { BillingError } from "../billing-error.js";
-import { atMost } from "../common/deadline.js";
+import { atMost, withDeadline } from "../common/deadline.js";
 import { billingTopics } from "../protocol/topics.js";
 import { Connection } from "../publisher/connection.js";
 import { brokerList } from "../publisher/options.js";
@@ -13,7 +13,7 @@ import { DedupeWindow } from "./dedupe-window.js";
 import type { Counters, Delivery, Handling } from "./delivery.js";
 import { type IncomingMessage, puback, takeOverAcks } from "./manual-acks.js";
 import { recordHandling } from "./record-handling.js";
-import { checkMessage } from "./record-validation.js";
+import { type CheckedMessage, checkMessage } from "./record-validation.js";
 import { storeHandling } from "./store-handling.js";
 
 /** Counters of a consumer, totals since it was created. */
@@ -80,7 +80,8 @@ export function createUsageConsumer(options: UsageConsumerOptions): UsageConsume
     rejected: 0,
     failed: 0,
   };
-  const unacked = new WeakMap<MqttClient, Delivery[]>();
+  // Per connection: its QoS 1 deliveries not yet acknowledged, in order, and their packet ids.
+  const unacked = new WeakMap<MqttClient, { queue: Delivery[]; ids: Set<number> }>();
   let pending = 0;
   let pendingBytes = 0;
   let held: { client: MqttClient; next: () => void } | undefined;
@@ -99,11 +100,15 @@ export function createUsageConsumer(options: UsageConsumerOptions): UsageConsume
     d.done = true;
     pending--;
     pendingBytes -= d.bytes;
-    const queue = unacked.get(d.client);
-    if (queue !== undefined && d.messageId !== undefined) {
+    const u = unacked.get(d.client);
+    if (u !== undefined && d.messageId !== undefined) {
       let n = 0;
-      while (n < queue.length && (queue[n] as Delivery).done) n++;
-      if (n > 0) ack(d.client, queue.splice(0, n));
+      while (n < u.queue.length && (u.queue[n] as Delivery).done) n++;
+      if (n > 0) {
+        const handled = u.queue.splice(0, n);
+        for (const h of handled) u.ids.delete(h.messageId as number);
+        ack(d.client, handled);
+      }
     }
     if (held !== undefined && !full()) {
       const h = held;
@@ -140,14 +145,18 @@ export function createUsageConsumer(options: UsageConsumerOptions): UsageConsume
       next(); // closing: left unacknowledged, for the next session
       return;
     }
-    const checked = m.topic === topic ? checkMessage(m.payload) : { records: [], rejected: [] };
+    const checked = m.topic === topic ? check(m.payload) : { records: [], rejected: [] };
     if (m.topic === topic) {
       counters.received++;
       counters.records += checked.records.length;
     }
+    // A packet id this connection has not acknowledged yet: the broker sent the same message
+    // again (NATS does after its ack_wait). Handled again, acknowledged once.
+    const u = unacked.get(client);
+    const again = m.messageId !== undefined && u?.ids.has(m.messageId) === true;
     const d: Delivery = {
       client,
-      messageId: m.messageId,
+      messageId: again ? undefined : m.messageId,
       records: checked.records,
       rejected: checked.rejected,
       bytes: m.payload.length,
@@ -156,10 +165,22 @@ export function createUsageConsumer(options: UsageConsumerOptions): UsageConsume
     };
     pending++;
     pendingBytes += d.bytes;
-    if (d.messageId !== undefined) unacked.get(client)?.push(d);
+    if (d.messageId !== undefined && u !== undefined) {
+      u.queue.push(d);
+      u.ids.add(d.messageId);
+    }
     handling.add(d);
     if (full()) held = { client, next };
     else next();
+  }
+
+  /** `checkMessage`, and a message that makes it fail for any reason is rejected whole. */
+  function check(payload: Buffer): CheckedMessage {
+    try {
+      return checkMessage(payload);
+    } catch (err) {
+      return { records: [], rejected: [{ reason: `cannot be checked: ${String(err)}`, payload }] };
+    }
   }
 
   function subscribe(client: MqttClient, version: 4 | 5): void {
@@ -207,7 +228,7 @@ export function createUsageConsumer(options: UsageConsumerOptions): UsageConsume
         : {}),
     }),
     prepare: (client) => {
-      unacked.set(client, []);
+      unacked.set(client, { queue: [], ids: new Set() });
       takeOverAcks(client, (m, next) => receive(client, m, next));
       client.on("disconnect", (packet) => {
         if (packet.reasonCode === 142) takenOver("the broker says so");
@@ -261,7 +282,7 @@ export function createUsageConsumer(options: UsageConsumerOptions): UsageConsume
       }
     }
     if (lastError !== undefined) throw lastError;
-    await first;
+    await withDeadline(first, c.connectTimeoutMs, "no answer to the subscription");
     subscribed = undefined;
   })();
   ready.catch((err: unknown) => {

@@ -4,7 +4,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestPki } from "./certs.js";
-import { freePort, waitForPort } from "./mosquitto.js";
+import { freePorts, waitForPort } from "./mosquitto.js";
 import { findNatsServer } from "./nats-server.js";
 
 interface Node {
@@ -45,13 +45,12 @@ export class NatsCluster {
     const cert = file("server.pem", pki.serverCert);
     const key = file("server.key", pki.serverKey);
     const c = new NatsCluster(bin, dir);
-    const ports = await Promise.all(
-      [0, 1, 2].map(async () => ({
-        client: await freePort(),
-        cluster: await freePort(),
-        mqtt: await freePort(),
-      })),
-    );
+    const free = await freePorts(9);
+    const ports = [0, 1, 2].map((i) => ({
+      client: free[3 * i] as number,
+      cluster: free[3 * i + 1] as number,
+      mqtt: free[3 * i + 2] as number,
+    }));
     const routes = ports.map((p) => `nats-route://127.0.0.1:${p.cluster}`).join(", ");
     for (const [i, p] of ports.entries()) {
       const name = `n${i + 1}`;

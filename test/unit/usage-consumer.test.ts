@@ -228,6 +228,7 @@ describe("createUsageConsumer: validation", () => {
         record({ apiKeySha256: "abc" }),
         record({ module: "" }),
         record({ model: "gpt\u202e4" }),
+        record({ metadata: { note: "a\u0000b" } }),
         noTime,
         good,
       ),
@@ -243,11 +244,12 @@ describe("createUsageConsumer: validation", () => {
       "apiKeySha256: must be 64 lowercase hex characters",
       "module: must not be empty",
       "model: must not contain line separators, bidirectional controls or a byte order mark",
+      "metadata.note: a string must not contain U+0000 (NUL)",
       "occurredAt: missing",
     ]);
     expect(rejected[3]?.recordId).toBe("not-a-uuid");
     expect([...(rejected[1]?.payload ?? [])]).toEqual([0xff, 0xff]);
-    expect(c.stats()).toMatchObject({ received: 3, records: 1, handled: 1, rejected: 9 });
+    expect(c.stats()).toMatchObject({ received: 3, records: 1, handled: 1, rejected: 10 });
     // Acknowledged: the next session of this consumer gets none of it again.
     await c.close();
     const again: string[] = [];
