@@ -78,7 +78,10 @@ export interface UsageConsumerOptions
    * tried again (its messages stay unacknowledged). Default: `30_000` ms.
    */
   handlerTimeoutMs?: number | undefined;
-  /** The most records in one `store.write` (whole messages are never split). Default: `2000`. */
+  /**
+   * The most records in one `store.write` (a message with more is written in parts, and
+   * acknowledged after the last). Default: `2000`.
+   */
   maxBatchRecords?: number | undefined;
   /**
    * Messages received and not yet handled that the consumer holds; also its MQTT 5 receive

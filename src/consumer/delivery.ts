@@ -15,7 +15,7 @@ export interface Delivery {
   readonly rejected: readonly RejectedRecord[];
   /** The payload's size, for the pending-bytes bound. */
   readonly bytes: number;
-  /** Its records and rejections not handled yet (for `onRecord`). */
+  /** Its parts not handled yet: records and rejections (`onRecord`), or store writes. */
   left: number;
   done: boolean;
 }

@@ -3,28 +3,36 @@ import type { Delivery, Handling, HandlingContext } from "./delivery.js";
 import type { RejectedRecord, UsageStore } from "./usage-store.js";
 import { WorkSlots } from "./work-slots.js";
 
+/** A part of one message: its records `from`..`to` (and its rejections, with the first part). */
+interface Slice {
+  d: Delivery;
+  records: readonly UsageRecord[];
+  rejected: readonly RejectedRecord[];
+}
+
 /**
- * Deliveries to a `UsageStore`: whole messages are grouped into one `write` of up to
- * `maxBatchRecords` records (at least one message), `concurrency` writes at a time. Messages that
- * arrive while a write runs make up the next one (group commit). A write that fails or times out
- * is made again with the same messages, which stay unacknowledged until it succeeds.
+ * Deliveries to a `UsageStore`: messages are grouped into one `write` of up to `maxBatchRecords`
+ * records, `concurrency` writes at a time. Messages that arrive while a write runs make up the
+ * next one (group commit); a message with more records than that is cut into several writes and
+ * is done after the last. A write that fails or times out is made again with the same records,
+ * whose messages stay unacknowledged until it succeeds.
  */
 export function storeHandling(ctx: HandlingContext, store: UsageStore): Handling {
   const { o, window, counters, log } = ctx;
-  const queue: Delivery[] = [];
-  const slots = new WorkSlots<Delivery[]>({
+  const queue: Slice[] = [];
+  const slots = new WorkSlots<Slice[]>({
     slots: o.concurrency,
     timeoutMs: o.handlerTimeoutMs,
     retryBaseMs: o.connection.reconnectBaseMs,
     retryMaxMs: o.connection.reconnectMaxMs,
     next: () => {
       if (queue.length === 0) return undefined;
-      const batch = [queue.shift() as Delivery];
+      const batch = [queue.shift() as Slice];
       let size = batch[0]?.records.length ?? 0;
       while (queue.length > 0 && size + (queue[0]?.records.length ?? 0) <= o.maxBatchRecords) {
-        const d = queue.shift() as Delivery;
-        size += d.records.length;
-        batch.push(d);
+        const s = queue.shift() as Slice;
+        size += s.records.length;
+        batch.push(s);
       }
       return batch;
     },
@@ -35,15 +43,15 @@ export function storeHandling(ctx: HandlingContext, store: UsageStore): Handling
       const records: UsageRecord[] = [];
       const rejected: RejectedRecord[] = [];
       let skipped = 0;
-      for (const d of batch) {
-        for (const r of d.records) {
+      for (const s of batch) {
+        for (const r of s.records) {
           if (ids.has(r.id) || window.has(r.id)) skipped++;
           else {
             ids.add(r.id);
             records.push(r);
           }
         }
-        rejected.push(...d.rejected);
+        rejected.push(...s.rejected);
       }
       let inserted = 0;
       let refused = 0;
@@ -56,7 +64,9 @@ export function storeHandling(ctx: HandlingContext, store: UsageStore): Handling
       counters.handled += inserted;
       counters.duplicates += skipped + records.length - inserted - refused;
       counters.rejected += rejected.length + refused;
-      for (const d of batch) ctx.done(d);
+      for (const s of batch) {
+        if (--s.d.left === 0) ctx.done(s.d);
+      }
     },
     failed: (batch, err, attempt, delayMs) => {
       counters.failed++;
@@ -71,7 +81,15 @@ export function storeHandling(ctx: HandlingContext, store: UsageStore): Handling
   });
   return {
     add: (d) => {
-      queue.push(d);
+      const max = o.maxBatchRecords;
+      d.left = Math.max(1, Math.ceil(d.records.length / max));
+      for (let i = 0; i < d.left; i++) {
+        queue.push({
+          d,
+          records: d.left === 1 ? d.records : d.records.slice(i * max, (i + 1) * max),
+          rejected: i === 0 ? d.rejected : [],
+        });
+      }
       slots.pump();
     },
     idle: () => slots.idle(),

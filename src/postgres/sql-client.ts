@@ -45,7 +45,14 @@ function redact(connectionString: string): string {
 /** A node-postgres pool on `connectionString` (pg 8, loaded only now). */
 export function pgClient(connectionString: string, maxConnections: number): SqlClient {
   const pg = load<typeof Pg>("pg", "pg@8");
-  const pool = new pg.Pool({ connectionString, max: maxConnections });
+  // A server that never answers fails the connection after 10 s instead of hanging; TCP
+  // keepalive finds a connection whose peer vanished.
+  const pool = new pg.Pool({
+    connectionString,
+    max: maxConnections,
+    connectionTimeoutMillis: 10_000,
+    keepAlive: true,
+  });
   // An idle connection that breaks (a server restart) is reported here; it is dropped and the
   // next query opens another. Without a listener it would end the process.
   pool.on("error", () => {});

@@ -240,8 +240,9 @@ describe("a consumer into the PostgreSQL store", () => {
     await producer?.endAsync();
     await broker?.close();
   });
-  const consumer = (s: UsageStore) =>
+  const consumer = (s: UsageStore, maxBatchRecords = 2000) =>
     createUsageConsumer({
+      maxBatchRecords,
       brokerHost: "127.0.0.1",
       brokerPort: broker.port,
       tls: false,
@@ -286,5 +287,30 @@ describe("a consumer into the PostgreSQL store", () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(again.stats().received).toBe(0);
     await again.close();
+  });
+
+  it("a message with more records than maxBatchRecords is written in parts, acknowledged after the last", async () => {
+    const sizes: number[] = [];
+    let failNext = 2; // the second part fails once
+    const parts: UsageStore = {
+      write: (batch) => {
+        sizes.push(batch.records.length);
+        if (--failNext === 0) return Promise.reject(new Error("second part failed"));
+        return store.write(batch);
+      },
+    };
+    const c = consumer(parts, 2);
+    await c.ready;
+    const sent = Array.from({ length: 5 }, () => record({ usage: 2n }));
+    await producer.publishAsync("pg/report", batchPayload(...sent), { qos: 1 });
+    await until(() => c.stats().received === 1 && c.stats().pending === 0, 10_000, "stored");
+    expect(sizes).toEqual([2, 2, 1, 2]); // the failed part again, alone
+    expect(c.stats()).toMatchObject({ handled: 5, failed: 1, duplicates: 0 });
+    const [row] = await store.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM billing.usage_records WHERE id = ANY($1::uuid[])",
+      [sent.map((r) => r.id)],
+    );
+    expect(row?.n).toBe(5);
+    await c.close();
   });
 });
