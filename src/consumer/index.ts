@@ -1,8 +1,6 @@
 // billing-sdk/consumer: the backend's side, an optional part.
 
 export type { UsageConsumerOptions } from "./consumer-options.js";
-export type { CheckedMessage } from "./record-validation.js";
-export { checkMessage, recordProblem } from "./record-validation.js";
 export type { UsageConsumer, UsageConsumerStats } from "./usage-consumer.js";
 export { createUsageConsumer } from "./usage-consumer.js";
 export type {
