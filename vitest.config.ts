@@ -3,7 +3,16 @@ import { defineConfig } from "vitest/config";
 // Two suites that can run apart, like the Python SDK's --unit / --integration:
 // - unit: in-process only (embedded Aedes broker, loopback Connect servers); no broker process.
 // - integration: real broker processes (mosquitto, started by the tests on free ports).
-// `npm test` runs both with coverage; the thresholds below fail CI when src/ coverage drops.
+// - integration-faults: the ingest fault runs (50,000 records through killed processes, a
+//   three-node NATS cluster, PostgreSQL): many processes at once, so they run after the others
+//   (groupOrder 1) instead of beside timing-sensitive tests. `npm run test:integration` runs both.
+// `npm test` runs all with coverage; the thresholds below fail CI when src/ coverage drops.
+const integration = {
+  // The soak test measures the heap after a forced GC.
+  execArgv: ["--expose-gc"],
+  testTimeout: 60_000,
+  hookTimeout: 60_000,
+};
 export default defineConfig({
   test: {
     projects: [
@@ -12,10 +21,16 @@ export default defineConfig({
         test: {
           name: "integration",
           include: ["test/integration/**/*.test.ts"],
-          // The soak test measures the heap after a forced GC.
-          execArgv: ["--expose-gc"],
-          testTimeout: 60_000,
-          hookTimeout: 60_000,
+          exclude: ["test/integration/ingest-*.test.ts"],
+          ...integration,
+        },
+      },
+      {
+        test: {
+          name: "integration-faults",
+          include: ["test/integration/ingest-*.test.ts"],
+          sequence: { groupOrder: 1 },
+          ...integration,
         },
       },
     ],

@@ -13,6 +13,8 @@
  * - `UNREACHABLE`: the broker could not be reached (DNS, TCP refused/reset, closed early).
  * - `PROTOCOL`: the broker refused the connection for another MQTT reason.
  * - `SPOOL`: the durable spool could not be opened or written.
+ * - `STORE`: the usage store (PostgreSQL, `billing-sdk/postgres`) could not be opened, migrated
+ *   or written.
  */
 export type BillingErrorCode =
   | "INVALID_ARGUMENT"
@@ -25,7 +27,8 @@ export type BillingErrorCode =
   | "TLS"
   | "UNREACHABLE"
   | "PROTOCOL"
-  | "SPOOL";
+  | "SPOOL"
+  | "STORE";
 
 const CODES: ReadonlySet<string> = new Set<BillingErrorCode>([
   "INVALID_ARGUMENT",
@@ -39,6 +42,7 @@ const CODES: ReadonlySet<string> = new Set<BillingErrorCode>([
   "UNREACHABLE",
   "PROTOCOL",
   "SPOOL",
+  "STORE",
 ]);
 
 /**

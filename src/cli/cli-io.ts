@@ -1,4 +1,4 @@
-/** Where a command writes, and how it learns of Ctrl-C (tests pass their own). */
+/** Where a command writes, and how it learns of Ctrl-C or SIGTERM (tests pass their own). */
 export interface CliIo {
   out(line: string): void;
   err(line: string): void;

@@ -39,18 +39,31 @@ export interface ConnectionValues {
   prefix?: string | undefined;
 }
 
-/** Turns the connection flags into BillingClient options (files read, URL split). */
-export function connectionOptions(v: ConnectionValues): BillingClientOptions {
+/** A broker URL (`mqtts://host:8883`, `mqtt://host`) split into host, port and TLS. */
+export function brokerUrl(
+  flag: string,
+  value: string,
+): { host: string; port: number; tls: boolean } {
   let url: URL;
   try {
-    url = new URL(v.broker ?? "mqtts://localhost:8883");
+    url = new URL(value);
   } catch {
-    throw BillingError.invalid("--broker", "must be a URL like mqtts://host:8883");
+    throw BillingError.invalid(flag, "must be a URL like mqtts://host:8883");
   }
   if (url.protocol !== "mqtts:" && url.protocol !== "mqtt:") {
-    throw BillingError.invalid("--broker", "must start with mqtts:// or mqtt://");
+    throw BillingError.invalid(flag, "must start with mqtts:// or mqtt://");
   }
   const tls = url.protocol === "mqtts:";
+  return {
+    host: url.hostname.replace(/^\[|\]$/g, ""),
+    port: url.port === "" ? (tls ? 8883 : 1883) : Number(url.port),
+    tls,
+  };
+}
+
+/** Turns the connection flags into BillingClient options (files read, URL split). */
+export function connectionOptions(v: ConnectionValues): BillingClientOptions {
+  const { host, port, tls } = brokerUrl("--broker", v.broker ?? "mqtts://localhost:8883");
   const read = (flag: string, path: string | undefined) => {
     if (path === undefined) return undefined;
     try {
@@ -60,8 +73,8 @@ export function connectionOptions(v: ConnectionValues): BillingClientOptions {
     }
   };
   return {
-    brokerHost: url.hostname.replace(/^\[|\]$/g, ""),
-    brokerPort: url.port === "" ? (tls ? 8883 : 1883) : Number(url.port),
+    brokerHost: host,
+    brokerPort: port,
     tls,
     username: v.username,
     password: v.password ?? process.env.BILLING_MQTT_PASSWORD,

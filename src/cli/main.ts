@@ -6,8 +6,10 @@ import { BillingError } from "../billing-error.js";
 import type { CliIo } from "./cli-io.js";
 import { connectionFlags, connectionHelp } from "./connection-flags.js";
 import { doctor, doctorHelp } from "./doctor.js";
+import { ingest, ingestHelp } from "./ingest.js";
 import { keysKeygen, keysKeygenHelp } from "./keys-keygen.js";
 import { keysPush, keysPushHelp } from "./keys-push.js";
+import { showUsage, showUsageHelp } from "./show-usage.js";
 import { tail, tailHelp } from "./tail.js";
 
 const usage = `usage: billing-sdk <command> [options]
@@ -17,6 +19,8 @@ commands:
   keys push    publish a signed key-list snapshot from a JSON file
   keys keygen  write an Ed25519 key pair for signing key updates
   doctor       check a broker connection step by step
+  ingest       consume usage records into PostgreSQL (the ingest service)
+  usage        print the stored usage per app, module and model
 
 Run billing-sdk <command> --help for a command's options.`;
 
@@ -51,6 +55,25 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     },
     "keys keygen": { help: keysKeygenHelp, flags: { out: { type: "string" } } },
     doctor: { help: doctorHelp, flags: { "wait-keys": { type: "string" } } },
+    ingest: {
+      help: ingestHelp,
+      flags: {
+        postgres: { type: "string" },
+        schema: { type: "string" },
+        group: { type: "string" },
+        "client-id": { type: "string" },
+        "fallback-broker": { type: "string", multiple: true },
+        progress: { type: "string" },
+      },
+    },
+    usage: {
+      help: showUsageHelp,
+      flags: {
+        postgres: { type: "string" },
+        since: { type: "string" },
+        schema: { type: "string" },
+      },
+    },
   } as const;
   const entry = Object.hasOwn(spec, name ?? "")
     ? spec[(name ?? "") as keyof typeof spec]
@@ -76,7 +99,7 @@ ${usage}`,
       allowPositionals: true,
       options: {
         ...connectionFlags,
-        ...(entry.flags as Record<string, { type: "string" | "boolean" }>),
+        ...(entry.flags as Record<string, { type: "string" | "boolean"; multiple?: boolean }>),
         help: { type: "boolean", short: "h" },
       },
     });
@@ -86,13 +109,16 @@ ${usage}`,
   }
   const values = parsed.values as Record<string, never>;
   if (values.help || command === undefined) {
-    io.out(name === "keys keygen" ? entry.help : `${entry.help}\n\n${connectionHelp}`);
+    const bare = name === "keys keygen" || command === "usage"; // no broker connection
+    io.out(bare ? entry.help : `${entry.help}\n\n${connectionHelp}`);
     return command === undefined ? 2 : 0;
   }
   try {
     if (command === "tail") return await tail(values, io);
     if (name === "keys push") return await keysPush(parsed.positionals[0], values, io);
     if (name === "keys keygen") return keysKeygen(values, io);
+    if (command === "ingest") return await ingest(values, io);
+    if (command === "usage") return await showUsage(values, io);
     return await doctor(values, io);
   } catch (err) {
     const e = BillingError.from(err);
@@ -108,7 +134,10 @@ if (script !== undefined && realpathSync(script) === fileURLToPath(import.meta.u
   const io: CliIo = {
     out: (l) => process.stdout.write(`${l}\n`),
     err: (l) => process.stderr.write(`${l}\n`),
-    onInterrupt: (stop) => process.once("SIGINT", stop),
+    onInterrupt: (stop) => {
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+    },
   };
   main(process.argv.slice(2), io).then((code) => {
     process.exitCode = code;

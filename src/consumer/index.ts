@@ -1,8 +1,11 @@
 // billing-sdk/consumer: the backend's side, an optional part.
 
-export type {
-  UsageConsumer,
-  UsageConsumerOptions,
-  UsageConsumerStats,
-} from "./usage-consumer.js";
+export type { UsageConsumerOptions } from "./consumer-options.js";
+export type { UsageConsumer, UsageConsumerStats } from "./usage-consumer.js";
 export { createUsageConsumer } from "./usage-consumer.js";
+export type {
+  RejectedRecord,
+  UsageStore,
+  UsageWrite,
+  UsageWriteResult,
+} from "./usage-store.js";

@@ -1,146 +1,307 @@
-import { connect, type MqttClient } from "mqtt";
-import type { UsageRecord } from "../../gen/billing/v1/usage_pb.js";
+import type { IConnackPacket, MqttClient } from "mqtt";
 import { BillingError } from "../billing-error.js";
-import { defaultClientId } from "../common/client-id.js";
-import { mqttOptions } from "../mqtt/broker-settings.js";
+import { atMost, withDeadline } from "../common/deadline.js";
 import { billingTopics } from "../protocol/topics.js";
-import { decodeUsageBatch } from "../protocol/usage-batch.js";
-import { type BillingClientOptions, resolveOptions } from "../publisher/options.js";
+import { Connection } from "../publisher/connection.js";
+import { brokerList } from "../publisher/options.js";
+import {
+  type ResolvedConsumerOptions,
+  resolveConsumerOptions,
+  type UsageConsumerOptions,
+} from "./consumer-options.js";
+import { DedupeWindow } from "./dedupe-window.js";
+import type { Counters, Delivery, Handling } from "./delivery.js";
+import { type IncomingMessage, puback, takeOverAcks } from "./manual-acks.js";
+import { recordHandling } from "./record-handling.js";
+import { type CheckedMessage, checkMessage } from "./record-validation.js";
+import { storeHandling } from "./store-handling.js";
 
-/** Options of `createUsageConsumer()`: the connection options of `BillingClient`, and these. */
-export interface UsageConsumerOptions
-  extends Pick<
-    BillingClientOptions,
-    | "brokerHost"
-    | "brokerPort"
-    | "username"
-    | "password"
-    | "tls"
-    | "ca"
-    | "cert"
-    | "key"
-    | "servername"
-    | "dangerouslyDisableTlsVerification"
-    | "topicPrefix"
-    | "keepaliveSeconds"
-    | "logger"
-  > {
-  /** Called once per record (duplicates by `id` within the window are dropped first). Required. */
-  onRecord: (record: UsageRecord) => void | Promise<void>;
-  /**
-   * MQTT 5 shared-subscription group: consumers in one group split the records
-   * (`$share/<group>/<prefix>/report`). Default: `"billing-backend"`.
-   */
-  group?: string | undefined;
-  /** How many recent ids are remembered to drop duplicates. Default: `100_000`. */
-  dedupeWindow?: number | undefined;
-  /** MQTT client id. Default: `billing-consumer-<hostname>-<random>`. */
-  clientId?: string | undefined;
-}
-
-/** Counters of a consumer. */
+/** Counters of a consumer, totals since it was created. */
 export interface UsageConsumerStats {
-  /** Payloads received. */
+  /** Connected to a broker now. */
+  connected: boolean;
+  /** The MQTT version in use (or to try next): 5, or 4 (3.1.1). */
+  protocolVersion: 4 | 5;
+  /** Messages received on `<prefix>/report`. */
   received: number;
-  /** Records given to `onRecord`. */
+  /** Billable records in them (duplicates included). */
+  records: number;
+  /** Records handled for the first time: new in the store, or `onRecord` resolved. */
   handled: number;
-  /** Records dropped because their id was seen within the window. */
+  /** Records skipped or not stored again because their id was handled before. */
   duplicates: number;
-  /** Payloads that are not a `UsageBatch` (ignored). */
-  invalid: number;
-  /** `onRecord` calls that threw or rejected. */
+  /** Records (or whole messages) that cannot be billed: kept as rejected, and acknowledged. */
+  rejected: number;
+  /** `store.write` / `onRecord` attempts that failed or timed out (each is tried again). */
   failed: number;
+  /** Messages received and not yet handled (unacknowledged). */
+  pending: number;
+  /** Connections made after the first one. */
+  reconnects: number;
 }
 
-/** A running consumer: `stats()`, and `close()` to stop. */
+/** A running consumer. */
 export interface UsageConsumer {
-  /** Resolves once subscribed. */
+  /**
+   * Resolves once the first connection is up and subscribed. Rejects with a `BillingError` when
+   * no broker of the list accepts that first connection (`TLS`, `NOT_AUTHORIZED`, `UNREACHABLE`,
+   * `TIMEOUT`, `PROTOCOL`) or refuses the subscription; the consumer is then closed. After that,
+   * a lost connection is retried forever.
+   */
   readonly ready: Promise<void>;
   stats(): UsageConsumerStats;
+  /**
+   * Stops taking messages, waits (up to `closeTimeoutMs`) for those taken to be handled and
+   * acknowledged, then disconnects; the persistent session keeps what arrives meanwhile. A second
+   * call returns the first one's promise.
+   */
   close(): Promise<void>;
 }
 
 /**
- * A consumer for TypeScript backends: subscribes to `<prefix>/report` through an MQTT 5 shared
- * subscription, decodes `UsageRecord`s and drops duplicates by `id` within a bounded window.
- * Each message is acknowledged after `onRecord` settles. The window is per consumer: a duplicate
- * that reaches two consumers of a group is handled by both, so the backend's store must still
- * dedupe on `id` (a unique key) for exactly-once effects.
+ * The backend's side of billing: subscribes to `<prefix>/report` with a persistent session
+ * (`clean: false`, a stable client id, a session expiry) and, on MQTT 5, a shared subscription;
+ * decodes and validates each record; hands records in batches to a `store` (or one by one to
+ * `onRecord`) and acknowledges a message only once all its records are durably handled. A
+ * failure leaves it unacknowledged and it is handled again; a crash leaves it to the broker,
+ * which delivers it again. Records that cannot be billed are passed on as rejected, counted and
+ * acknowledged. With a store that dedupes on `id`, each record is counted exactly once.
  */
 export function createUsageConsumer(options: UsageConsumerOptions): UsageConsumer {
-  if (typeof options.onRecord !== "function") {
-    throw BillingError.invalid("onRecord", "must be a function");
-  }
-  const group = options.group ?? "billing-backend";
-  if (!/^[^/#+]+$/.test(group)) throw BillingError.invalid("group", "must be one topic level");
-  const window = options.dedupeWindow ?? 100_000;
-  if (!Number.isSafeInteger(window) || window < 1) {
-    throw BillingError.invalid("dedupeWindow", "must be a positive integer");
-  }
-  const o = resolveOptions({
-    ...options,
-    clientId: options.clientId ?? defaultClientId("billing-consumer"),
-  });
-  const topic = `$share/${group}/${billingTopics(o.topicPrefix).report}`;
-  const recent = new Set<string>();
-  const counters: UsageConsumerStats = {
+  const o = resolveConsumerOptions(options);
+  const c = o.connection;
+  const log = c.logger;
+  const topic = billingTopics(c.topicPrefix).report;
+  const counters: Counters = {
     received: 0,
+    records: 0,
     handled: 0,
     duplicates: 0,
-    invalid: 0,
+    rejected: 0,
     failed: 0,
   };
+  // Per connection: its QoS 1 deliveries not yet acknowledged, in order, and their packet ids.
+  const unacked = new WeakMap<MqttClient, { queue: Delivery[]; ids: Set<number> }>();
+  let pending = 0;
+  let pendingBytes = 0;
+  let held: { client: MqttClient; next: () => void } | undefined;
+  let taking = true;
+  let subscribed: { resolve(): void; reject(err: BillingError): void } | undefined;
+  let warnedNoShare = false;
 
-  async function handle(payload: Buffer): Promise<void> {
-    counters.received++;
-    let records: UsageRecord[];
-    try {
-      records = decodeUsageBatch(payload);
-    } catch {
-      counters.invalid++;
-      o.logger("warn", `ignored a payload that is not a UsageBatch (${payload.length} bytes)`);
-      return;
+  const ctx = { o, window: new DedupeWindow(o.dedupeWindow), counters, log, done };
+  const handling: Handling =
+    o.store === undefined
+      ? recordHandling(ctx, o.onRecord as NonNullable<ResolvedConsumerOptions["onRecord"]>)
+      : storeHandling(ctx, o.store);
+
+  /** A delivery was handled: acknowledge, in order of arrival, what is handled on its connection. */
+  function done(d: Delivery): void {
+    d.done = true;
+    pending--;
+    pendingBytes -= d.bytes;
+    const u = unacked.get(d.client);
+    if (u !== undefined && d.messageId !== undefined) {
+      let n = 0;
+      while (n < u.queue.length && (u.queue[n] as Delivery).done) n++;
+      if (n > 0) {
+        const handled = u.queue.splice(0, n);
+        for (const h of handled) u.ids.delete(h.messageId as number);
+        ack(d.client, handled);
+      }
     }
-    for (const record of records) await handleRecord(record);
+    if (held !== undefined && !full()) {
+      const h = held;
+      held = undefined;
+      if (h.client.connected) h.next();
+    }
   }
 
-  async function handleRecord(record: UsageRecord): Promise<void> {
-    if (recent.has(record.id)) {
-      counters.duplicates++;
+  // Acknowledgements made in one turn go out in one write per connection.
+  const toAck = new Map<MqttClient, number[]>();
+  function ack(client: MqttClient, handled: Delivery[]): void {
+    if (toAck.size === 0) queueMicrotask(flushAcks);
+    const ids = toAck.get(client) ?? [];
+    for (const d of handled) ids.push(d.messageId as number);
+    toAck.set(client, ids);
+  }
+  function flushAcks(): void {
+    for (const [client, ids] of toAck) puback(client, ids);
+    toAck.clear();
+  }
+
+  let upAt = 0;
+  let quickLosses = 0;
+  const takenOver = (why: string) =>
+    log(
+      "error",
+      `another consumer seems to use client id ${c.clientId} and take the session over (${why}): give each consumer its own clientId`,
+    );
+
+  const full = () => pending >= o.maxPendingMessages || pendingBytes >= o.maxPendingBytes;
+
+  function receive(client: MqttClient, m: IncomingMessage, next: () => void): void {
+    if (!taking && m.messageId !== undefined) {
+      next(); // closing: left unacknowledged, for the next session
       return;
     }
-    recent.add(record.id);
-    if (recent.size > window) recent.delete(recent.values().next().value as string);
+    const checked = m.topic === topic ? check(m.payload) : { records: [], rejected: [] };
+    if (m.topic === topic) {
+      counters.received++;
+      counters.records += checked.records.length;
+    }
+    // A packet id this connection has not acknowledged yet: the broker sent the same message
+    // again (NATS does after its ack_wait). Handled again, acknowledged once.
+    const u = unacked.get(client);
+    const again = m.messageId !== undefined && u?.ids.has(m.messageId) === true;
+    const d: Delivery = {
+      client,
+      messageId: again ? undefined : m.messageId,
+      records: checked.records,
+      rejected: checked.rejected,
+      bytes: m.payload.length,
+      left: 0,
+      done: false,
+    };
+    pending++;
+    pendingBytes += d.bytes;
+    if (d.messageId !== undefined && u !== undefined) {
+      u.queue.push(d);
+      u.ids.add(d.messageId);
+    }
+    handling.add(d);
+    if (full()) held = { client, next };
+    else next();
+  }
+
+  /** `checkMessage`, and a message that makes it fail for any reason is rejected whole. */
+  function check(payload: Buffer): CheckedMessage {
     try {
-      await options.onRecord(record);
-      counters.handled++;
+      return checkMessage(payload);
     } catch (err) {
-      counters.failed++;
-      o.logger("error", `onRecord failed for record ${record.id}`, { err });
+      return { records: [], rejected: [{ reason: `cannot be checked: ${String(err)}`, payload }] };
     }
   }
 
-  const client: MqttClient = connect({
-    ...mqttOptions(o, 5),
-    reconnectPeriod: 1000,
-    // Acknowledge each message only once it has been handled.
-    customHandleAcks: (_topic, payload, _packet, done) => {
-      handle(payload).then(
-        () => done(0),
-        () => done(0),
+  function subscribe(client: MqttClient, version: 4 | 5): void {
+    // MQTT 3.1.1 has no shared subscription: every consumer then gets every record.
+    const shared = o.group !== undefined && version === 5;
+    const filter = shared ? `$share/${o.group}/${topic}` : topic;
+    if (o.group !== undefined && !shared && !warnedNoShare) {
+      warnedNoShare = true;
+      log(
+        "warn",
+        `MQTT 3.1.1: no shared subscription, group ${o.group} is ignored: this consumer receives every record on ${topic}`,
       );
-    },
-  });
-  client.on("error", (err) => o.logger("warn", `consumer connection error: ${err.message}`));
-  const ready = new Promise<void>((resolve, reject) => {
-    client.once("connect", () => {
-      client.subscribe(topic, { qos: 1 }, (err) => (err ? reject(err) : resolve()));
+    }
+    client.subscribe(filter, { qos: 1 }, (err) => {
+      if (err === null || err === undefined) {
+        subscribed?.resolve();
+        return;
+      }
+      // Lost with the connection: the next one subscribes again. Else the broker refused it.
+      if (!client.connected || client.disconnecting) return;
+      const refused = new BillingError(
+        "NOT_AUTHORIZED",
+        `the broker refused the subscription to ${filter}: ${err.message}`,
+        { cause: err },
+      );
+      if (subscribed !== undefined) subscribed.reject(refused);
+      else {
+        log("error", refused.message);
+        client.end(true); // try again later
+      }
     });
+  }
+
+  const conn = new Connection(c, {
+    attemptOptions: (version) => ({
+      // A session that ends at disconnect is, in MQTT 3.1.1, a clean one.
+      clean: version === 4 && o.sessionExpirySeconds === 0,
+      ...(version === 5
+        ? {
+            properties: {
+              sessionExpiryInterval: o.sessionExpirySeconds,
+              receiveMaximum: o.maxPendingMessages,
+            },
+          }
+        : {}),
+    }),
+    prepare: (client) => {
+      unacked.set(client, { queue: [], ids: new Set() });
+      takeOverAcks(client, (m, next) => receive(client, m, next));
+      client.on("disconnect", (packet) => {
+        if (packet.reasonCode === 142) takenOver("the broker says so");
+      });
+    },
+    up: (client: MqttClient, connack: IConnackPacket, version: 4 | 5) => {
+      upAt = Date.now();
+      if (!connack.sessionPresent && conn.reconnects > 0 && o.sessionExpirySeconds > 0) {
+        log("warn", "the broker did not keep the session: records sent while away may be lost");
+      }
+      subscribe(client, version);
+    },
+    down: () => {
+      held = undefined;
+      // mosquitto closes the older of two connections with one client id without a word:
+      // connections lost right after they were made, again and again, are the sign of it.
+      quickLosses = Date.now() - upAt < 5000 ? quickLosses + 1 : 0;
+      if (quickLosses === 3) takenOver("connections keep being closed right after they are made");
+    },
+    message: () => {},
+    log,
   });
-  ready.catch(() => {});
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      taking = false;
+      subscribed?.reject(new BillingError("CLOSED", "the consumer was closed"));
+      await atMost(handling.idle(), o.closeTimeoutMs);
+      handling.stop();
+      await conn.close(Math.min(o.closeTimeoutMs, 5000), async () => {});
+    })();
+    return closing;
+  };
+
+  const ready = (async () => {
+    const first = new Promise<void>((resolve, reject) => {
+      subscribed = { resolve, reject };
+    });
+    first.catch(() => {});
+    conn.start();
+    let lastError: unknown;
+    for (let i = 0; i < brokerList(c).length; i++) {
+      try {
+        await conn.connect(c.connectTimeoutMs + 5000);
+        lastError = undefined;
+        break;
+      } catch (err) {
+        lastError = err;
+        if ((err as BillingError).code === "CLOSED") break;
+      }
+    }
+    if (lastError !== undefined) throw lastError;
+    await withDeadline(first, c.connectTimeoutMs, "no answer to the subscription");
+    subscribed = undefined;
+  })();
+  ready.catch((err: unknown) => {
+    subscribed = undefined;
+    if (closing === undefined) {
+      log("error", `consumer not started: ${(err as Error).message}`);
+      void close();
+    }
+  });
+
   return {
     ready,
-    stats: () => ({ ...counters }),
-    close: () => client.endAsync(),
+    stats: () => ({
+      ...counters,
+      connected: conn.client !== undefined,
+      protocolVersion: conn.version,
+      pending,
+      reconnects: conn.reconnects,
+    }),
+    close,
   };
 }

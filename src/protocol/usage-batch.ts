@@ -1,5 +1,5 @@
 import { fromBinary } from "@bufbuild/protobuf";
-import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { UsageBatchSchema, type UsageRecord } from "../../gen/billing/v1/usage_pb.js";
 
 /**
@@ -18,4 +18,20 @@ export function usageBatchBytes(records: readonly Uint8Array[]): Uint8Array {
  */
 export function decodeUsageBatch(payload: Uint8Array): UsageRecord[] {
   return fromBinary(UsageBatchSchema, payload).records;
+}
+
+/**
+ * The bytes of each `UsageRecord` in a `UsageBatch` payload, oldest first, without decoding them
+ * (so that one bad record can be set aside alone, with its own bytes). Fields a newer schema adds
+ * to the batch are skipped. Throws when the payload is not a `UsageBatch`.
+ */
+export function usageBatchRecordBytes(payload: Uint8Array): Uint8Array[] {
+  const reader = new BinaryReader(payload);
+  const records: Uint8Array[] = [];
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field === 1 && wireType === WireType.LengthDelimited) records.push(reader.bytes());
+    else reader.skip(wireType, field);
+  }
+  return records;
 }

@@ -11,7 +11,12 @@ import { Connection, closedError } from "./connection.js";
 import { Heartbeat } from "./heartbeat.js";
 import { KeySync } from "./key-sync.js";
 import { mqttPublishLink } from "./mqtt-publish-link.js";
-import { type BillingClientOptions, type ResolvedOptions, resolveOptions } from "./options.js";
+import {
+  type BillingClientOptions,
+  maximumPacketSize,
+  type ResolvedOptions,
+  resolveOptions,
+} from "./options.js";
 import { PendingLedger } from "./pending-ledger.js";
 import type { PendingRecord } from "./pending-record.js";
 import type { RecordSpool } from "./record-spool.js";
@@ -91,6 +96,9 @@ export class BillingClient {
     this.heartbeat.start(o.heartbeatIntervalMs, () => this.connection.client);
     this.connection = new Connection(o, {
       will: () => this.heartbeat.will(),
+      // MQTT 5: the broker sends nothing larger (a flood of huge key updates never arrives).
+      attemptOptions: (v) =>
+        v === 5 ? { properties: { maximumPacketSize: maximumPacketSize(o) } } : {},
       up: (client, connack, version) => this.onUp(client, connack, version),
       down: () => {
         this.pipeline.detach();

@@ -1,4 +1,4 @@
-import type { IConnackPacket, MqttClient } from "mqtt";
+import type { IClientOptions, IConnackPacket, MqttClient } from "mqtt";
 import { BillingError } from "../billing-error.js";
 import { atMost, withDeadline } from "../common/deadline.js";
 import type { LogLevel } from "../common/logger.js";
@@ -6,13 +6,7 @@ import { brokerName } from "../mqtt/broker-settings.js";
 import { connectOnce, discard } from "../mqtt/connect-once.js";
 import { isUnsupportedProtocol } from "../mqtt/to-billing-error.js";
 import { backoff } from "./backoff.js";
-import {
-  type BrokerAddress,
-  brokerList,
-  brokerSettings,
-  maximumPacketSize,
-  type ResolvedOptions,
-} from "./options.js";
+import { type BrokerAddress, brokerList, brokerSettings, type ResolvedOptions } from "./options.js";
 
 /**
  * The connection's state, one assignment per transition (as connect-node's HTTP/2 session
@@ -36,8 +30,12 @@ export type ConnectionState =
 
 /** What the connection tells its owner. */
 export interface ConnectionEvents {
-  /** The MQTT will of the next attempt. */
-  will(): { topic: string; payload: Buffer };
+  /** The MQTT will of the next attempt. Default: none. */
+  will?(): { topic: string; payload: Buffer };
+  /** mqtt.js options of an attempt at `version` (the consumer's persistent session). Default: none. */
+  attemptOptions?(version: 4 | 5): Partial<IClientOptions>;
+  /** Called with each attempt's client before it sends CONNECT (to hook its packets). */
+  prepare?(client: MqttClient): void;
   /** A connection is up. */
   up(client: MqttClient, connack: IConnackPacket, version: 4 | 5): void;
   /** The connection that was up is gone; a reconnect is scheduled. */
@@ -149,11 +147,10 @@ export class Connection {
   private attempt(broker: BrokerAddress): void {
     const version = this.version;
     connectOnce(brokerSettings(this.o, broker), version, {
-      will: this.events.will(),
-      // MQTT 5: the broker sends nothing larger (a flood of huge key updates never arrives).
-      extra: (v) =>
-        v === 5 ? { properties: { maximumPacketSize: maximumPacketSize(this.o) } } : {},
+      will: this.events.will?.(),
+      extra: this.events.attemptOptions?.bind(this.events),
       onStart: (client) => {
+        this.events.prepare?.(client);
         if (this.state.t === "connecting") this.state.client = client;
       },
     }).then(

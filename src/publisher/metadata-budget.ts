@@ -60,6 +60,8 @@ export class MetadataBudget {
     if (!isWellFormed(s)) {
       throw this.invalid(`${what} must not contain a lone surrogate (invalid UTF-16)`);
     }
+    // PostgreSQL's text and jsonb cannot hold U+0000: the backend could not store the record.
+    if (s.includes("\u0000")) throw this.invalid(`${what} must not contain U+0000 (NUL)`);
   }
 
   private walk(value: unknown, depth: number): JsonValue {

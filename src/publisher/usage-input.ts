@@ -51,7 +51,8 @@ export interface EncodedRecord {
 
 const MAX_NAME_LENGTH = 128;
 const MAX_U64 = 0xffff_ffff_ffff_ffffn;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/** A lowercase hyphenated UUID (a record id). */
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 // google.protobuf.Timestamp's range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
 const MIN_SECONDS = -62_135_596_800n;
 const MAX_SECONDS = 253_402_300_799n;
@@ -60,7 +61,11 @@ const MAX_SECONDS = 253_402_300_799n;
 // length) and the metadata field's own tag and length.
 const FIXED_BYTES = 38 + 66 + 2 + 2;
 
-function checkName(field: string, value: unknown, allowEmpty = false): string {
+/**
+ * `value` as a name (module, model, app id, producer): a string of 1–128 characters (or empty,
+ * with `allowEmpty`) that `nameProblem` accepts. Throws `INVALID_ARGUMENT` naming `field`.
+ */
+export function checkName(field: string, value: unknown, allowEmpty = false): string {
   if (typeof value !== "string") throw BillingError.invalid(field, "must be a string");
   if (value.length === 0) {
     if (allowEmpty) return value;
@@ -112,7 +117,8 @@ function checkApiKey(value: unknown): string {
   return value;
 }
 
-function checkTimestamp(field: string, t: Timestamp): void {
+/** Throws `INVALID_ARGUMENT` when `t` is outside 0001–9999 or its nanos outside 0..999,999,999. */
+export function checkTimestamp(field: string, t: Timestamp): void {
   if (t.seconds < MIN_SECONDS || t.seconds > MAX_SECONDS) {
     throw BillingError.invalid(field, "must be between 0001-01-01 and 9999-12-31");
   }

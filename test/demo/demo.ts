@@ -2,9 +2,11 @@
 //
 // By default it starts an embedded MQTT broker (Aedes) with TLS, using a throwaway CA made at
 // start-up, and a password. Then it plays the billing backend (pushes a key list with an active
-// and a blocked key, signed with an Ed25519 key made at start-up; consumes billing/report), starts a Connect server guarded by
+// and a blocked key, signed with an Ed25519 key made at start-up; consumes billing/report with
+// createUsageConsumer into an embedded PGlite database), starts a Connect server guarded by
 // requireApiKey() with an LLM-, a TTS- and an ASR-like method that report usage, makes calls with
-// a good key, a blocked key and no key, and prints what happened.
+// a good key, a blocked key and no key, and prints what happened: at the end the records and the
+// per-minute rollup read back from the database.
 //
 // Against a real broker the demo uses a topic prefix of its own (random unless --prefix is given)
 // and client ids of its own, so that it never answers a real service's key requests and a real
@@ -15,39 +17,35 @@
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { create, toJsonString } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { connectAsync, type IClientOptions } from "mqtt";
-import {
-  KeyState,
-  KeyStatusSchema,
-  KeyUpdateSchema,
-  type UsageRecord,
-  UsageRecordSchema,
-} from "../../gen/billing/v1/usage_pb.js";
+import { connectAsync } from "mqtt";
+import { KeyState, KeyStatusSchema, KeyUpdateSchema } from "../../gen/billing/v1/usage_pb.js";
+import { createUsageConsumer } from "../../src/consumer/index.js";
 import {
   BillingClient,
-  billingCaller,
   billingTopics,
   hashApiKey,
-  reportUsageFor,
   requireApiKey,
   signKeyUpdate,
 } from "../../src/index.js";
-import { decodeUsageBatch } from "../../src/protocol/usage-batch.js";
+import { createPostgresUsageStore } from "../../src/postgres/index.js";
 import { AiService } from "../gen/demo/v1/ai_pb.js";
 import { AedesBroker, until } from "../helpers/aedes-broker.js";
 import { makePki } from "../helpers/certs.js";
 import { startServer } from "../helpers/echo-server.js";
+import { type RollupRow, readBack, type StoredRecord } from "./demo-readback.js";
+import { aiRoutes } from "./demo-service.js";
 
 const GOOD_KEY = "demo-key-good-0001";
 const BLOCKED_KEY = "demo-key-blocked-0002";
 
 export interface DemoResult {
   calls: Array<{ call: string; code: string }>;
-  records: UsageRecord[];
+  records: StoredRecord[];
+  rollup: RollupRow[];
   stats: ReturnType<BillingClient["stats"]>;
 }
 
@@ -86,6 +84,10 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     );
   }
   print("demo       source: test/demo/demo.ts");
+  // The embedded database takes a few seconds to start: it starts now, alongside the rest.
+  const opening = createPostgresUsageStore();
+  opening.catch(() => {});
+  cleanup.push(() => opening.then((store) => store.close()));
   try {
     // 1. A broker: embedded (TLS with a throwaway CA, a password), or the one given.
     let host = "127.0.0.1";
@@ -111,67 +113,65 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       ca = options.ca === undefined ? undefined : readFileSync(options.ca, "utf8");
       print(`broker     ${options.broker}`);
     }
+    const conn = { brokerHost: host, brokerPort: port, tls, ca, username, password };
 
-    // 2. The billing backend: answers key-list requests with a signed snapshot, consumes reports.
-    // Its signing key pair is made here; the service gets the public key only.
+    // 2. The billing backend: answers key-list requests with a snapshot signed by its key (made
+    // here; the service gets the public key only), and consumes reports into PostgreSQL (an
+    // embedded PGlite here) with createUsageConsumer.
     const signing = generateKeyPairSync("ed25519");
-    const mqttOpts: IClientOptions = {
+    const backend = await connectAsync({
       host,
       port,
       protocol: tls ? "mqtts" : "mqtt",
       ...(ca === undefined ? {} : { ca }),
       ...(username === undefined ? {} : { username }),
       ...(password === undefined ? {} : { password }),
-    };
-    const backend = await connectAsync({
-      ...mqttOpts,
       protocolVersion: 4,
       clientId: `demo-backend-${own}`,
     });
     cleanup.push(() => backend.endAsync());
-    const records: UsageRecord[] = [];
+    const status = (key: string, appId: string, state: KeyState, reason = "") =>
+      create(KeyStatusSchema, { apiKeySha256: hashApiKey(key), appId, state, reason });
     const snapshot = signKeyUpdate(
       create(KeyUpdateSchema, {
         snapshot: true,
         version: BigInt(Date.now()), // any increasing number: clients refuse older ones
         sentAt: timestampNow(),
         keys: [
-          create(KeyStatusSchema, {
-            apiKeySha256: hashApiKey(GOOD_KEY),
-            appId: "demo-app",
-            state: KeyState.ACTIVE,
-          }),
-          create(KeyStatusSchema, {
-            apiKeySha256: hashApiKey(BLOCKED_KEY),
-            appId: "demo-app-2",
-            state: KeyState.BLOCKED,
-            reason: "unpaid invoice",
-          }),
+          status(GOOD_KEY, "demo-app", KeyState.ACTIVE),
+          status(BLOCKED_KEY, "demo-app-2", KeyState.BLOCKED, "unpaid invoice"),
         ],
       }),
       signing.privateKey,
       "demo-backend",
     );
-    backend.on("message", (topic, payload) => {
+    backend.on("message", (topic) => {
       if (topic === topics.keysRequest) {
         backend.publish(topics.keysUpdate, Buffer.from(snapshot), { qos: 1 });
-      } else if (topic === topics.report) {
-        records.push(...decodeUsageBatch(payload));
       }
     });
-    await backend.subscribeAsync([topics.keysRequest, topics.report], { qos: 1 });
+    await backend.subscribeAsync(topics.keysRequest, { qos: 1 });
+    const store = await opening;
+    const consumer = createUsageConsumer({
+      ...conn,
+      topicPrefix: prefix,
+      // Its own session, gone when the demo ends: nothing is left behind on a real broker.
+      clientId: `demo-consumer-${own}`,
+      sessionExpirySeconds: 0,
+      store,
+      logger: (level, message) => {
+        if (level === "warn" || level === "error") print(`consumer   ${level}: ${message}`);
+      },
+    });
+    cleanup.push(() => consumer.close());
+    await consumer.ready;
     print(
-      `backend    subscribed to ${topics.report}; answers ${topics.keysRequest} with 2 keys, signed (Ed25519)`,
+      `backend    answers ${topics.keysRequest} with 2 keys, signed (Ed25519); consumes ${topics.report} into ${store.where}`,
     );
 
     // 3. The service: a BillingClient and a Connect server guarded by requireApiKey().
     const billing = new BillingClient({
-      brokerHost: host,
-      brokerPort: port,
-      tls,
-      ca,
-      username,
-      password,
+      ...conn,
       clientId: `demo-service-${own}`,
       topicPrefix: prefix,
       // Key updates must be signed by the backend's key: nobody else decides who gets in.
@@ -192,42 +192,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     print(
       `service    connected (MQTT ${billing.stats().protocolVersion === 5 ? "5" : "3.1.1"}); key list loaded: ${billing.stats().keysKnown} keys`,
     );
-    const server = await startServer(
-      (router) =>
-        router.service(AiService, {
-          async chat(req, ctx) {
-            const text = `echo: ${req.prompt}`;
-            const tokens = req.prompt.split(/\s+/).length + text.split(/\s+/).length;
-            await reportUsageFor(ctx, {
-              module: "llm",
-              model: "demo-gpt",
-              usage: tokens,
-              metadata: { prompt_tokens: req.prompt.split(/\s+/).length, temperature: 0.7 },
-            });
-            return { text, tokens };
-          },
-          async speak(req, ctx) {
-            await reportUsageFor(ctx, {
-              module: "tts",
-              model: "demo-voice",
-              usage: req.text.length, // characters
-              metadata: { voice: "alloy", app: ctx.values.get(billingCaller)?.appId ?? "" },
-            });
-            return { audio: new Uint8Array(req.text.length), characters: req.text.length };
-          },
-          async transcribe(req, ctx) {
-            const seconds = Math.max(1, Math.round(req.audio.length / 16_000));
-            await reportUsageFor(ctx, {
-              module: "asr",
-              model: "demo-whisper",
-              usage: seconds,
-              metadata: { language: "zh-CN", confidence: 0.95 },
-            });
-            return { text: "转录的文本内容", seconds };
-          },
-        }),
-      [requireApiKey()],
-    );
+    const server = await startServer(aiRoutes, [requireApiKey()]);
     cleanup.push(() => server.close());
     print(`service    Connect/gRPC server on ${server.url} with requireApiKey()`);
 
@@ -266,13 +231,19 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     );
     await attempt("Chat (gRPC, no key)", () => grpcClient.chat({ prompt: "x" }));
 
-    // 5. What the backend received, and the counters.
+    // 5. What the backend stored, read back from the database, and the counters.
     await billing.flush(10_000);
-    await until(() => records.length >= 3, 10_000, "3 usage records at the backend");
-    for (const r of records) print(`record     ${toJsonString(UsageRecordSchema, r)}`);
+    await until(() => consumer.stats().handled >= 3, 10_000, "3 usage records stored");
+    const { records, rollup } = await readBack(store);
+    for (const r of records) print(`stored     ${JSON.stringify(r)}`);
+    for (const r of rollup) {
+      print(
+        `per minute ${r.minute} UTC  ${r.appId}  ${r.module}/${r.model}  usage ${r.usage}  records ${r.records}`,
+      );
+    }
     const stats = billing.stats();
     print(`counters   ${JSON.stringify(stats)}`);
-    return { calls, records, stats };
+    return { calls, records, rollup, stats };
   } finally {
     for (const c of cleanup.reverse()) await c().catch(() => {});
   }

@@ -16,6 +16,8 @@ export interface AedesOptions {
   refusePublish?: (topic: string, payload: Buffer) => boolean;
   /** Never answer a PUBLISH for which this returns true: no PUBACK, ever (a broker gone deaf). */
   ignorePublish?: (topic: string) => boolean;
+  /** Refuse SUBSCRIBE to topic filters for which this returns true (SUBACK 0x80). */
+  refuseSubscribe?: (filter: string) => boolean;
 }
 
 /**
@@ -46,6 +48,10 @@ export class AedesBroker {
         if (ok) return done(null, true);
         const err = Object.assign(new Error("bad credentials"), { returnCode: 4 });
         return done(err as never, false);
+      },
+      authorizeSubscribe: (_client, sub, done) => {
+        if (options.refuseSubscribe?.(sub.topic)) return done(null, null); // SUBACK 0x80
+        done(null, sub);
       },
       authorizePublish: (_client, packet, done) => {
         if (options.ignorePublish?.(packet.topic)) return; // done is never called

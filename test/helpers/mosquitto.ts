@@ -29,13 +29,23 @@ export function findMosquitto(): string | undefined {
 
 /** A free loopback TCP port (bound and released at once). */
 export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const address = server.address();
-  await new Promise<void>((r) => server.close(() => r()));
-  if (address === null || typeof address !== "object") throw new Error("no port");
-  return address.port;
+  return (await freePorts(1))[0] as number;
+}
+
+/**
+ * `n` distinct free loopback TCP ports: all are held until each is known, then released (ports
+ * taken one after the other can be the same one twice).
+ */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = Array.from({ length: n }, () => createServer().listen(0, "127.0.0.1"));
+  await Promise.all(servers.map((s) => once(s, "listening")));
+  const ports = servers.map((s) => {
+    const address = s.address();
+    if (address === null || typeof address !== "object") throw new Error("no port");
+    return address.port;
+  });
+  await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+  return ports;
 }
 
 async function portOpen(port: number): Promise<boolean> {
@@ -137,8 +147,9 @@ export class Mosquitto {
     }
     if (o.acl !== undefined) lines.push(`acl_file ${this.file("acl", o.acl)}`);
     lines.push(...(o.extra ?? []));
+    const [tlsPort, plainPort] = (await freePorts(2)) as [number, number];
     if (o.pki) {
-      this.tlsPort = await freePort();
+      this.tlsPort = tlsPort;
       lines.push(
         `listener ${this.tlsPort} 127.0.0.1`,
         `cafile ${this.file("ca.pem", o.pki.ca)}`,
@@ -148,7 +159,7 @@ export class Mosquitto {
       );
     }
     if (o.plain || !o.pki) {
-      this.plainPort = await freePort();
+      this.plainPort = plainPort;
       lines.push(`listener ${this.plainPort} 127.0.0.1`);
     }
     this.file("mosquitto.conf", `${lines.join("\n")}\n`);

@@ -1,5 +1,6 @@
 import { findMosquitto } from "./mosquitto.js";
 import { findNatsServer } from "./nats-server.js";
+import { findPostgresBin } from "./postgres.js";
 
 /**
  * Whether the real-broker suite can run. Without mosquitto it is skipped with a visible
@@ -24,6 +25,18 @@ export function natsAvailable(): boolean {
   }
   console.warn(
     "SKIPPING NATS broker tests: nats-server is not installed (apt-get install nats-server)",
+  );
+  return false;
+}
+
+/** The same for PostgreSQL (Debian's postgresql package: initdb and pg_ctl). */
+export function postgresAvailable(): boolean {
+  if (findPostgresBin() !== undefined) return true;
+  if (process.env.BILLING_SDK_REQUIRE_BROKERS === "1") {
+    throw new Error("PostgreSQL is not installed and BILLING_SDK_REQUIRE_BROKERS=1");
+  }
+  console.warn(
+    "SKIPPING PostgreSQL tests: PostgreSQL is not installed (apt-get install postgresql)",
   );
   return false;
 }

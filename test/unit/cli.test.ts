@@ -69,6 +69,59 @@ describe("billing-sdk CLI", () => {
     expect(await main(["keys", "push"], io().cli)).toBe(2);
   });
 
+  it("ingest and usage: help, and bad usage with exit 2 before anything is opened", async () => {
+    const a = io();
+    expect(await main(["--help"], a.cli)).toBe(0);
+    expect(a.out.join("\n")).toMatch(/ingest +consume usage records into PostgreSQL/);
+    const b = io();
+    expect(await main(["ingest", "--help"], b.cli)).toBe(0);
+    expect(b.out.join("\n")).toMatch(/--fallback-broker URL[\s\S]*connection:/);
+    const c = io();
+    expect(await main(["usage", "--help"], c.cli)).toBe(0);
+    expect(c.out.join("\n")).toContain("--since DURATION");
+    expect(c.out.join("\n")).not.toContain("connection:"); // no broker involved
+    const saved = process.env.BILLING_POSTGRES_URL;
+    delete process.env.BILLING_POSTGRES_URL;
+    try {
+      for (const [args, field] of [
+        [["ingest", ...conn()], "--postgres"],
+        [["usage"], "--postgres"],
+        [["ingest", "--postgres", "postgres://x/db", "--progress=-1"], "--progress"],
+        [
+          ["ingest", "--postgres", "postgres://x/db", "--fallback-broker", "http://x"],
+          "--fallback-broker",
+        ],
+        [
+          ["ingest", "--postgres", "postgres://x/db", "--fallback-broker", "mqtt://x"],
+          "--fallback-broker",
+        ],
+        [["usage", "--postgres", "postgres://x/db", "--since", "5 minutes"], "--since"],
+        [["usage", "--postgres", "mysql://x/db"], "connectionString"],
+        [["usage", "--postgres", "postgres://x/db", "--schema", "No-Caps"], "schema"],
+      ] as const) {
+        const d = io();
+        expect(await main([...args], d.cli), args.join(" ")).toBe(2);
+        expect(d.err.join("\n")).toContain(`INVALID_ARGUMENT] ${field}`);
+      }
+    } finally {
+      if (saved !== undefined) process.env.BILLING_POSTGRES_URL = saved;
+    }
+  });
+
+  it("ingest and usage name an unreachable database, without its password, with exit 1", async () => {
+    const port = await freePort();
+    const url = `postgres://ops:db-secret@127.0.0.1:${port}/billing`;
+    for (const args of [
+      ["ingest", "--postgres", url, ...conn()],
+      ["usage", "--postgres", url],
+    ]) {
+      const a = io();
+      expect(await main(args, a.cli)).toBe(1);
+      expect(a.err.join("\n")).toMatch(/UNREACHABLE.*postgres:\/\/ops@127\.0\.0\.1/);
+      expect(a.err.join("\n")).not.toContain("db-secret");
+    }
+  });
+
   it("tail prints decoded records (and heartbeats) as JSON lines, never a raw key", async () => {
     const a = io();
     const running = main(["tail", "--heartbeats", "--count", "3", ...conn()], a.cli);
@@ -165,5 +218,20 @@ describe("billing-sdk CLI", () => {
       await main(["doctor", "--broker", `mqtt://127.0.0.1:${await freePort()}`], closed.cli),
     ).toBe(1);
     expect(closed.out.at(-1)).toMatch(/✗ TCP +UNREACHABLE/);
+  });
+});
+
+describe("usage --since", () => {
+  it("reads durations and all", async () => {
+    const { sinceDate } = await import("../../src/cli/show-usage.js");
+    const now = Date.UTC(2026, 0, 1, 12);
+    expect(sinceDate("90s", now).toISOString()).toBe("2026-01-01T11:58:30.000Z");
+    expect(sinceDate("30m", now).toISOString()).toBe("2026-01-01T11:30:00.000Z");
+    expect(sinceDate("1h", now).toISOString()).toBe("2026-01-01T11:00:00.000Z");
+    expect(sinceDate("7d", now).toISOString()).toBe("2025-12-25T12:00:00.000Z");
+    expect(sinceDate("all", now).getTime()).toBe(0);
+    for (const bad of ["", "1", "h", "-1h", "1.5h", "1w"]) {
+      expect(() => sinceDate(bad, now)).toThrow(expect.objectContaining({ field: "--since" }));
+    }
   });
 });

@@ -2,7 +2,7 @@ import { expect, it } from "vitest";
 import { runDemo } from "../demo/demo.js";
 
 // `npm run demo` is the README's first command: this runs the same code and checks its story.
-it("the demo serves, refuses and bills as it says", async () => {
+it("the demo serves, refuses, bills, and reads the usage back from the database", async () => {
   const lines: string[] = [];
   const result = await runDemo({ print: (l) => lines.push(l) });
   expect(result.calls.map((c) => c.code)).toEqual([
@@ -17,8 +17,13 @@ it("the demo serves, refuses and bills as it says", async () => {
     ["tts", "demo-app"],
     ["asr", "demo-app"],
   ]);
+  // The rollup holds the records' usage, per module and model.
+  const total = (xs: Array<{ usage: string }>) => xs.reduce((s, x) => s + BigInt(x.usage), 0n);
+  expect(total(result.rollup)).toBe(total(result.records));
+  expect(result.rollup.reduce((n, r) => n + r.records, 0)).toBe(3);
   expect(result.stats).toMatchObject({ published: 3, queued: 0, keysKnown: 2 });
   const out = lines.join("\n");
   expect(out).toContain('"module":"asr"');
+  expect(out).toMatch(/per minute .* demo-app {2}llm\/demo-gpt {2}usage \d+ {2}records 1/);
   expect(out).not.toContain("demo-key-good"); // never a raw key
-});
+}, 60_000);

@@ -37,6 +37,9 @@ describe("issue 9.6: text that would change on the way is refused, nothing queue
       () => ({ ...base, metadata: { a: [{ b: "\uDC01" }] } }),
     ],
     ["metadata key with a lone surrogate", () => ({ ...base, metadata: { "k\uD800": 1 } })],
+    // PostgreSQL's text and jsonb cannot hold U+0000: the backend could not store these.
+    ["metadata value with U+0000", () => ({ ...base, metadata: { note: "a\u0000b" } })],
+    ["metadata key with U+0000", () => ({ ...base, metadata: { "k\u0000": 1 } })],
     ["module with U+202E (bidi override)", () => ({ ...base, module: "llm\u202Eevil" })],
     ["model with U+202E (bidi override)", () => ({ ...base, model: "\u202Egpt" })],
     ["module with U+2028 (line separator)", () => ({ ...base, module: "llm\u2028x" })],

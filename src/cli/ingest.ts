@@ -1,0 +1,135 @@
+import { hostname } from "node:os";
+import { BillingError } from "../billing-error.js";
+import type { BillingLogger } from "../common/logger.js";
+import { createUsageConsumer } from "../consumer/usage-consumer.js";
+import type { UsageStore } from "../consumer/usage-store.js";
+import { createPostgresUsageStore } from "../postgres/postgres-usage-store.js";
+import { billingTopics } from "../protocol/topics.js";
+import type { CliIo } from "./cli-io.js";
+import { brokerUrl, type ConnectionValues, connectionOptions } from "./connection-flags.js";
+
+export const ingestHelp = `billing-sdk ingest --postgres URL [--group NAME] [--client-id ID] [--schema NAME]
+                   [--fallback-broker URL]... [--progress SECONDS] [connection flags]
+
+The ingest service: consumes the usage records on <prefix>/report into
+PostgreSQL, each record once in <schema>.usage_records, summed per minute in
+<schema>.usage_minutely; records that cannot be billed go to
+<schema>.rejected_records. A message is acknowledged only after the transaction
+that stored it committed. A persistent session named by --client-id keeps what
+arrives while the process is away. With --group (MQTT 5), a shared subscription
+($share/<group>/...): the processes of a group split the records. A progress line
+(records/s, lag, rejected) goes to stderr every --progress seconds. SIGTERM or
+SIGINT stops cleanly: open transactions finish, their messages are
+acknowledged, then it disconnects.
+  --postgres URL          postgres://user:password@host:5432/db (or env
+                          BILLING_POSTGRES_URL); TLS: ?sslmode=verify-full&sslrootcert=ca.pem
+  --schema NAME           schema of the tables (default billing)
+  --group NAME            shared-subscription group (default none: every record)
+  --client-id ID          MQTT client id: the same at every start, one per process
+                          (default billing-ingest[-<group>]-<hostname>)
+  --fallback-broker URL   another node of the broker cluster (repeatable)
+  --progress SECONDS      progress line interval (default 10, 0 = none)
+Exit codes: 0 stopped by a signal, 1 could not start, 2 bad usage.`;
+
+export interface IngestValues extends ConnectionValues {
+  postgres?: string | undefined;
+  schema?: string | undefined;
+  group?: string | undefined;
+  "client-id"?: string | undefined;
+  "fallback-broker"?: string[] | undefined;
+  progress?: string | undefined;
+}
+
+const f = (n: number) => Math.round(n).toLocaleString("en-US");
+
+/** `billing-sdk ingest`: the consumer into PostgreSQL until SIGTERM/SIGINT. */
+export async function ingest(v: IngestValues, io: CliIo): Promise<number> {
+  const url = v.postgres ?? process.env.BILLING_POSTGRES_URL;
+  if (url === undefined || url === "") {
+    throw BillingError.invalid("--postgres", "is required (or env BILLING_POSTGRES_URL)");
+  }
+  const progressSeconds = Number(v.progress ?? "10");
+  if (!Number.isFinite(progressSeconds) || progressSeconds < 0) {
+    throw BillingError.invalid("--progress", "must be a number of seconds ≥ 0");
+  }
+  const base = connectionOptions(v);
+  const fallbackBrokers = (v["fallback-broker"] ?? []).map((u) => {
+    const b = brokerUrl("--fallback-broker", u);
+    if (b.tls !== base.tls) {
+      throw BillingError.invalid("--fallback-broker", "must use the same scheme as --broker");
+    }
+    return { host: b.host, port: b.port };
+  });
+  const group = v.group;
+  const clientId =
+    v["client-id"] ??
+    `billing-ingest-${group === undefined ? "" : `${group}-`}${hostname().slice(0, 40)}`;
+  const store = await createPostgresUsageStore({ connectionString: url, schema: v.schema });
+
+  // The lag: how old the newest record of the last committed batch was when it committed.
+  let lagMs: number | undefined;
+  const observed: UsageStore = {
+    async write(batch) {
+      const result = await store.write(batch);
+      let newest = 0;
+      for (const r of batch.records) {
+        const t = r.occurredAt;
+        const ms = t === undefined ? 0 : Number(t.seconds) * 1000 + t.nanos / 1e6;
+        if (ms > newest) newest = ms;
+      }
+      if (newest > 0) lagMs = Math.max(0, Date.now() - newest);
+      return result;
+    },
+  };
+  const logger: BillingLogger = (level, message) => {
+    if (level !== "debug") io.err(`ingest: ${level}: ${message}`);
+  };
+  const consumer = createUsageConsumer({
+    ...base,
+    fallbackBrokers,
+    clientId,
+    group,
+    store: observed,
+    logger,
+  });
+  try {
+    await consumer.ready;
+  } catch (err) {
+    await store.close().catch(() => {});
+    throw err;
+  }
+  const version = consumer.stats().protocolVersion;
+  io.err(
+    `ingest: consuming ${billingTopics(base.topicPrefix).report} as ${clientId} (MQTT ${
+      version === 4
+        ? "3.1.1, no shared subscription"
+        : `5, ${group === undefined ? "no group" : `group ${group}`}`
+    }) into ${store.where}, schema ${store.schema}`,
+  );
+
+  let last = { at: Date.now(), handled: 0, rejected: 0 };
+  const progress = () => {
+    const s = consumer.stats();
+    const now = Date.now();
+    const seconds = (now - last.at) / 1000;
+    const rate = seconds > 0 ? (s.handled - last.handled) / seconds : 0;
+    io.err(
+      `ingest: ${f(rate)} records/s, lag ${lagMs === undefined ? "-" : `${(lagMs / 1000).toFixed(1)} s`}, rejected ${f(
+        s.rejected - last.rejected,
+      )} (totals: stored ${f(s.handled)}, duplicates ${f(s.duplicates)}, rejected ${f(
+        s.rejected,
+      )}, pending ${f(s.pending)}, failed writes ${f(s.failed)}${s.connected ? "" : ", disconnected"})`,
+    );
+    last = { at: now, handled: s.handled, rejected: s.rejected };
+    lagMs = undefined;
+  };
+  const timer = progressSeconds > 0 ? setInterval(progress, progressSeconds * 1000) : undefined;
+  await new Promise<void>((resolve) => io.onInterrupt(resolve));
+  clearInterval(timer);
+  io.err("ingest: stopping: finishing open transactions, then acknowledging");
+  await consumer.close();
+  await store.close();
+  progress();
+  io.err("ingest: stopped");
+  return 0;
+}

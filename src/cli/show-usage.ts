@@ -1,0 +1,69 @@
+import { BillingError } from "../billing-error.js";
+import { createPostgresUsageStore } from "../postgres/postgres-usage-store.js";
+import type { CliIo } from "./cli-io.js";
+
+export const showUsageHelp = `billing-sdk usage --postgres URL [--since DURATION] [--schema NAME]
+
+Prints the usage that billing-sdk ingest stored, from the per-minute rollups
+(<schema>.usage_minutely) since DURATION ago (90s, 30m, 1h, 7d, or "all";
+default 1h), summed per app, module and model, as a table.
+  --postgres URL   postgres://user:password@host:5432/db (or env BILLING_POSTGRES_URL)
+  --schema NAME    schema of the tables (default billing)
+Exit codes: 0 printed, 1 the database failed, 2 bad usage.`;
+
+const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** The start of `--since`: a duration ago (`90s`, `30m`, `1h`, `7d`), or the epoch for `all`. */
+export function sinceDate(value: string, now = Date.now()): Date {
+  if (value === "all") return new Date(0);
+  const m = /^(\d{1,9})([smhd])$/.exec(value);
+  if (m === null) {
+    throw BillingError.invalid("--since", 'must be a duration like 90s, 30m, 1h, 7d, or "all"');
+  }
+  return new Date(now - Number(m[1]) * (UNIT_MS[m[2] as string] as number));
+}
+
+/** `billing-sdk usage`: the rollups as a table. */
+export async function showUsage(
+  v: { postgres?: string | undefined; since?: string | undefined; schema?: string | undefined },
+  io: CliIo,
+): Promise<number> {
+  const url = v.postgres ?? process.env.BILLING_POSTGRES_URL;
+  if (url === undefined || url === "") {
+    throw BillingError.invalid("--postgres", "is required (or env BILLING_POSTGRES_URL)");
+  }
+  const since = sinceDate(v.since ?? "1h");
+  const store = await createPostgresUsageStore({ connectionString: url, schema: v.schema });
+  try {
+    const totals = await store.usage({ since });
+    const rows = [
+      ["app", "module", "model", "usage", "records"],
+      ...totals.map((t) => [
+        t.appId === "" ? "(unknown)" : t.appId,
+        t.module,
+        t.model,
+        t.usage.toLocaleString("en-US"),
+        t.records.toLocaleString("en-US"),
+      ]),
+    ];
+    const widths = [0, 1, 2, 3, 4].map((i) =>
+      Math.max(...rows.map((r) => (r[i] as string).length)),
+    );
+    for (const r of rows) {
+      io.out(
+        r
+          .map((cell, i) =>
+            i >= 3 ? cell.padStart(widths[i] as number) : cell.padEnd(widths[i] as number),
+          )
+          .join("  ")
+          .trimEnd(),
+      );
+    }
+    io.out(
+      `(${totals.length} row${totals.length === 1 ? "" : "s"} since ${since.toISOString()}, ${store.where}, schema ${store.schema})`,
+    );
+    return 0;
+  } finally {
+    await store.close();
+  }
+}

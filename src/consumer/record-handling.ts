@@ -1,0 +1,92 @@
+import type { UsageRecord } from "../../gen/billing/v1/usage_pb.js";
+import type { Delivery, Handling, HandlingContext } from "./delivery.js";
+import type { RejectedRecord } from "./usage-store.js";
+import { WorkSlots } from "./work-slots.js";
+
+type Item = { d: Delivery; record: UsageRecord } | { d: Delivery; rejected: RejectedRecord };
+
+/**
+ * Deliveries to `onRecord` (and `onRejected`), one call per record, `concurrency` calls at a
+ * time. A call that throws, rejects or times out is made again later (only that record: the
+ * others of its message that were handled are in the dedupe window); its message stays
+ * unacknowledged until every record of it was handled. A call that never settles holds one slot
+ * for `handlerTimeoutMs` at a time, the others go on.
+ */
+export function recordHandling(
+  ctx: HandlingContext,
+  onRecord: (record: UsageRecord) => void | Promise<void>,
+): Handling {
+  const { o, window, counters, log } = ctx;
+  const onRejected =
+    o.onRejected ??
+    ((r: RejectedRecord) =>
+      log("warn", `rejected a record that cannot be billed: ${r.reason}`, {
+        recordId: r.recordId,
+        producer: r.producer,
+        bytes: r.payload.length,
+      }));
+  // A FIFO read from `head`: shift() would make a long queue (many records per message) quadratic.
+  let queue: Array<Item | undefined> = [];
+  let head = 0;
+  const take = (): Item | undefined => {
+    if (head === queue.length) return undefined;
+    const item = queue[head];
+    queue[head++] = undefined;
+    if (head === queue.length || head > 4096) {
+      queue = queue.slice(head);
+      head = 0;
+    }
+    return item;
+  };
+  const finish = (d: Delivery) => {
+    if (--d.left === 0) ctx.done(d);
+  };
+  const slots = new WorkSlots<Item>({
+    slots: o.concurrency,
+    timeoutMs: o.handlerTimeoutMs,
+    retryBaseMs: o.connection.reconnectBaseMs,
+    retryMaxMs: o.connection.reconnectMaxMs,
+    next: take,
+    run: async (item) => {
+      if ("record" in item) {
+        const id = item.record.id;
+        if (window.has(id)) counters.duplicates++;
+        else {
+          await onRecord(item.record);
+          window.add(id);
+          counters.handled++;
+        }
+      } else {
+        await onRejected(item.rejected);
+        counters.rejected++;
+      }
+      finish(item.d);
+    },
+    failed: (item, err, attempt, delayMs) => {
+      counters.failed++;
+      const what =
+        "record" in item ? `onRecord for record ${item.record.id}` : "onRejected for a rejection";
+      log(
+        "error",
+        `${what} failed (attempt ${attempt}): ${
+          err instanceof Error ? err.message : String(err)
+        }; trying again in ${Math.round(delayMs)} ms (its message stays unacknowledged)`,
+      );
+    },
+    describe: (item) => ("record" in item ? `onRecord(${item.record.id})` : "onRejected"),
+  });
+  return {
+    add: (d) => {
+      d.left = d.records.length + d.rejected.length;
+      if (d.left === 0) {
+        ctx.done(d);
+        return;
+      }
+      for (const record of d.records) queue.push({ d, record });
+      for (const rejected of d.rejected) queue.push({ d, rejected });
+      slots.pump();
+    },
+    idle: () => slots.idle(),
+    stop: () => slots.stop(),
+  };
+}

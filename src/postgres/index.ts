@@ -1,0 +1,9 @@
+// billing-sdk/postgres: the usage store in PostgreSQL, an optional part (needs pg 8 for a server,
+// or @electric-sql/pglite for the embedded default).
+
+export type {
+  PostgresUsageStore,
+  PostgresUsageStoreOptions,
+  UsageTotal,
+} from "./postgres-usage-store.js";
+export { createPostgresUsageStore } from "./postgres-usage-store.js";

@@ -1,0 +1,98 @@
+import { toBinary } from "@bufbuild/protobuf";
+import { type UsageRecord, UsageRecordSchema } from "../../gen/billing/v1/usage_pb.js";
+import type { RejectedRecord } from "../consumer/usage-store.js";
+
+/**
+ * The one statement that writes a batch (one transaction): the records go into usage_records in
+ * id order, `ON CONFLICT (id) DO NOTHING`; only those actually inserted are added to the
+ * per-minute rollups (in key order, so concurrent writers cannot deadlock); rejections go into
+ * rejected_records once per payload. Returns how many records were inserted.
+ */
+export function writeStatement(s: string): string {
+  return `WITH input AS (
+  SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(
+    id uuid, api_key_sha256 text, app_id text, module text, model text,
+    usage numeric(20,0), occurred_at timestamptz, metadata jsonb, producer text)
+), ins AS (
+  INSERT INTO ${s}.usage_records
+    (id, api_key_sha256, app_id, module, model, usage, occurred_at, metadata, producer, received_at)
+  SELECT id, api_key_sha256, app_id, module, model, usage, occurred_at, metadata, producer, now()
+  FROM input ORDER BY id
+  ON CONFLICT (id) DO NOTHING
+  RETURNING api_key_sha256, app_id, module, model, usage, occurred_at
+), rollup AS (
+  INSERT INTO ${s}.usage_minutely AS m (minute, api_key_sha256, app_id, module, model, usage, records)
+  SELECT date_trunc('minute', occurred_at, 'UTC'), api_key_sha256, max(app_id), module, model,
+    sum(usage), count(*)
+  FROM ins GROUP BY 1, 2, 4, 5 ORDER BY 1, 2, 4, 5
+  ON CONFLICT (minute, api_key_sha256, module, model) DO UPDATE
+  SET usage = m.usage + excluded.usage, records = m.records + excluded.records,
+    app_id = greatest(m.app_id, excluded.app_id)
+), rejected AS (
+  INSERT INTO ${s}.rejected_records (payload_sha256, payload, reason, record_id, producer, received_at)
+  SELECT encode(sha256(p), 'hex'), p, reason, record_id, producer, now()
+  FROM (
+    SELECT decode(payload, 'base64') AS p, reason, record_id, producer
+    FROM jsonb_to_recordset($2::jsonb) AS j(payload text, reason text, record_id text, producer text)
+  ) AS x
+  ON CONFLICT (payload_sha256) DO NOTHING
+)
+SELECT count(*)::int AS inserted FROM ins`;
+}
+
+// The date and time of the last second formatted: the records of a batch share a few seconds.
+let lastSecond = { seconds: Number.NaN, text: "" };
+
+/** `occurredAt` as an ISO 8601 UTC time with microseconds (what timestamptz keeps). */
+function isoTime(record: UsageRecord): string {
+  const t = record.occurredAt;
+  if (t === undefined) throw new Error("occurredAt is missing"); // validation refused it before
+  const seconds = Number(t.seconds);
+  if (seconds !== lastSecond.seconds) {
+    lastSecond = { seconds, text: new Date(seconds * 1000).toISOString().slice(0, 19) };
+  }
+  return `${lastSecond.text}.${String(Math.floor(t.nanos / 1000)).padStart(6, "0")}Z`;
+}
+
+/** The `$1` of `writeStatement`: the records as a JSON array. */
+export function recordsJson(records: readonly UsageRecord[]): string {
+  return JSON.stringify(
+    records.map((r) => ({
+      id: r.id,
+      api_key_sha256: r.apiKeySha256,
+      app_id: r.appId,
+      module: r.module,
+      model: r.model,
+      usage: r.usage.toString(),
+      occurred_at: isoTime(r),
+      metadata: r.metadata ?? null,
+      producer: r.producer,
+    })),
+  );
+}
+
+// Text columns cannot hold NUL; these are descriptions of a dead letter, whose bytes are kept.
+const noNul = (s: string | undefined) =>
+  s === undefined ? null : s.slice(0, 1000).replaceAll("\u0000", "\ufffd");
+
+/** The `$2` of `writeStatement`: the rejections as a JSON array (payloads in base64). */
+export function rejectedJson(rejected: readonly RejectedRecord[]): string {
+  return JSON.stringify(
+    rejected.map((r) => ({
+      payload: Buffer.from(r.payload).toString("base64"),
+      reason: noNul(r.reason),
+      record_id: noNul(r.recordId),
+      producer: noNul(r.producer),
+    })),
+  );
+}
+
+/** A record PostgreSQL refused (a data error), as a rejection. */
+export function refusedRecord(record: UsageRecord, err: unknown): RejectedRecord {
+  return {
+    reason: `PostgreSQL refused it: ${err instanceof Error ? err.message : String(err)}`,
+    payload: toBinary(UsageRecordSchema, record),
+    recordId: record.id,
+    producer: record.producer,
+  };
+}
