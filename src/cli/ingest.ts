@@ -9,7 +9,8 @@ import type { CliIo } from "./cli-io.js";
 import { brokerUrl, type ConnectionValues, connectionOptions } from "./connection-flags.js";
 
 export const ingestHelp = `billing-sdk ingest --postgres URL [--group NAME] [--client-id ID] [--schema NAME]
-                   [--fallback-broker URL]... [--progress SECONDS] [connection flags]
+                   [--fallback-broker URL]... [--progress SECONDS] [--write-timeout SECONDS]
+                   [connection flags]
 
 The ingest service: consumes the usage records on <prefix>/report into
 PostgreSQL, each record once in <schema>.usage_records, summed per minute in
@@ -29,6 +30,9 @@ acknowledged, then it disconnects.
                           (default billing-ingest[-<group>]-<hostname>)
   --fallback-broker URL   another node of the broker cluster (repeatable)
   --progress SECONDS      progress line interval (default 10, 0 = none)
+  --write-timeout SECONDS the longest one transaction may take (PostgreSQL's
+                          statement_timeout too): past it, it is made again later,
+                          and a stop waits no longer for it (default 30)
 Exit codes: 0 stopped by a signal, 1 could not start, 2 bad usage.`;
 
 export interface IngestValues extends ConnectionValues {
@@ -38,6 +42,7 @@ export interface IngestValues extends ConnectionValues {
   "client-id"?: string | undefined;
   "fallback-broker"?: string[] | undefined;
   progress?: string | undefined;
+  "write-timeout"?: string | undefined;
 }
 
 const f = (n: number) => Math.round(n).toLocaleString("en-US");
@@ -52,6 +57,10 @@ export async function ingest(v: IngestValues, io: CliIo): Promise<number> {
   if (!Number.isFinite(progressSeconds) || progressSeconds < 0) {
     throw BillingError.invalid("--progress", "must be a number of seconds ≥ 0");
   }
+  const writeTimeoutMs = Number(v["write-timeout"] ?? "30") * 1000;
+  if (!Number.isSafeInteger(writeTimeoutMs) || writeTimeoutMs < 1000) {
+    throw BillingError.invalid("--write-timeout", "must be a whole number of seconds ≥ 1");
+  }
   const base = connectionOptions(v);
   const fallbackBrokers = (v["fallback-broker"] ?? []).map((u) => {
     const b = brokerUrl("--fallback-broker", u);
@@ -64,7 +73,11 @@ export async function ingest(v: IngestValues, io: CliIo): Promise<number> {
   const clientId =
     v["client-id"] ??
     `billing-ingest-${group === undefined ? "" : `${group}-`}${hostname().slice(0, 40)}`;
-  const store = await createPostgresUsageStore({ connectionString: url, schema: v.schema });
+  const store = await createPostgresUsageStore({
+    connectionString: url,
+    schema: v.schema,
+    statementTimeoutMs: writeTimeoutMs,
+  });
 
   // The lag: how old the newest record of the last committed batch was when it committed.
   let lagMs: number | undefined;
@@ -90,6 +103,7 @@ export async function ingest(v: IngestValues, io: CliIo): Promise<number> {
     clientId,
     group,
     store: observed,
+    handlerTimeoutMs: writeTimeoutMs,
     logger,
   });
   try {

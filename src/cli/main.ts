@@ -64,6 +64,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
         "client-id": { type: "string" },
         "fallback-broker": { type: "string", multiple: true },
         progress: { type: "string" },
+        "write-timeout": { type: "string" },
       },
     },
     usage: {

@@ -13,14 +13,19 @@ Exit codes: 0 printed, 1 the database failed, 2 bad usage.`;
 
 const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** The start of `--since`: a duration ago (`90s`, `30m`, `1h`, `7d`), or the epoch for `all`. */
-export function sinceDate(value: string, now = Date.now()): Date {
-  if (value === "all") return new Date(0);
+/** The start of `--since`: a duration ago (`90s`, `30m`, `1h`, `7d`), or undefined for `all`. */
+export function sinceDate(value: string, now = Date.now()): Date | undefined {
+  if (value === "all") return undefined;
   const m = /^(\d{1,9})([smhd])$/.exec(value);
-  if (m === null) {
-    throw BillingError.invalid("--since", 'must be a duration like 90s, 30m, 1h, 7d, or "all"');
+  const ms = m === null ? Number.NaN : now - Number(m[1]) * (UNIT_MS[m[2] as string] as number);
+  // Not before 0001-01-01, the earliest time a record can carry.
+  if (!(ms >= -62_135_596_800_000)) {
+    throw BillingError.invalid(
+      "--since",
+      'must be a duration like 90s, 30m, 1h, 7d (back to year 1 at most), or "all"',
+    );
   }
-  return new Date(now - Number(m[1]) * (UNIT_MS[m[2] as string] as number));
+  return new Date(ms);
 }
 
 /** `billing-sdk usage`: the rollups as a table. */
@@ -33,7 +38,12 @@ export async function showUsage(
     throw BillingError.invalid("--postgres", "is required (or env BILLING_POSTGRES_URL)");
   }
   const since = sinceDate(v.since ?? "1h");
-  const store = await createPostgresUsageStore({ connectionString: url, schema: v.schema });
+  // A reader: no migration (a read-only role works; a mistyped schema is not created).
+  const store = await createPostgresUsageStore({
+    connectionString: url,
+    schema: v.schema,
+    migrate: false,
+  });
   try {
     const totals = await store.usage({ since });
     const rows = [
@@ -60,7 +70,7 @@ export async function showUsage(
       );
     }
     io.out(
-      `(${totals.length} row${totals.length === 1 ? "" : "s"} since ${since.toISOString()}, ${store.where}, schema ${store.schema})`,
+      `(${totals.length} row${totals.length === 1 ? "" : "s"} ${since === undefined ? "in all" : `since ${since.toISOString()}`}, ${store.where}, schema ${store.schema})`,
     );
     return 0;
   } finally {

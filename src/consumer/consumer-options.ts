@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import type { UsageRecord } from "../../gen/billing/v1/usage_pb.js";
 import { BillingError } from "../billing-error.js";
+import { positiveInt } from "../publisher/option-checks.js";
 import {
   type BillingClientOptions,
   type ResolvedOptions,
@@ -91,6 +92,13 @@ export interface UsageConsumerOptions
   maxPendingMessages?: number | undefined;
   /** Bytes of those messages together; past it, reading pauses. Default: `67_108_864` (64 MiB). */
   maxPendingBytes?: number | undefined;
+  /**
+   * The largest message taken: MQTT 5 announces it to the broker as the maximum packet size (it
+   * then sends nothing larger); a larger one that arrives anyway (MQTT 3.1.1) is rejected whole
+   * without being decoded, its first 64 KiB kept. Default: `16_777_216` (16 MiB; a producer's
+   * batches are at most `maxBatchBytes`, 256 KiB by default).
+   */
+  maxMessageBytes?: number | undefined;
   /** How many recently handled ids are remembered to skip duplicates. Default: `100_000`. */
   dedupeWindow?: number | undefined;
   /** How long `close()` waits for what was received to be handled. Default: `10_000` ms. */
@@ -110,15 +118,9 @@ export interface ResolvedConsumerOptions {
   maxBatchRecords: number;
   maxPendingMessages: number;
   maxPendingBytes: number;
+  maxMessageBytes: number;
   dedupeWindow: number;
   closeTimeoutMs: number;
-}
-
-function count(name: string, value: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (!Number.isSafeInteger(value) || value < min || value > max) {
-    throw BillingError.invalid(name, `must be an integer in ${min}..${max}, not ${String(value)}`);
-  }
-  return value;
 }
 
 /** The consumer's options that `BillingClient` has too (its own keys left out). */
@@ -135,6 +137,7 @@ function connectionPart(o: UsageConsumerOptions): BillingClientOptions {
     maxBatchRecords: _batch,
     maxPendingMessages: _messages,
     maxPendingBytes: _bytes,
+    maxMessageBytes: _message,
     dedupeWindow: _window,
     closeTimeoutMs: _close,
     ...connection
@@ -179,16 +182,19 @@ export function resolveConsumerOptions(o: UsageConsumerOptions): ResolvedConsume
     maxBatchRecords: o.maxBatchRecords ?? 2000,
     maxPendingMessages: o.maxPendingMessages ?? 1000,
     maxPendingBytes: o.maxPendingBytes ?? 64 * 1024 * 1024,
+    maxMessageBytes: o.maxMessageBytes ?? 16 * 1024 * 1024,
     dedupeWindow: o.dedupeWindow ?? 100_000,
     closeTimeoutMs: o.closeTimeoutMs ?? 10_000,
   };
-  count("sessionExpirySeconds", r.sessionExpirySeconds, 0, 0xffff_ffff);
-  count("concurrency", r.concurrency, 1, 1000);
-  count("handlerTimeoutMs", r.handlerTimeoutMs, 1);
-  count("maxBatchRecords", r.maxBatchRecords, 1);
-  count("maxPendingMessages", r.maxPendingMessages, 1, 65_535);
-  count("maxPendingBytes", r.maxPendingBytes, 1);
-  count("dedupeWindow", r.dedupeWindow, 0);
-  count("closeTimeoutMs", r.closeTimeoutMs, 0);
+  const big = Number.MAX_SAFE_INTEGER;
+  positiveInt("sessionExpirySeconds", r.sessionExpirySeconds, true, 0xffff_ffff);
+  positiveInt("concurrency", r.concurrency, false, 1000);
+  positiveInt("handlerTimeoutMs", r.handlerTimeoutMs);
+  positiveInt("maxBatchRecords", r.maxBatchRecords, false, big);
+  positiveInt("maxPendingMessages", r.maxPendingMessages, false, 65_535);
+  positiveInt("maxPendingBytes", r.maxPendingBytes, false, big);
+  positiveInt("maxMessageBytes", r.maxMessageBytes, false, 268_435_455);
+  positiveInt("dedupeWindow", r.dedupeWindow, true, big);
+  positiveInt("closeTimeoutMs", r.closeTimeoutMs, true);
   return r;
 }

@@ -1,8 +1,8 @@
 // billing-sdk/consumer: the backend's side, an optional part.
 
 export type { UsageConsumerOptions } from "./consumer-options.js";
-export type { UsageConsumer, UsageConsumerStats } from "./usage-consumer.js";
 export { createUsageConsumer } from "./usage-consumer.js";
+export type { UsageConsumer, UsageConsumerStats } from "./usage-consumer-api.js";
 export type {
   RejectedRecord,
   UsageStore,

@@ -47,20 +47,31 @@ export function recordHandling(
     retryBaseMs: o.connection.reconnectBaseMs,
     retryMaxMs: o.connection.reconnectMaxMs,
     next: take,
+    // Done (counted, its message's part finished) once, by the first call that succeeded.
     run: async (item) => {
       if ("record" in item) {
         const id = item.record.id;
-        if (window.has(id)) counters.duplicates++;
-        else {
-          await onRecord(item.record);
-          window.add(id);
-          counters.handled++;
+        if (window.has(id)) {
+          return () => {
+            counters.duplicates++;
+            finish(item.d);
+          };
         }
-      } else {
-        await onRejected(item.rejected);
-        counters.rejected++;
+        await onRecord(item.record);
+        return () => {
+          if (window.has(id)) counters.duplicates++;
+          else {
+            window.add(id);
+            counters.handled++;
+          }
+          finish(item.d);
+        };
       }
-      finish(item.d);
+      await onRejected(item.rejected);
+      return () => {
+        counters.rejected++;
+        finish(item.d);
+      };
     },
     failed: (item, err, attempt, delayMs) => {
       counters.failed++;

@@ -38,6 +38,9 @@ export function recordProblem(record: UsageRecord): string | undefined {
   return undefined;
 }
 
+/** How much of a rejected payload is kept: the beginning of a huge one says enough. */
+export const REJECTED_KEEP_BYTES = 16_384;
+
 /** The records of one message on `<prefix>/report`, split into billable and rejected. */
 export interface CheckedMessage {
   records: UsageRecord[];
@@ -49,8 +52,20 @@ export interface CheckedMessage {
  * decode or fails `recordProblem` is rejected with its own bytes, the others go on. A payload
  * that is not a `UsageBatch`, or holds no record (e.g. 0 bytes), is rejected whole.
  */
-export function checkMessage(payload: Uint8Array): CheckedMessage {
+export function checkMessage(
+  payload: Uint8Array,
+  maxBytes = Number.POSITIVE_INFINITY,
+): CheckedMessage {
   const out: CheckedMessage = { records: [], rejected: [] };
+  if (payload.length > maxBytes) {
+    // Not decoded; only its beginning is kept for a person to look at.
+    out.rejected.push({
+      reason: `the message is ${payload.length} bytes, more than maxMessageBytes (${maxBytes}); its first ${REJECTED_KEEP_BYTES} bytes are kept`,
+      // A copy: a view would keep the whole payload alive.
+      payload: Uint8Array.prototype.slice.call(payload, 0, REJECTED_KEEP_BYTES),
+    });
+    return out;
+  }
   let parts: Uint8Array[];
   try {
     parts = usageBatchRecordBytes(payload);

@@ -27,11 +27,13 @@ export function storeHandling(ctx: HandlingContext, store: UsageStore): Handling
     retryMaxMs: o.connection.reconnectMaxMs,
     next: () => {
       if (queue.length === 0) return undefined;
+      // Rejections count too: messages that hold nothing billable cannot make a write unbounded.
+      const weight = (s: Slice | undefined) => (s?.records.length ?? 0) + (s?.rejected.length ?? 0);
       const batch = [queue.shift() as Slice];
-      let size = batch[0]?.records.length ?? 0;
-      while (queue.length > 0 && size + (queue[0]?.records.length ?? 0) <= o.maxBatchRecords) {
+      let size = weight(batch[0]);
+      while (queue.length > 0 && size + weight(queue[0]) <= o.maxBatchRecords) {
         const s = queue.shift() as Slice;
-        size += s.records.length;
+        size += weight(s);
         batch.push(s);
       }
       return batch;
@@ -57,16 +59,19 @@ export function storeHandling(ctx: HandlingContext, store: UsageStore): Handling
       let refused = 0;
       if (records.length > 0 || rejected.length > 0) {
         const result = await store.write({ records, rejected });
-        inserted = count(result?.inserted, records.length, records.length);
-        refused = count(result?.rejected, records.length - inserted, 0);
+        inserted = reported(result?.inserted, records.length, records.length);
+        refused = reported(result?.rejected, records.length - inserted, 0);
       }
-      for (const id of ids) window.add(id);
-      counters.handled += inserted;
-      counters.duplicates += skipped + records.length - inserted - refused;
-      counters.rejected += rejected.length + refused;
-      for (const s of batch) {
-        if (--s.d.left === 0) ctx.done(s.d);
-      }
+      // Done: counted and acknowledged once, by the first write of this batch that succeeded.
+      return () => {
+        for (const id of ids) window.add(id);
+        counters.handled += inserted;
+        counters.duplicates += skipped + records.length - inserted - refused;
+        counters.rejected += rejected.length + refused;
+        for (const s of batch) {
+          if (--s.d.left === 0) ctx.done(s.d);
+        }
+      };
     },
     failed: (batch, err, attempt, delayMs) => {
       counters.failed++;
@@ -98,7 +103,7 @@ export function storeHandling(ctx: HandlingContext, store: UsageStore): Handling
 }
 
 /** A count a store reported, within 0..max; `otherwise` when it reported none (or nonsense). */
-function count(value: unknown, max: number, otherwise: number): number {
+function reported(value: unknown, max: number, otherwise: number): number {
   return typeof value === "number" && Number.isSafeInteger(value) && value >= 0
     ? Math.min(value, max)
     : otherwise;

@@ -15,48 +15,7 @@ import { type IncomingMessage, puback, takeOverAcks } from "./manual-acks.js";
 import { recordHandling } from "./record-handling.js";
 import { type CheckedMessage, checkMessage } from "./record-validation.js";
 import { storeHandling } from "./store-handling.js";
-
-/** Counters of a consumer, totals since it was created. */
-export interface UsageConsumerStats {
-  /** Connected to a broker now. */
-  connected: boolean;
-  /** The MQTT version in use (or to try next): 5, or 4 (3.1.1). */
-  protocolVersion: 4 | 5;
-  /** Messages received on `<prefix>/report`. */
-  received: number;
-  /** Billable records in them (duplicates included). */
-  records: number;
-  /** Records handled for the first time: new in the store, or `onRecord` resolved. */
-  handled: number;
-  /** Records skipped or not stored again because their id was handled before. */
-  duplicates: number;
-  /** Records (or whole messages) that cannot be billed: kept as rejected, and acknowledged. */
-  rejected: number;
-  /** `store.write` / `onRecord` attempts that failed or timed out (each is tried again). */
-  failed: number;
-  /** Messages received and not yet handled (unacknowledged). */
-  pending: number;
-  /** Connections made after the first one. */
-  reconnects: number;
-}
-
-/** A running consumer. */
-export interface UsageConsumer {
-  /**
-   * Resolves once the first connection is up and subscribed. Rejects with a `BillingError` when
-   * no broker of the list accepts that first connection (`TLS`, `NOT_AUTHORIZED`, `UNREACHABLE`,
-   * `TIMEOUT`, `PROTOCOL`) or refuses the subscription; the consumer is then closed. After that,
-   * a lost connection is retried forever.
-   */
-  readonly ready: Promise<void>;
-  stats(): UsageConsumerStats;
-  /**
-   * Stops taking messages, waits (up to `closeTimeoutMs`) for those taken to be handled and
-   * acknowledged, then disconnects; the persistent session keeps what arrives meanwhile. A second
-   * call returns the first one's promise.
-   */
-  close(): Promise<void>;
-}
+import type { UsageConsumer, UsageConsumerStats } from "./usage-consumer-api.js";
 
 /**
  * The backend's side of billing: subscribes to `<prefix>/report` with a persistent session
@@ -159,7 +118,7 @@ export function createUsageConsumer(options: UsageConsumerOptions): UsageConsume
       messageId: again ? undefined : m.messageId,
       records: checked.records,
       rejected: checked.rejected,
-      bytes: m.payload.length,
+      bytes: Math.min(m.payload.length, o.maxMessageBytes),
       left: 0,
       done: false,
     };
@@ -177,7 +136,7 @@ export function createUsageConsumer(options: UsageConsumerOptions): UsageConsume
   /** `checkMessage`, and a message that makes it fail for any reason is rejected whole. */
   function check(payload: Buffer): CheckedMessage {
     try {
-      return checkMessage(payload);
+      return checkMessage(payload, o.maxMessageBytes);
     } catch (err) {
       return { records: [], rejected: [{ reason: `cannot be checked: ${String(err)}`, payload }] };
     }
@@ -223,6 +182,8 @@ export function createUsageConsumer(options: UsageConsumerOptions): UsageConsume
             properties: {
               sessionExpiryInterval: o.sessionExpirySeconds,
               receiveMaximum: o.maxPendingMessages,
+              // The broker sends nothing larger (room for the topic and properties).
+              maximumPacketSize: o.maxMessageBytes + 4096,
             },
           }
         : {}),

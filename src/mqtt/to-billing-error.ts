@@ -1,18 +1,10 @@
 import { BillingError } from "../billing-error.js";
+import { UNREACHABLE_CODES } from "../common/network-errors.js";
 
 // MQTT reason codes that mean "you may not": 3.1.1 CONNACK 4 (bad user name or password) and
 // 5 (not authorized); MQTT 5 134 (bad user name or password), 135 (not authorized), 138 (banned).
 const NOT_AUTHORIZED = new Set([4, 5, 134, 135, 138]);
-const UNREACHABLE = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "EPIPE",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "ETIMEDOUT",
-]);
+const UNREACHABLE = UNREACHABLE_CODES;
 export const CLOSED_EARLY = "connection closed before the broker answered CONNECT";
 
 /** True for a CONNACK that refuses the protocol version (3.1.1 code 1, MQTT 5 code 132). */

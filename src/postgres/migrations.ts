@@ -52,6 +52,33 @@ const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: (s: string
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
 /**
+ * Checks, without changing anything, that `schema` holds this code's tables at its version (for
+ * readers, which need no CREATE right). Throws `STORE` saying what is wrong.
+ */
+export async function checkMigrated(db: SqlClient, schema: string): Promise<void> {
+  const rows = await db.query<{ version: number | null }>(
+    "SELECT CASE WHEN to_regclass($1) IS NULL THEN NULL ELSE 0 END AS version",
+    [`"${schema}".schema_migrations`],
+  );
+  if (rows[0]?.version === null || rows[0] === undefined) {
+    throw new BillingError(
+      "STORE",
+      `schema ${schema} holds no billing tables: is the schema name right? (billing-sdk ingest creates them)`,
+    );
+  }
+  const versions = await db.query<{ version: number }>(
+    `SELECT max(version) AS version FROM "${schema}".schema_migrations`,
+  );
+  const version = Number(versions[0]?.version ?? 0);
+  if (version !== SCHEMA_VERSION) {
+    throw new BillingError(
+      "STORE",
+      `schema ${schema} is at version ${version}, this billing-sdk reads version ${SCHEMA_VERSION}`,
+    );
+  }
+}
+
+/**
  * Creates `schema` and applies the migrations it lacks, in one transaction under an advisory
  * lock (two ingest processes starting together do it once). Refuses a schema that a newer
  * billing-sdk migrated further.

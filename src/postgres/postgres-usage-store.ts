@@ -6,7 +6,7 @@ import type {
   UsageWrite,
   UsageWriteResult,
 } from "../consumer/usage-store.js";
-import { migrate } from "./migrations.js";
+import { checkMigrated, migrate } from "./migrations.js";
 import { pgClient, pgliteClient, type Query, type SqlClient } from "./sql-client.js";
 import { toStoreError } from "./store-error.js";
 import { recordsJson, refusedRecord, rejectedJson, writeStatement } from "./write-statement.js";
@@ -31,6 +31,18 @@ export interface PostgresUsageStoreOptions {
   schema?: string | undefined;
   /** Connections to the server at most (node-postgres pool). Default: `4`. */
   maxConnections?: number | undefined;
+  /**
+   * How long one statement may run on the server (PostgreSQL's `statement_timeout`, lock waits
+   * included): a write stuck behind a lock fails and is retried instead of holding the store, and
+   * `close()` ends within it. Default: `30_000` ms.
+   */
+  statementTimeoutMs?: number | undefined;
+  /**
+   * Create the schema and apply its migrations at start. `false` (readers such as
+   * `billing-sdk usage`, a read-only role): only check that the tables are there, at this
+   * version. Default: `true`.
+   */
+  migrate?: boolean | undefined;
 }
 
 /** Usage summed over the rollups for one app, module and model. */
@@ -81,14 +93,19 @@ export async function createPostgresUsageStore(
   if (!Number.isSafeInteger(max) || max < 1) {
     throw BillingError.invalid("maxConnections", "must be a positive integer");
   }
+  const timeout = options.statementTimeoutMs ?? 30_000;
+  if (!Number.isSafeInteger(timeout) || timeout < 1 || timeout > 2_147_483_647) {
+    throw BillingError.invalid("statementTimeoutMs", "must be a positive integer of milliseconds");
+  }
   const url = options.connectionString;
   if (url !== undefined && (typeof url !== "string" || !/^postgres(ql)?:\/\//.test(url))) {
     throw BillingError.invalid("connectionString", "must be a postgres:// URL");
   }
   let db: SqlClient | undefined;
   try {
-    db = url === undefined ? await pgliteClient(options.dataDir) : pgClient(url, max);
-    await migrate(db, schema);
+    db = url === undefined ? await pgliteClient(options.dataDir) : pgClient(url, max, timeout);
+    if (options.migrate === false) await checkMigrated(db, schema);
+    else await migrate(db, schema);
   } catch (err) {
     await db?.close().catch(() => {});
     throw toStoreError(err, db?.where ?? "PostgreSQL", "cannot open the usage store");
@@ -145,7 +162,7 @@ function postgresUsageStore(db: SqlClient, schema: string): PostgresUsageStore {
       }
     },
     async usage(options = {}) {
-      const since = options.since ?? new Date(0);
+      const since = options.since ?? new Date(-62_135_596_800_000); // 0001-01-01: all
       const rows = await db.query<{
         app_id: string;
         module: string;

@@ -43,15 +43,22 @@ function redact(connectionString: string): string {
 }
 
 /** A node-postgres pool on `connectionString` (pg 8, loaded only now). */
-export function pgClient(connectionString: string, maxConnections: number): SqlClient {
+export function pgClient(
+  connectionString: string,
+  maxConnections: number,
+  statementTimeoutMs: number,
+): SqlClient {
   const pg = load<typeof Pg>("pg", "pg@8");
   // A server that never answers fails the connection after 10 s instead of hanging; TCP
   // keepalive finds a connection whose peer vanished.
+  // statement_timeout: the server ends a statement stuck (behind a lock, say) after it, so a
+  // write never hangs, and pool.end() at close never waits longer.
   const pool = new pg.Pool({
     connectionString,
     max: maxConnections,
     connectionTimeoutMillis: 10_000,
     keepAlive: true,
+    statement_timeout: statementTimeoutMs,
   });
   // An idle connection that breaks (a server restart) is reported here; it is dropped and the
   // next query opens another. Without a listener it would end the process.

@@ -1,14 +1,8 @@
 import { BillingError } from "../billing-error.js";
+import { UNREACHABLE_CODES } from "../common/network-errors.js";
 
 const UNREACHABLE = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "EPIPE",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "ETIMEDOUT",
+  ...UNREACHABLE_CODES,
   "57P01", // admin shutdown (the server is stopping)
   "57P02", // crash shutdown
   "57P03", // cannot connect now (starting up)

@@ -1,5 +1,7 @@
+import { createHash } from "node:crypto";
 import { toBinary } from "@bufbuild/protobuf";
 import { type UsageRecord, UsageRecordSchema } from "../../gen/billing/v1/usage_pb.js";
+import { REJECTED_KEEP_BYTES } from "../consumer/record-validation.js";
 import type { RejectedRecord } from "../consumer/usage-store.js";
 
 /**
@@ -30,11 +32,9 @@ export function writeStatement(s: string): string {
     app_id = greatest(m.app_id, excluded.app_id)
 ), rejected AS (
   INSERT INTO ${s}.rejected_records (payload_sha256, payload, reason, record_id, producer, received_at)
-  SELECT encode(sha256(p), 'hex'), p, reason, record_id, producer, now()
-  FROM (
-    SELECT decode(payload, 'base64') AS p, reason, record_id, producer
-    FROM jsonb_to_recordset($2::jsonb) AS j(payload text, reason text, record_id text, producer text)
-  ) AS x
+  SELECT payload_sha256, decode(payload, 'base64'), reason, record_id, producer, now()
+  FROM jsonb_to_recordset($2::jsonb)
+    AS j(payload_sha256 text, payload text, reason text, record_id text, producer text)
   ON CONFLICT (payload_sha256) DO NOTHING
 )
 SELECT count(*)::int AS inserted FROM ins`;
@@ -79,8 +79,15 @@ const noNul = (s: string | undefined) =>
 export function rejectedJson(rejected: readonly RejectedRecord[]): string {
   return JSON.stringify(
     rejected.map((r) => ({
-      payload: Buffer.from(r.payload).toString("base64"),
-      reason: noNul(r.reason),
+      // Keyed by the whole payload's hash; only its beginning is stored (a huge payload would
+      // pass PostgreSQL's limits and block every write after it).
+      payload_sha256: createHash("sha256").update(r.payload).digest("hex"),
+      payload: Buffer.from(r.payload.subarray(0, REJECTED_KEEP_BYTES)).toString("base64"),
+      reason: noNul(
+        r.payload.length > REJECTED_KEEP_BYTES
+          ? `${r.reason} (a payload of ${r.payload.length} bytes: its first ${REJECTED_KEEP_BYTES} are kept)`
+          : r.reason,
+      ),
       record_id: noNul(r.recordId),
       producer: noNul(r.producer),
     })),

@@ -83,6 +83,25 @@ export class Tally {
     }
   }
 
+  /** Whether `schema` exists. */
+  async schemaExists(schema: string): Promise<boolean> {
+    const r = await this.pool.query("SELECT 1 FROM pg_namespace WHERE nspname = $1", [schema]);
+    return r.rowCount === 1;
+  }
+
+  /** Locks `table` (ACCESS EXCLUSIVE) in a transaction of its own, until `release()`. */
+  async lock(table: string): Promise<{ release(): Promise<void> }> {
+    const c = await this.pool.connect();
+    await c.query("BEGIN");
+    await c.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+    return {
+      release: async () => {
+        await c.query("ROLLBACK");
+        c.release();
+      },
+    };
+  }
+
   /** Waits until `schema` has at least `n` rows. */
   async reach(schema: string, n: number, timeoutMs = 60_000): Promise<void> {
     const end = Date.now() + timeoutMs;

@@ -205,6 +205,60 @@ describe.runIf(mosquittoAvailable() && postgresAvailable())(
         new RegExp(`^\\(unknown\\) +llm +m +${sent.total.toLocaleString("en-US")} +2,000$`),
       );
       expect(lines[2]).toMatch(/^\(1 row since .* schema inproc\)$/);
+      // A reader runs no migration: a mistyped schema is said, not created.
+      lines.length = 0;
+      expect(await main(["usage", "--postgres", db.url, "--schema", "inprok"], io)).toBe(1);
+      expect(lines.join("\n")).toMatch(/schema inprok holds no billing tables/);
+      expect(await tally.schemaExists("inprok")).toBe(false);
+    });
+
+    it("three processes opening a fresh schema at once migrate it once (an advisory lock)", async () => {
+      const { createPostgresUsageStore } = await import("../../src/postgres/index.js");
+      const stores = await Promise.all(
+        [1, 2, 3].map(() =>
+          createPostgresUsageStore({ connectionString: db.url, schema: "racing" }),
+        ),
+      );
+      for (const st of stores) await st.close();
+      const check = await createPostgresUsageStore({ connectionString: db.url, schema: "racing" });
+      try {
+        const rows = await check.query<{ n: number }>(
+          "SELECT count(*)::int AS n FROM racing.schema_migrations",
+        );
+        expect(rows[0]?.n).toBe(1);
+      } finally {
+        await check.close();
+      }
+    });
+
+    it("SIGTERM while a write waits behind a lock: stops within the write timeout; nothing lost", async () => {
+      const first = await startIngest(
+        ingestArgs("blocked", "ing-blocked", ["--write-timeout", "2"]),
+        children,
+      );
+      // Another session locks the table: every write of ingest waits.
+      const blocker = await tally.lock("blocked.usage_records");
+      const client = producer();
+      await client.reportUsage({ apiKey: "k", module: "llm", model: "m", usage: 5 });
+      await client.flush(10_000);
+      await until(
+        () => first.lines.some((l) => /store write of 1 message\(s\) failed \(attempt 1\)/.test(l)),
+        20_000,
+        "a write that timed out behind the lock",
+      );
+      const t0 = Date.now();
+      first.proc.kill("SIGTERM");
+      expect(await first.exited).toBe(0);
+      expect(Date.now() - t0).toBeLessThan(20_000); // close timeout (10 s) + write timeout (2 s)
+      expect(first.lines.at(-1)).toBe("ingest: stopped");
+      await blocker.release();
+      // Unacknowledged: the next process of the same session stores it, once.
+      const second = await startIngest(ingestArgs("blocked", "ing-blocked"), children);
+      await tally.reach("blocked", 1);
+      await new Promise((r) => setTimeout(r, 500));
+      expect(await tally.rows("blocked")).toBe(1);
+      second.proc.kill("SIGTERM");
+      expect(await second.exited).toBe(0);
     });
   },
 );

@@ -187,7 +187,7 @@ describe("createPostgresUsageStore", () => {
     expect((await store.usage()).length).toBeGreaterThan(1);
   });
 
-  it("migrates once, under a lock, and refuses a schema a newer billing-sdk migrated", async () => {
+  it("migrates once (again: nothing to do), and refuses a schema a newer billing-sdk migrated", async () => {
     const db = await pgliteClient(undefined);
     try {
       await migrate(db, "other");

@@ -1,85 +1,19 @@
-import { randomUUID } from "node:crypto";
-import { create } from "@bufbuild/protobuf";
-import { timestampNow } from "@bufbuild/protobuf/wkt";
-import { connectAsync, type MqttClient } from "mqtt";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type UsageRecord, UsageRecordSchema } from "../../gen/billing/v1/usage_pb.js";
+import { describe, expect, it } from "vitest";
 import {
   createUsageConsumer,
   type RejectedRecord,
-  type UsageConsumer,
   type UsageConsumerOptions,
 } from "../../src/consumer/index.js";
-import { hashApiKey } from "../../src/index.js";
 import { AedesBroker, until } from "../helpers/aedes-broker.js";
-import { makePki, type TestPki } from "../helpers/certs.js";
+import { makePki } from "../helpers/certs.js";
+import { usageRecord, useConsumerBroker } from "../helpers/consumer-fixture.js";
 import { batchPayload } from "../helpers/fixtures.js";
 import { freePort } from "../helpers/mosquitto.js";
 
-// createUsageConsumer against an embedded Aedes (TLS, a password; MQTT 3.1.1 only, so the
-// consumer falls back from 5). Each test uses its own topic prefix and client id: persistent
-// sessions of earlier tests never see its messages.
-let pki: TestPki;
-let broker: AedesBroker;
-let producer: MqttClient;
-const open: UsageConsumer[] = [];
-const logs: string[] = [];
-
-beforeAll(async () => {
-  pki = makePki();
-  broker = await AedesBroker.create({ pki, username: "svc", password: "pw" });
-  producer = await connectAsync({
-    host: "127.0.0.1",
-    port: broker.port,
-    protocol: "mqtts",
-    ca: pki.ca,
-    username: "svc",
-    password: "pw",
-  });
-});
-afterEach(async () => {
-  for (const c of open.splice(0)) await c.close();
-  logs.length = 0;
-});
-afterAll(async () => {
-  await producer?.endAsync();
-  await broker?.close();
-});
-
-let prefixes = 0;
-function consumer(extra: Partial<UsageConsumerOptions>, prefix: string): UsageConsumer {
-  const c = createUsageConsumer({
-    brokerHost: "127.0.0.1",
-    brokerPort: broker.port,
-    ca: pki.ca,
-    username: "svc",
-    password: "pw",
-    topicPrefix: prefix,
-    clientId: `consumer-${prefix}`,
-    reconnectBaseMs: 20,
-    reconnectMaxMs: 100,
-    logger: (level, msg) => logs.push(`${level}: ${msg}`),
-    ...extra,
-  } as UsageConsumerOptions);
-  open.push(c);
-  return c;
-}
-const nextPrefix = () => `t${++prefixes}`;
-
-function record(extra: Partial<Omit<UsageRecord, "$typeName">> = {}): UsageRecord {
-  return create(UsageRecordSchema, {
-    id: randomUUID(),
-    apiKeySha256: hashApiKey("key-1"),
-    module: "llm",
-    model: "gpt-4",
-    usage: 7n,
-    occurredAt: timestampNow(),
-    producer: "svc-1",
-    ...extra,
-  });
-}
-const publish = (prefix: string, payload: Uint8Array, qos: 0 | 1 = 1) =>
-  producer.publishAsync(`${prefix}/report`, Buffer.from(payload), { qos });
+// createUsageConsumer against an embedded Aedes (see test/helpers/consumer-fixture.ts).
+const suite = useConsumerBroker();
+const { logs, consumer, publish, nextPrefix } = suite;
+const record = usageRecord;
 
 describe("createUsageConsumer: nothing is lost", () => {
   it("a record whose onRecord threw is tried again; the producer's resend is a duplicate only once handled", async () => {
@@ -291,7 +225,7 @@ describe("createUsageConsumer: ready and options", () => {
       {
         onRecord: () => {},
         brokerPort: await freePort(),
-        fallbackBrokers: [{ host: "127.0.0.1", port: broker.port }],
+        fallbackBrokers: [{ host: "127.0.0.1", port: suite.broker.port }],
       },
       p,
     );
