@@ -161,7 +161,15 @@ describe.runIf(mosquittoAvailable())("createUsageConsumer (real mosquitto, MQTT 
   });
 
   it("says so when a second consumer takes its session over (same client id)", async () => {
-    const first = consumer({ clientId: "twin", topicPrefix: "twin", onRecord: () => {} });
+    // The first one comes back slowly, so the second holds the session long enough to subscribe
+    // even on a loaded machine (two fast reconnectors can take it from each other for seconds).
+    const first = consumer({
+      clientId: "twin",
+      topicPrefix: "twin",
+      onRecord: () => {},
+      reconnectBaseMs: 2000,
+      reconnectMaxMs: 4000,
+    });
     await first.ready;
     const second = consumer({ clientId: "twin", topicPrefix: "twin", onRecord: () => {} });
     await second.ready;
