@@ -150,7 +150,13 @@ export interface Produced {
  * between turns (a steady stream rather than one burst), usage 1..997 cycling; `done` resolves
  * once every one was acknowledged by the broker (flush).
  */
-export function produce(client: BillingClient, n: number, perTurn = 250, pauseMs = 25): Produced {
+export function produce(
+  client: BillingClient,
+  n: number,
+  perTurn = 250,
+  pauseMs = 25,
+  flushMs = 120_000,
+): Produced {
   const out: Produced = { ids: [], total: 0n, done: Promise.resolve() };
   out.done = (async () => {
     for (let i = 0; i < n; i += perTurn) {
@@ -163,7 +169,7 @@ export function produce(client: BillingClient, n: number, perTurn = 250, pauseMs
       out.ids.push(...(await Promise.all(turn)));
       await new Promise((r) => setTimeout(r, pauseMs));
     }
-    await client.flush(120_000);
+    await client.flush(flushMs);
   })();
   return out;
 }
