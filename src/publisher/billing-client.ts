@@ -6,6 +6,7 @@ import type { LogLevel } from "../common/logger.js";
 import type { KeyList } from "../keys/key-list.js";
 import { type BillingTopics, billingTopics } from "../protocol/topics.js";
 import { backoff } from "./backoff.js";
+import { batchBytesFor } from "./batch-builder.js";
 import { type BillingStats, collectStats } from "./billing-stats.js";
 import { Connection, closedError } from "./connection.js";
 import { Heartbeat } from "./heartbeat.js";
@@ -89,6 +90,9 @@ export class BillingClient {
       retryDelay: (attempts) => backoff(attempts, o.reconnectBaseMs, o.reconnectMaxMs),
       acknowledged: (record) => this.outbox?.acknowledged(record.seq),
       log,
+      maxBatchRecords: o.maxBatchRecords,
+      maxBatchBytes: o.maxBatchBytes,
+      lingerMs: o.lingerMs,
     });
     if (o.spool !== undefined) this.openSpool(o.spool);
     this.heartbeat = new Heartbeat(this.topics.heartbeat, o.clientId, () => this.stats());
@@ -168,6 +172,7 @@ export class BillingClient {
    * with `TIMEOUT` (saying how many remain) after `timeoutMs`. Default `timeoutMs`: `30_000`.
    */
   flush(timeoutMs = 30_000): Promise<void> {
+    this.pipeline.sendLingering();
     return badTimeout(timeoutMs) ?? this.ledger.flush(timeoutMs);
   }
 
@@ -213,16 +218,19 @@ export class BillingClient {
   }
 
   private onUp(client: MqttClient, connack: IConnackPacket, version: 4 | 5): void {
-    // A record the broker could never take is refused at reportUsage, not retried forever.
-    const maxPacket = connack.properties?.maximumPacketSize;
-    this.recordContext.maxRecordBytes =
-      maxPacket === undefined
-        ? this.o.maxRecordBytes
-        : Math.min(this.o.maxRecordBytes, maxPacket - this.topics.report.length - 64);
+    const report = this.topics.report;
+    const batchBytes = batchBytesFor(
+      this.o.maxBatchBytes,
+      report,
+      connack.properties?.maximumPacketSize,
+    );
+    // A record the broker could never take (alone in a batch: 6 bytes of framing) is refused at
+    // reportUsage, not retried forever.
+    this.recordContext.maxRecordBytes = Math.min(this.o.maxRecordBytes, batchBytes - 6);
     this.keySync.start(client);
     // MQTT 5 flow control: never more unacknowledged QoS 1 publishes than the broker allows.
     const window = Math.min(this.o.inFlightWindow, connack.properties?.receiveMaximum ?? 65535);
-    this.pipeline.attach(mqttPublishLink(client, this.topics.report, version, window));
+    this.pipeline.attach(mqttPublishLink(client, report, version, window, batchBytes));
   }
 
   private async doClose(timeoutMs: number): Promise<void> {
