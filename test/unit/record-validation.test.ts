@@ -52,6 +52,8 @@ describe("the consumer's validation", () => {
     const mixed = usageBatchBytes([a, bad]);
     const checked = checkMessage(mixed);
     expect(checked.records).toHaveLength(1);
-    expect(checked.rejected).toEqual([{ reason: "not a billing.v1.UsageRecord", payload: bad }]);
+    expect(checked.rejected).toEqual([
+      { reason: "not a billing.v1.UsageRecord", payload: Buffer.from(bad) },
+    ]);
   });
 });
