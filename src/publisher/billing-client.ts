@@ -144,7 +144,9 @@ export class BillingClient {
       const record: PendingRecord = {
         seq: this.nextSeq++,
         id,
-        bytes: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length),
+        bytes: Buffer.isBuffer(bytes)
+          ? bytes
+          : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length),
         attempts: 0,
         losses: 0,
       };
