@@ -98,26 +98,3 @@ function fits(batch: readonly PendingRecord[], limits: BatchLimits): boolean {
   for (const r of batch) bytes += framedSize(r.bytes.length);
   return bytes <= limits.maxBytes;
 }
-
-/**
- * Bytes of an MQTT PUBLISH on the report topic besides the batch and the topic name: fixed
- * header (≤ 5), topic length (2), packet id (2), MQTT 5 properties (content type and the
- * `message-type` user property, ≈ 66), rounded up.
- */
-const PUBLISH_OVERHEAD = 128;
-
-/**
- * The most bytes of one batch on a connection: `maxBatchBytes`, within the maximum packet size
- * the broker announced in its CONNACK (MQTT 5), if any.
- */
-export function batchBytesFor(
-  maxBatchBytes: number,
-  topic: string,
-  maxPacket: number | undefined,
-): number {
-  if (maxPacket === undefined) return maxBatchBytes;
-  return Math.max(
-    1,
-    Math.min(maxBatchBytes, maxPacket - Buffer.byteLength(topic) - PUBLISH_OVERHEAD),
-  );
-}

@@ -6,9 +6,9 @@ import type { LogLevel } from "../common/logger.js";
 import type { KeyList } from "../keys/key-list.js";
 import { type BillingTopics, billingTopics } from "../protocol/topics.js";
 import { backoff } from "./backoff.js";
-import { batchBytesFor } from "./batch-builder.js";
 import { type BillingStats, collectStats } from "./billing-stats.js";
 import { Connection, closedError } from "./connection.js";
+import { connectionLimits } from "./connection-limits.js";
 import { Heartbeat } from "./heartbeat.js";
 import { KeySync } from "./key-sync.js";
 import { mqttPublishLink } from "./mqtt-publish-link.js";
@@ -220,19 +220,12 @@ export class BillingClient {
   }
 
   private onUp(client: MqttClient, connack: IConnackPacket, version: 4 | 5): void {
-    const report = this.topics.report;
-    const batchBytes = batchBytesFor(
-      this.o.maxBatchBytes,
-      report,
-      connack.properties?.maximumPacketSize,
-    );
-    // A record the broker could never take (alone in a batch: 6 bytes of framing) is refused at
-    // reportUsage, not retried forever.
-    this.recordContext.maxRecordBytes = Math.min(this.o.maxRecordBytes, batchBytes - 6);
+    const limits = connectionLimits(this.o, this.topics.report, connack);
+    // A record the broker could never take is refused at reportUsage, not retried forever.
+    this.recordContext.maxRecordBytes = limits.maxRecordBytes;
     this.keySync.start(client);
-    // MQTT 5 flow control: never more unacknowledged QoS 1 publishes than the broker allows.
-    const window = Math.min(this.o.inFlightWindow, connack.properties?.receiveMaximum ?? 65535);
-    this.pipeline.attach(mqttPublishLink(client, report, version, window, batchBytes));
+    const { window, batchBytes } = limits;
+    this.pipeline.attach(mqttPublishLink(client, this.topics.report, version, window, batchBytes));
   }
 
   private async doClose(timeoutMs: number): Promise<void> {

@@ -28,6 +28,8 @@ export interface BillingStats {
   undeliverable: number;
   /** Records acknowledged by the broker. */
   published: number;
+  /** Messages acknowledged by the broker: each carried a batch of one or more records. */
+  publishedMessages: number;
   /** Failed publish attempts (refused by the broker, or cut off by a disconnect); all retried. */
   failed: number;
   /** `reportUsage` calls refused: invalid input, `QUEUE_FULL`, `CLOSED`, `SPOOL`. */
@@ -70,6 +72,7 @@ export function collectStats(
     retrying: pipeline.retrying,
     undeliverable: pipeline.undeliverable.length,
     published: pipeline.published,
+    publishedMessages: pipeline.messages,
     failed: pipeline.failed,
     rejected,
     reconnects: connection.reconnects,

@@ -60,6 +60,7 @@ describe("batching on a real broker", () => {
     expect(await receivedIds(1200)).toEqual(ids);
     expect(messages.length).toBeLessThanOrEqual(6); // 1,200 records: 3 full batches of 500 at best
     expect(client.stats()).toMatchObject({ published: 1200, queued: 0, failed: 0 });
+    expect(client.stats().publishedMessages).toBe(messages.length);
   });
 
   it("maxBatchRecords and maxBatchBytes bound every message", async () => {
