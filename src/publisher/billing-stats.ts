@@ -30,7 +30,10 @@ export interface BillingStats {
   published: number;
   /** Messages acknowledged by the broker: each carried a batch of one or more records. */
   publishedMessages: number;
-  /** Failed publish attempts (refused by the broker, or cut off by a disconnect); all retried. */
+  /**
+   * Failed publish attempts, per record (refused by the broker, or cut off by a disconnect); all
+   * retried. A batch refused and split in halves counts nothing until a record is refused alone.
+   */
   failed: number;
   /** `reportUsage` calls refused: invalid input, `QUEUE_FULL`, `CLOSED`, `SPOOL`. */
   rejected: number;

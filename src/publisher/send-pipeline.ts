@@ -11,6 +11,11 @@ export type { PublishLink, SendPipelineHooks } from "./publish-link.js";
  * pending, so flush and close report it), counted, logged, never retried in this process.
  */
 const UNDELIVERABLE_AFTER_SOLO_DROPS = 3;
+/**
+ * PUBACK reason codes about the topic (not authorized, topic name invalid): every record of a
+ * batch would be refused alike, so its records wait out their delay without splitting it.
+ */
+const TOPIC_REFUSALS = new Set([0x87, 0x90]);
 /** Refusals are logged at most this often (a broker refusing everything refuses thousands/s). */
 const REFUSAL_LOG_MS = 10_000;
 
@@ -218,20 +223,24 @@ export class SendPipeline {
         this.hooks.ledger.settle(record.seq, record.bytes.length);
       }
     } else {
-      this.failed += batch.length;
       const reason = (err as { code?: unknown }).code;
       if (typeof reason === "number" || link.isUp()) {
         // The broker refused this batch (PUBACK reason code >= 0x80), or mqtt.js did while the
         // connection is up (e.g. larger than the broker's maximum packet size): a problem of
-        // this batch. Its halves go apart; a record refused alone waits.
+        // this batch. Its halves go apart (not counted as failures); a record refused alone,
+        // or refused for its topic, waits out its delay.
         const why = typeof reason === "number" ? `PUBACK reason code ${reason}` : err.message;
         for (const record of batch) record.losses = 0; // the broker answered
-        if (batch.length > 1) this.batches.split(batch);
+        if (batch.length > 1 && !TOPIC_REFUSALS.has(reason as number)) this.batches.split(batch);
         else {
-          (batch[0] as PendingRecord).attempts++;
-          this.retryLater(batch[0] as PendingRecord, why);
+          this.failed += batch.length;
+          for (const record of batch) {
+            record.attempts++;
+            this.retryLater(record, why);
+          }
         }
       } else {
+        this.failed += batch.length;
         for (const record of batch) this.queue.putBack(record);
         return; // the connection is going down; detach() follows
       }

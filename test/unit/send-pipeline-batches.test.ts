@@ -120,6 +120,7 @@ describe("SendPipeline batches", () => {
       [4, 5],
       [6, 7],
     ]);
+    expect(pipeline.failed).toBeGreaterThanOrEqual(1); // splits count nothing, [5] alone does
     expect(sent[5]?.seqs).toEqual([4]);
     expect(sent[6]?.seqs).toEqual([5]);
     expect(acked).toEqual([0, 1, 2, 3, 6, 7, 4]);
@@ -128,6 +129,28 @@ describe("SendPipeline batches", () => {
     expect(acked.at(-1)).toBe(5);
     expect(new Set(acked).size).toBe(8);
     expect(pipeline.published).toBe(8);
+  });
+
+  it("a refusal about the topic (0x87) is not split: every record of the batch waits its delay", async () => {
+    const { pipeline, add, sent, link } = setup({});
+    let refusing = true;
+    pipeline.attach(
+      link(10, (s) =>
+        queueMicrotask(() =>
+          s.done(refusing ? Object.assign(new Error("no"), { code: 0x87 }) : null),
+        ),
+      ),
+    );
+    add(8);
+    await turn();
+    await turn();
+    expect(sent.map((s) => s.seqs)).toEqual([[0, 1, 2, 3, 4, 5, 6, 7]]);
+    expect(pipeline.retrying).toBe(8);
+    expect(pipeline.failed).toBe(8);
+    refusing = false;
+    await new Promise((r) => setTimeout(r, 30));
+    expect(pipeline.published).toBe(8);
+    expect(sent.length).toBeLessThanOrEqual(3); // the due retries go together again
   });
 
   it("a connection lost mid-batch puts all its records back, in order, before newer ones", async () => {
