@@ -39,7 +39,7 @@ const delimited = (n: number) => 1 + varintSize(n) + n;
 function measureStruct(o: JsonObject): number {
   const at = sizes.push(0) - 1;
   let n = 0;
-  for (const key in o) {
+  for (const key of Object.keys(o)) {
     const entry = delimited(measureString(key)) + delimited(measureValue(o[key] as JsonValue));
     n += delimited(entry);
   }
@@ -98,7 +98,7 @@ class Out {
   }
   struct(o: JsonObject): void {
     this.next++; // the struct's own size, written by the caller's head()
-    for (const key in o) {
+    for (const key of Object.keys(o)) {
       this.buf[this.pos++] = 0x0a;
       this.varint(entrySize(this));
       // A map entry's key is always written, even when empty.

@@ -56,4 +56,25 @@ describe("writeUsageRecord", () => {
       { numRuns: 1000 },
     );
   });
+
+  it("keeps protobuf-es's key order and an own __proto__ key", () => {
+    const metadata = JSON.parse('{"b":1,"10":2,"2":3,"__proto__":{"x":null},"":[]}');
+    const f = {
+      id: "i",
+      apiKeySha256: "h",
+      appId: "",
+      module: "m",
+      model: "n",
+      usage: 5n,
+      seconds: 1,
+      nanos: 0,
+      metadata,
+      producer: "p",
+    };
+    const reference = toBinary(
+      UsageRecordSchema,
+      create(UsageRecordSchema, { ...f, occurredAt: { seconds: 1n, nanos: 0 } }),
+    );
+    expect(Buffer.from(writeUsageRecord(f)).equals(Buffer.from(reference))).toBe(true);
+  });
 });
