@@ -4,7 +4,6 @@
 // mqtt.js publishing one pre-encoded record per message (window 1,000); rounds alternate and the
 // median is printed. Over TLS, a mosquitto_sub child counts the records delivered.
 
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,6 +12,7 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { connectAsync } from "mqtt";
 import { makePki, type TestPki } from "../helpers/certs.js";
 import { Mosquitto } from "../helpers/mosquitto.js";
+import { countingSubscriber } from "./counting-subscriber.js";
 
 const dist = new URL("../../dist/", import.meta.url).href;
 const { BillingClient, hashApiKey } = (await import(
@@ -23,7 +23,7 @@ type Options = import("../../src/index.js").BillingClientOptions;
 const { SqliteSpool } = (await import(
   `${dist}src/spool/index.js`
 )) as typeof import("../../src/spool/index.js");
-const { usageBatchBytes, usageBatchRecordBytes } = (await import(
+const { usageBatchBytes } = (await import(
   `${dist}src/protocol/usage-batch.js`
 )) as typeof import("../../src/protocol/usage-batch.js");
 const { UsageRecordSchema } = (await import(
@@ -159,40 +159,6 @@ async function memoryPerQueuedRecord(): Promise<number> {
   if (client.stats().queued !== N) throw new Error("records were not all queued");
   await client.close(0).catch(() => {});
   return perRecord;
-}
-
-/** A mosquitto_sub child over TLS counting the records it receives. */
-async function countingSubscriber(m: Mosquitto, caFile: string) {
-  const proc: ChildProcess = spawn(
-    "mosquitto_sub",
-    [
-      "-h",
-      "127.0.0.1",
-      "-p",
-      String(m.tlsPort),
-      "--cafile",
-      caFile,
-      "-V",
-      "mqttv5",
-      "-q",
-      "1",
-    ].concat(["-t", "billing/report", "-F", "%x", "-i", `bench-sub-${process.pid}`]),
-    { stdio: ["ignore", "pipe", "inherit"] },
-  );
-  let records = 0;
-  let rest = "";
-  proc.stdout?.setEncoding("latin1").on("data", (chunk: string) => {
-    const lines = (rest + chunk).split("\n");
-    rest = lines.pop() ?? "";
-    for (const l of lines) records += usageBatchRecordBytes(Buffer.from(l, "hex")).length;
-  });
-  return {
-    count: () => records,
-    reset: () => {
-      records = 0;
-    },
-    stop: () => proc.kill(),
-  };
 }
 
 /** Records/s delivered to mosquitto_sub over TLS: from the first call to the last delivery. */
