@@ -8,6 +8,7 @@ import { type BillingTopics, billingTopics } from "../protocol/topics.js";
 import { backoff } from "./backoff.js";
 import { type BillingStats, collectStats } from "./billing-stats.js";
 import { Connection, closedError } from "./connection.js";
+import { connectionLimits } from "./connection-limits.js";
 import { Heartbeat } from "./heartbeat.js";
 import { KeySync } from "./key-sync.js";
 import { mqttPublishLink } from "./mqtt-publish-link.js";
@@ -89,6 +90,9 @@ export class BillingClient {
       retryDelay: (attempts) => backoff(attempts, o.reconnectBaseMs, o.reconnectMaxMs),
       acknowledged: (record) => this.outbox?.acknowledged(record.seq),
       log,
+      maxBatchRecords: o.maxBatchRecords,
+      maxBatchBytes: o.maxBatchBytes,
+      lingerMs: o.lingerMs,
     });
     if (o.spool !== undefined) this.openSpool(o.spool);
     this.heartbeat = new Heartbeat(this.topics.heartbeat, o.clientId, () => this.stats());
@@ -140,7 +144,9 @@ export class BillingClient {
       const record: PendingRecord = {
         seq: this.nextSeq++,
         id,
-        bytes: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length),
+        bytes: Buffer.isBuffer(bytes)
+          ? bytes
+          : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length),
         attempts: 0,
         losses: 0,
       };
@@ -168,6 +174,7 @@ export class BillingClient {
    * with `TIMEOUT` (saying how many remain) after `timeoutMs`. Default `timeoutMs`: `30_000`.
    */
   flush(timeoutMs = 30_000): Promise<void> {
+    this.pipeline.sendLingering();
     return badTimeout(timeoutMs) ?? this.ledger.flush(timeoutMs);
   }
 
@@ -213,16 +220,12 @@ export class BillingClient {
   }
 
   private onUp(client: MqttClient, connack: IConnackPacket, version: 4 | 5): void {
+    const limits = connectionLimits(this.o, this.topics.report, connack);
     // A record the broker could never take is refused at reportUsage, not retried forever.
-    const maxPacket = connack.properties?.maximumPacketSize;
-    this.recordContext.maxRecordBytes =
-      maxPacket === undefined
-        ? this.o.maxRecordBytes
-        : Math.min(this.o.maxRecordBytes, maxPacket - this.topics.report.length - 64);
+    this.recordContext.maxRecordBytes = limits.maxRecordBytes;
     this.keySync.start(client);
-    // MQTT 5 flow control: never more unacknowledged QoS 1 publishes than the broker allows.
-    const window = Math.min(this.o.inFlightWindow, connack.properties?.receiveMaximum ?? 65535);
-    this.pipeline.attach(mqttPublishLink(client, this.topics.report, version, window));
+    const { window, batchBytes } = limits;
+    this.pipeline.attach(mqttPublishLink(client, this.topics.report, version, window, batchBytes));
   }
 
   private async doClose(timeoutMs: number): Promise<void> {

@@ -28,7 +28,12 @@ export interface BillingStats {
   undeliverable: number;
   /** Records acknowledged by the broker. */
   published: number;
-  /** Failed publish attempts (refused by the broker, or cut off by a disconnect); all retried. */
+  /** Messages acknowledged by the broker: each carried a batch of one or more records. */
+  publishedMessages: number;
+  /**
+   * Failed publish attempts, per record (refused by the broker, or cut off by a disconnect); all
+   * retried. A batch refused and split in halves counts nothing until a record is refused alone.
+   */
   failed: number;
   /** `reportUsage` calls refused: invalid input, `QUEUE_FULL`, `CLOSED`, `SPOOL`. */
   rejected: number;
@@ -70,6 +75,7 @@ export function collectStats(
     retrying: pipeline.retrying,
     undeliverable: pipeline.undeliverable.length,
     published: pipeline.published,
+    publishedMessages: pipeline.messages,
     failed: pipeline.failed,
     rejected,
     reconnects: connection.reconnects,

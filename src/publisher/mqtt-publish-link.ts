@@ -17,23 +17,27 @@ const CONNECTION_GONE = /^(Connection closed|client disconnecting)/;
 
 /**
  * The send pipeline's link over one live mqtt.js connection: QoS 1 publishes on `topic`, at
- * most `window` awaiting their PUBACK (the caller caps it by the broker's receive maximum).
+ * most `window` awaiting their PUBACK (the caller caps it by the broker's receive maximum), each
+ * a `UsageBatch` of at most `maxBatchBytes` (the caller keeps it within the broker's maximum
+ * packet size).
  */
 export function mqttPublishLink(
   client: MqttClient,
   topic: string,
   version: 4 | 5,
   window: number,
+  maxBatchBytes: number,
 ): PublishLink {
   const options = version === 5 ? PUBLISH_V5 : PUBLISH_V4;
   let gone = false;
   return {
     window,
+    maxBatchBytes,
     // mqtt.js refuses publishes (synchronously) once it is disconnecting.
     isUp: () => !gone && client.connected && !client.disconnecting,
-    // Every message on <prefix>/report is a UsageBatch (here of one record).
-    send: (bytes, done) =>
-      client.publish(topic, Buffer.from(usageBatchBytes([bytes])), options, (err) => {
+    // Every message on <prefix>/report is a UsageBatch: the records' bytes framed, not re-encoded.
+    send: (records, done) =>
+      client.publish(topic, usageBatchBytes(records.map((r) => r.bytes)), options, (err) => {
         if (err && typeof (err as { code?: unknown }).code !== "number") {
           if (CONNECTION_GONE.test(err.message)) gone = true;
         }

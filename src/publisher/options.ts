@@ -77,6 +77,22 @@ export interface BillingClientOptions {
   inFlightWindow?: number;
   /** The largest encoded `UsageRecord` accepted (bounds `metadata`). Default: `32_768` bytes. */
   maxRecordBytes?: number;
+  /**
+   * The most records one MQTT message carries (a `UsageBatch`): the records ready when the window
+   * has room go together, up to this many. `1` sends one record per message. Default: `500`.
+   */
+  maxBatchRecords?: number;
+  /**
+   * The most bytes of one message's `UsageBatch`, kept within the maximum packet size the broker
+   * announces (MQTT 5). At least `maxRecordBytes + 6`. Default: `262_144` (256 KiB).
+   */
+  maxBatchBytes?: number;
+  /**
+   * How long a batch that is not full may wait for more records before it is sent: fewer, fuller
+   * messages for up to this much latency. `flush()` and `close()` send at once. Default: `0`
+   * (records go as soon as the window has room; those of one event-loop turn go together).
+   */
+  lingerMs?: number;
   /** How often a `Heartbeat` is published; `0` disables it. Default: `10_000` ms. */
   heartbeatIntervalMs?: number;
   /** How long `close()` waits for queued records to be acknowledged. Default: `10_000` ms. */
@@ -177,6 +193,9 @@ export function resolveOptions(o: BillingClientOptions): ResolvedOptions {
     maxQueuedBytes: o.maxQueuedBytes ?? 64 * 1024 * 1024,
     inFlightWindow: o.inFlightWindow ?? 256,
     maxRecordBytes: o.maxRecordBytes ?? 32_768,
+    maxBatchRecords: o.maxBatchRecords ?? 500,
+    maxBatchBytes: o.maxBatchBytes ?? 256 * 1024,
+    lingerMs: o.lingerMs ?? 0,
     heartbeatIntervalMs: o.heartbeatIntervalMs ?? 10_000,
     closeTimeoutMs: o.closeTimeoutMs ?? 10_000,
     logger: o.logger ?? consoleLogger,
@@ -225,6 +244,15 @@ export function resolveOptions(o: BillingClientOptions): ResolvedOptions {
   positiveInt("maxQueuedBytes", resolved.maxQueuedBytes, false, Number.MAX_SAFE_INTEGER);
   positiveInt("inFlightWindow", resolved.inFlightWindow, false, 65535);
   positiveInt("maxRecordBytes", resolved.maxRecordBytes, false, 256 * 1024 * 1024);
+  positiveInt("maxBatchRecords", resolved.maxBatchRecords, false, 1_000_000);
+  positiveInt("maxBatchBytes", resolved.maxBatchBytes, false, 268_435_455);
+  if (resolved.maxBatchBytes < resolved.maxRecordBytes + 6) {
+    throw BillingError.invalid(
+      "maxBatchBytes",
+      `must hold one record of maxRecordBytes (${resolved.maxRecordBytes}) and its 6 bytes of framing`,
+    );
+  }
+  positiveInt("lingerMs", resolved.lingerMs, true, 60_000);
   positiveInt("heartbeatIntervalMs", resolved.heartbeatIntervalMs, true);
   positiveInt("closeTimeoutMs", resolved.closeTimeoutMs, true);
   checkSpool(resolved.spool);

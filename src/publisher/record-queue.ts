@@ -10,19 +10,27 @@ export class RecordQueue {
   private items: PendingRecord[] = [];
   private head = 0;
   private readonly returned = new MinHeap<PendingRecord>((a, b) => a.seq < b.seq);
+  private byteCount = 0;
 
   get length(): number {
     return this.items.length - this.head + this.returned.size;
   }
 
+  /** The encoded bytes of the records queued (without their framing in a batch). */
+  get bytes(): number {
+    return this.byteCount;
+  }
+
   /** Adds a new record; records are pushed in increasing seq. */
   push(record: PendingRecord): void {
     this.items.push(record);
+    this.byteCount += record.bytes.length;
   }
 
   /** Puts back records taken out earlier (their order among the others is restored by seq). */
   putBack(record: PendingRecord): void {
     this.returned.push(record);
+    this.byteCount += record.bytes.length;
   }
 
   /** The record `shift` would return, left in place. */
@@ -36,6 +44,7 @@ export class RecordQueue {
   shift(): PendingRecord | undefined {
     const next = this.peek();
     if (next === undefined) return undefined;
+    this.byteCount -= next.bytes.length;
     if (next === this.returned.peek()) return this.returned.pop();
     this.items[this.head] = undefined as unknown as PendingRecord; // let it be collected
     this.head++;

@@ -1,52 +1,36 @@
-import type { LogLevel } from "../common/logger.js";
-import type { PendingLedger } from "./pending-ledger.js";
+import { BatchBuilder, type BatchLimits, SUSPECT_AFTER_LOSSES } from "./batch-builder.js";
 import type { PendingRecord } from "./pending-record.js";
+import type { PublishLink, SendPipelineHooks } from "./publish-link.js";
 import { RecordQueue } from "./record-queue.js";
 import { RetrySchedule } from "./retry-schedule.js";
 
-/**
- * Where the pipeline publishes: one live connection. `send` publishes one encoded record at
- * QoS 1 and calls `done` once, with the PUBACK (no error) or the failure: an error whose numeric
- * `code` is the broker's PUBACK reason code (≥ 0x80), or another error.
- */
-export interface PublishLink {
-  /** How many publishes may await their PUBACK at once on this connection. */
-  readonly window: number;
-  /** Whether the connection is still up. */
-  isUp(): boolean;
-  send(bytes: Buffer, done: (err?: Error | null) => void): void;
-  /** Holds this tick's writes back and sends them as one (optional). */
-  cork?(): void;
-}
+export type { PublishLink, SendPipelineHooks } from "./publish-link.js";
 
-/** What the pipeline needs from its owner. */
-export interface SendPipelineHooks {
-  ledger: PendingLedger;
-  /** The delay before a refused record's next attempt (`attempts` ≥ 1). */
-  retryDelay(attempts: number): number;
-  /** Called for each acknowledged record, before the ledger settles it (the spool forgets it). */
-  acknowledged(record: PendingRecord): void;
-  log(level: LogLevel, message: string, fields?: Record<string, unknown>): void;
-}
-
-/** Connection losses with a record in flight after which it is sent alone, as a suspect. */
-const SUSPECT_AFTER_LOSSES = 3;
 /**
  * Connections a suspect dropped while alone after which it is held as undeliverable: kept (and
  * pending, so flush and close report it), counted, logged, never retried in this process.
  */
 const UNDELIVERABLE_AFTER_SOLO_DROPS = 3;
+/**
+ * PUBACK reason codes about the topic (not authorized, topic name invalid): every record of a
+ * batch would be refused alike, so its records wait out their delay without splitting it.
+ */
+const TOPIC_REFUSALS = new Set([0x87, 0x90]);
 /** Refusals are logged at most this often (a broker refusing everything refuses thousands/s). */
 const REFUSAL_LOG_MS = 10_000;
 
 /**
- * The send pipeline: the queue of ready records, the in-flight window, the isolation of suspect
- * records and the retry schedule. It knows nothing of MQTT: it is given a `PublishLink` when a
- * connection comes up and told when it goes down, so it is tested with a fake link and no broker.
+ * The send pipeline: queue, batches in flight, suspect isolation, retries. It knows nothing of
+ * MQTT (it is given a `PublishLink` while a connection is up), so it is tested without a broker.
  *
- * - At most `link.window` records await their PUBACK; each PUBACK lets the next one go.
- * - A record the broker refuses (PUBACK ≥ 0x80) waits out its own growing delay in the retry
- *   schedule without holding up the others, and goes again when due.
+ * - Records go in batches, one message each (see `BatchBuilder`): what is ready when the window
+ *   has room goes together, up to `maxBatchRecords` and `maxBatchBytes`. New records are sent
+ *   at the end of the current turn (a microtask), so a burst of calls makes few messages and a
+ *   lone call waits for nothing; with `lingerMs`, a batch that is not full waits up to that long
+ *   for more. At most `link.window` messages await their PUBACK; each PUBACK lets the next go.
+ * - A PUBACK acknowledges every record of its batch. A batch the broker refuses (PUBACK ≥ 0x80)
+ *   is split in halves, sent at once; a record refused alone waits out its own growing delay in
+ *   the retry schedule without holding up the others, and goes again when due.
  * - Records cut off in flight by a lost connection go back in order and are sent again with the
  *   same id. A record can itself be why the broker drops us (mosquitto answers one over its
  *   message_size_limit with a PUBACK code mqtt.js cannot parse): a record in flight at
@@ -59,33 +43,49 @@ const REFUSAL_LOG_MS = 10_000;
 export class SendPipeline {
   private readonly queue = new RecordQueue();
   private readonly retries: RetrySchedule;
-  private readonly inFlight = new Map<number, PendingRecord>();
+  private readonly batches: BatchBuilder;
+  private readonly inFlight = new Set<PendingRecord[]>();
+  private inFlightRecords = 0;
   private link: PublishLink | undefined;
   private solo = false;
   private refusedUnlogged = 0;
   /** Inside `pump` (a publish can call back synchronously): no nested pump, one more round. */
   private pumping = false;
   private pumpAgain = false;
+  private pumpScheduled = false;
   private lastRefusalLog = 0;
+  private readonly maxBatchRecords: number;
+  private readonly maxBatchBytes: number;
+  private readonly lingerMs: number;
+  /** With `lingerMs`: the timer of the oldest record waiting for a fuller batch. */
+  private lingerTimer: NodeJS.Timeout | undefined;
+  /** With `lingerMs`: a batch that is not full may go now (its wait is over, or flush asked). */
+  private lingerOver = false;
   /** Acknowledged records. */
   published = 0;
-  /** Failed attempts (refused, or cut off by a lost connection). */
+  /** Messages acknowledged (each carried a batch of one or more records). */
+  messages = 0;
+  /** Failed attempts, per record (refused, or cut off by a lost connection). */
   failed = 0;
   /** Records that dropped the connection each time they were sent alone (see above). */
   readonly undeliverable: PendingRecord[] = [];
 
   constructor(private readonly hooks: SendPipelineHooks) {
     this.retries = new RetrySchedule(() => this.pump());
+    this.batches = new BatchBuilder(this.queue, this.retries);
+    this.maxBatchRecords = hooks.maxBatchRecords ?? 500;
+    this.maxBatchBytes = hooks.maxBatchBytes ?? 256 * 1024;
+    this.lingerMs = hooks.lingerMs ?? 0;
   }
 
   /** Records ready to go (not in flight, not waiting to retry). */
   get queued(): number {
-    return this.queue.length;
+    return this.queue.length + this.batches.waitingParts;
   }
 
   /** Records awaiting their PUBACK. */
   get inFlightCount(): number {
-    return this.inFlight.size;
+    return this.inFlightRecords;
   }
 
   /** Records waiting out a delay after the broker refused them. */
@@ -93,9 +93,25 @@ export class SendPipeline {
     return this.retries.size;
   }
 
-  /** Adds an accepted record (records come in increasing seq) and sends what the window allows. */
+  /**
+   * Adds an accepted record (records come in increasing seq); what the window allows is sent at
+   * the end of this turn, together with the records added in the same turn.
+   */
   enqueue(record: PendingRecord): void {
     this.queue.push(record);
+    if (this.lingerMs > 0) this.armLinger();
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    queueMicrotask(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
+  }
+
+  /** Sends what waits for a fuller batch (`lingerMs`) now: `flush()` waits for nothing more. */
+  sendLingering(): void {
+    if (this.lingerMs === 0 || this.queue.length === 0) return;
+    this.lingerOver = true;
     this.pump();
   }
 
@@ -108,33 +124,22 @@ export class SendPipeline {
   /** The connection is gone: what was in flight goes back, to be sent again. */
   detach(): void {
     this.link = undefined;
-    for (const record of this.inFlight.values()) {
-      this.failed++;
-      record.attempts++;
-      record.losses++;
-      if (this.solo && record.losses >= SUSPECT_AFTER_LOSSES + UNDELIVERABLE_AFTER_SOLO_DROPS) {
-        this.undeliverable.push(record);
-        this.hooks.log(
-          "error",
-          `record ${record.id} (${record.bytes.length} bytes) dropped the connection each of the ${UNDELIVERABLE_AFTER_SOLO_DROPS} times it was sent alone: held as undeliverable, not retried (is it larger than the broker's message size limit?)`,
-          { undeliverable: this.undeliverable.length },
-        );
-      } else if (this.solo) {
-        this.retryLater(record, "the connection dropped while it was the only record in flight");
-      } else {
-        this.queue.putBack(record);
-      }
+    for (const batch of this.inFlight) {
+      for (const record of batch) this.lost(record);
     }
     this.solo = false;
     this.inFlight.clear();
+    this.inFlightRecords = 0;
   }
 
-  /** Stops the retry timer (records stay where they are). */
+  /** Stops the retry and linger timers (records stay where they are). */
   stop(): void {
     this.retries.stop();
+    clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
   }
 
-  /** Sends what the window allows: the due retries first, then the queue, oldest first. */
+  /** Sends what the window allows: parts of refused batches, due retries, then the queue. */
   pump(): void {
     if (this.pumping) {
       this.pumpAgain = true;
@@ -155,55 +160,110 @@ export class SendPipeline {
     const link = this.link;
     if (link === undefined) return;
     const now = Date.now();
+    const limits: BatchLimits = {
+      maxRecords: this.maxBatchRecords,
+      maxBytes: Math.min(this.maxBatchBytes, link.maxBatchBytes ?? Number.POSITIVE_INFINITY),
+    };
     let corked = false;
     // A publish may fail at once (the connection is going down): stop as soon as it is.
     while (this.inFlight.size < link.window && !this.solo && link === this.link && link.isUp()) {
-      const next = this.retries.peekDue(now) ?? this.queue.peek();
-      if (next === undefined) break;
+      const next = this.batches.peek(now);
+      if (next === undefined || !this.mayGo(next, now, limits)) break;
       if (next.losses >= SUSPECT_AFTER_LOSSES) {
         // A suspect goes out alone, once the window is empty.
         if (this.inFlight.size > 0) break;
         this.solo = true;
       }
-      const record = (this.retries.takeDue(now) ?? this.queue.shift()) as PendingRecord;
+      const batch = this.batches.take(now, limits);
       if (!corked) {
         corked = true;
         link.cork?.();
       }
-      this.inFlight.set(record.seq, record);
-      link.send(record.bytes, (err) => this.settled(link, record, err));
+      this.inFlight.add(batch);
+      this.inFlightRecords += batch.length;
+      link.send(batch, (err) => this.settled(link, batch, err));
+    }
+    if (this.queue.length === 0) {
+      this.lingerOver = false;
+      clearTimeout(this.lingerTimer);
+      this.lingerTimer = undefined;
     }
     this.retries.armForLater(now);
   }
 
-  private settled(link: PublishLink, record: PendingRecord, err: Error | null | undefined): void {
-    // A callback from a connection already given up on: its record was put back.
-    if (link !== this.link || this.inFlight.get(record.seq) !== record) return;
-    this.inFlight.delete(record.seq);
+  /** With `lingerMs`, a batch of queued records only that is not full waits (see `enqueue`). */
+  private mayGo(next: PendingRecord, now: number, limits: BatchLimits): boolean {
+    if (this.lingerMs === 0 || this.lingerOver || this.batches.queueFull(limits)) return true;
+    if (next !== this.queue.peek() || this.retries.peekDue(now) !== undefined) return true;
+    this.armLinger();
+    return false;
+  }
+
+  private armLinger(): void {
+    if (this.lingerTimer !== undefined) return;
+    this.lingerTimer = setTimeout(() => {
+      this.lingerTimer = undefined;
+      this.lingerOver = true;
+      this.pump();
+    }, this.lingerMs);
+    this.lingerTimer.unref();
+  }
+
+  private settled(link: PublishLink, batch: PendingRecord[], err: Error | null | undefined): void {
+    // A callback from a connection already given up on: its records were put back.
+    if (link !== this.link || !this.inFlight.delete(batch)) return;
+    this.inFlightRecords -= batch.length;
     this.solo = false;
     if (!err) {
-      record.losses = 0; // the broker answered: the connection survived this record
-      this.published++;
-      this.hooks.acknowledged(record);
-      this.hooks.ledger.settle(record.seq, record.bytes.length);
+      this.messages++;
+      this.published += batch.length;
+      for (const record of batch) {
+        record.losses = 0; // the broker answered: the connection survived this record
+        this.hooks.acknowledged(record);
+        this.hooks.ledger.settle(record.seq, record.bytes.length);
+      }
     } else {
-      this.failed++;
-      record.attempts++;
       const reason = (err as { code?: unknown }).code;
-      if (typeof reason === "number") {
-        record.losses = 0; // the broker answered
-        // The broker refused this record (PUBACK reason code >= 0x80).
-        this.retryLater(record, `PUBACK reason code ${reason}`);
-      } else if (link.isUp()) {
-        // Refused by mqtt.js itself while the connection is up (e.g. larger than the broker's
-        // maximum packet size): a problem of this record, retried later like a refusal.
-        this.retryLater(record, err.message);
+      if (typeof reason === "number" || link.isUp()) {
+        // The broker refused this batch (PUBACK reason code >= 0x80), or mqtt.js did while the
+        // connection is up (e.g. larger than the broker's maximum packet size): a problem of
+        // this batch. Its halves go apart (not counted as failures); a record refused alone,
+        // or refused for its topic, waits out its delay.
+        const why = typeof reason === "number" ? `PUBACK reason code ${reason}` : err.message;
+        for (const record of batch) record.losses = 0; // the broker answered
+        if (batch.length > 1 && !TOPIC_REFUSALS.has(reason as number)) this.batches.split(batch);
+        else {
+          this.failed += batch.length;
+          for (const record of batch) {
+            record.attempts++;
+            this.retryLater(record, why);
+          }
+        }
       } else {
-        this.queue.putBack(record);
+        this.failed += batch.length;
+        for (const record of batch) this.queue.putBack(record);
         return; // the connection is going down; detach() follows
       }
     }
     this.pump();
+  }
+
+  private lost(record: PendingRecord): void {
+    this.failed++;
+    record.attempts++;
+    record.losses++;
+    if (this.solo && record.losses >= SUSPECT_AFTER_LOSSES + UNDELIVERABLE_AFTER_SOLO_DROPS) {
+      this.undeliverable.push(record);
+      this.hooks.log(
+        "error",
+        `record ${record.id} (${record.bytes.length} bytes) dropped the connection each of the ${UNDELIVERABLE_AFTER_SOLO_DROPS} times it was sent alone: held as undeliverable, not retried (is it larger than the broker's message size limit?)`,
+        { undeliverable: this.undeliverable.length },
+      );
+    } else if (this.solo) {
+      this.retryLater(record, "the connection dropped while it was the only record in flight");
+    } else {
+      this.queue.putBack(record);
+    }
   }
 
   private retryLater(record: PendingRecord, why: string): void {

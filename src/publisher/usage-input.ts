@@ -1,10 +1,11 @@
-import { clone, create, isMessage, type JsonObject, toBinary } from "@bufbuild/protobuf";
+import { clone, isMessage, type JsonObject, toBinary } from "@bufbuild/protobuf";
 import { type Timestamp, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { type UsageRecord, UsageRecordSchema } from "../../gen/billing/v1/usage_pb.js";
 import { BillingError } from "../billing-error.js";
 import { hashApiKey, MAX_API_KEY_LENGTH } from "../common/api-key-hash.js";
 import { isSha256Hex } from "../common/sha256-hex.js";
 import { isWellFormed, nameProblem } from "../common/text.js";
+import { writeUsageRecord } from "../protocol/usage-record-writer.js";
 import { MetadataBudget } from "./metadata-budget.js";
 import { uuidV7 } from "./uuid-v7.js";
 
@@ -150,13 +151,17 @@ function knownAppId(ctx: RecordContext, apiKeySha256: string): string {
 
 function encode(record: UsageRecord, ctx: RecordContext): EncodedRecord {
   const bytes = toBinary(UsageRecordSchema, record);
+  checkSize(bytes, ctx);
+  return { id: record.id, bytes };
+}
+
+function checkSize(bytes: Uint8Array, ctx: RecordContext): void {
   if (bytes.length > ctx.maxRecordBytes) {
     throw BillingError.invalid(
       "metadata",
       `the encoded record is ${bytes.length} bytes, more than maxRecordBytes (${ctx.maxRecordBytes})`,
     );
   }
-  return { id: record.id, bytes };
 }
 
 /** A lower bound of a record's bytes without its metadata: proto3 omits empty strings and 0. */
@@ -185,20 +190,22 @@ export function encodeUsage(input: unknown, ctx: RecordContext): EncodedRecord {
       : checkMetadata(init.metadata, ctx, fixedBytes(usage, module, model, ctx.producer));
   const apiKeySha256 = hashApiKey(apiKey);
   const now = Date.now();
-  return encode(
-    create(UsageRecordSchema, {
-      id: uuidV7(now),
-      apiKeySha256,
-      appId: knownAppId(ctx, apiKeySha256),
-      module,
-      model,
-      usage,
-      occurredAt: timestampFromMs(now),
-      metadata,
-      producer: ctx.producer,
-    }),
-    ctx,
-  );
+  const id = uuidV7(now);
+  // Written directly (the same bytes as toBinary, see usage-record-writer.ts), once.
+  const bytes = writeUsageRecord({
+    id,
+    apiKeySha256,
+    appId: knownAppId(ctx, apiKeySha256),
+    module,
+    model,
+    usage,
+    seconds: Math.floor(now / 1000),
+    nanos: (now % 1000) * 1_000_000,
+    metadata,
+    producer: ctx.producer,
+  });
+  checkSize(bytes, ctx);
+  return { id, bytes };
 }
 
 /**

@@ -73,6 +73,19 @@ export function spoolContractCases(make: (name: string) => RecordSpool): SpoolCo
       },
     },
     {
+      name: "removes exactly the seqs given: runs (a batch) and singles, in any order",
+      run() {
+        const s = make("runs");
+        s.append(Array.from({ length: 20 }, (_, i) => rec(i)));
+        s.remove([12, 5, 6, 7, 3, 13, 14, 19, 5]);
+        deepStrictEqual(
+          s.load().map((r) => r.seq),
+          [0, 1, 2, 4, 8, 9, 10, 11, 15, 16, 17, 18],
+        );
+        s.close();
+      },
+    },
+    {
       name: "keeps bytes exactly, including empty and large records",
       run() {
         const s = make("bytes");

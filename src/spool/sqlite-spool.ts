@@ -90,8 +90,17 @@ export class SqliteSpool implements RecordSpool {
     this.appendTx = db.transaction((records: readonly SpooledRecord[]) => {
       for (const r of records) this.insert.run(r.seq, r.id, r.bytes);
     });
+    const delRange = db.prepare("DELETE FROM records WHERE seq BETWEEN ? AND ?");
+    // A PUBACK acknowledges a batch of consecutive seqs: each run is deleted in one statement.
     this.removeTx = db.transaction((seqs: readonly number[]) => {
-      for (const s of seqs) this.del.run(s);
+      const sorted = Float64Array.from(seqs).sort();
+      for (let i = 0; i < sorted.length; ) {
+        let j = i;
+        while (j + 1 < sorted.length && sorted[j + 1] === (sorted[j] as number) + 1) j++;
+        if (j === i) this.del.run(sorted[i]);
+        else delRange.run(sorted[i], sorted[j]);
+        i = j + 1;
+      }
     });
   }
 

@@ -16,6 +16,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { connectAsync } from "mqtt";
 import { findMosquitto, freePort, Mosquitto } from "../helpers/mosquitto.js";
+import { batchBench } from "./batch-bench.js";
 
 // The compiled package (types from the sources it was built from).
 const dist = new URL("../../dist/", import.meta.url).href;
@@ -226,6 +227,7 @@ async function main() {
   } finally {
     await broker.close();
   }
+  await batchBench(); // issue 13: many records per message (its own broker)
 }
 
 await main();

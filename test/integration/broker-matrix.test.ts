@@ -161,7 +161,7 @@ for (const b of matrix) {
         ),
       );
       await client.flush(20_000);
-      await until(() => reports.length >= 500, 20_000, "500 records at the backend");
+      await until(() => decodeRecords(reports).length >= 500, 20_000, "500 records at the backend");
       expect(new Set(decodeRecords(reports).map((r) => r.id))).toEqual(new Set(ids));
       expect(decodeRecords(reports)[0]?.appId).toBe("app-m");
     });

@@ -153,7 +153,9 @@ describe("close() with records still queued on a live connection", () => {
     const onUncaught = (err: Error) => uncaught.push(err);
     process.on("uncaughtException", onUncaught);
     try {
-      const client = new BillingClient(options());
+      // One record per message: 5,000 publishes, as when this was written (batches of 500 would
+      // all be acknowledged during the goodbye, and close would not time out).
+      const client = new BillingClient(options({ maxBatchRecords: 1 }));
       await client.connect(5000);
       for (let i = 0; i < 5000; i++) void client.reportUsage({ ...base, usage: i });
       const closed = await client.close(0).then(

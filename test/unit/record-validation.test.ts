@@ -39,7 +39,8 @@ describe("the consumer's validation", () => {
     w.tag(7, WireType.Varint).uint32(42); // a field this version does not know
     w.tag(1, WireType.LengthDelimited).bytes(b);
     const payload = w.finish();
-    expect(usageBatchRecordBytes(payload)).toEqual([a, b]);
+    const hex = (xs: Uint8Array[]) => xs.map((x) => Buffer.from(x).toString("hex"));
+    expect(hex(usageBatchRecordBytes(payload))).toEqual(hex([a, b]));
     expect(checkMessage(payload).records.map((r) => r.usage)).toEqual([1n, 2n]);
     const cut = usageBatchBytes([a, b]).slice(0, -3);
     expect(() => usageBatchRecordBytes(cut)).toThrow();
@@ -51,6 +52,8 @@ describe("the consumer's validation", () => {
     const mixed = usageBatchBytes([a, bad]);
     const checked = checkMessage(mixed);
     expect(checked.records).toHaveLength(1);
-    expect(checked.rejected).toEqual([{ reason: "not a billing.v1.UsageRecord", payload: bad }]);
+    expect(checked.rejected).toEqual([
+      { reason: "not a billing.v1.UsageRecord", payload: Buffer.from(bad) },
+    ]);
   });
 });

@@ -8,10 +8,12 @@ import { type PublishLink, SendPipeline } from "../../src/publisher/send-pipelin
 // going (also synchronously, inside a publish), PUBACKs in any order, refusals, late callbacks
 // from dead connections and flushes. Invariants: no record settles twice; at the end every
 // record settled but those held as undeliverable; every flush resolves, and only once every
-// record accepted before it had settled.
+// record accepted before it had settled. With batches (issue 13): batch limits vary by seed, a
+// PUBACK settles its whole batch, refused batches are split; no message exceeds its limits; on
+// each connection, records that were never refused nor suspect go out in increasing seq.
 
 type Done = (err?: Error | null) => void;
-type FakeLink = PublishLink & { up: boolean; pend: Array<{ s: number; done: Done }> };
+type FakeLink = PublishLink & { up: boolean; pend: Array<{ s: number[]; done: Done }> };
 
 function rng(seed: number) {
   let x = seed;
@@ -23,6 +25,7 @@ function rng(seed: number) {
 
 async function run(seed: number, steps: number) {
   const r = rng(seed);
+  const maxBatchRecords = seed % 3 === 0 ? 1 : 1 + Math.floor(r() * 8);
   const ledger = new PendingLedger(1e9, 1e12);
   const settled = new Map<number, number>();
   const settle = ledger.settle.bind(ledger);
@@ -35,24 +38,48 @@ async function run(seed: number, steps: number) {
     retryDelay: () => 1 + Math.floor(r() * 3),
     acknowledged: () => {},
     log: () => {},
+    maxBatchRecords,
   });
+  const tainted = new Set<number>(); // refused (alone or in a batch) or sent as a suspect
+  const problems: string[] = [];
+  let multi = 0; // messages of more than one record
   const accepted: number[] = [];
-  const late: Array<{ s: number; done: Done }> = [];
+  const late: Array<{ s: number[]; done: Done }> = [];
   const flushes: Array<Promise<string>> = [];
   let link: FakeLink | undefined;
   let seq = 0;
   const makeLink = (): FakeLink => {
+    let lastPlain = -1;
+    const maxBytes = 10 * (1 + Math.floor(r() * 6)); // 8-byte records: 10 bytes framed each
     const l: FakeLink = {
       window: 1 + Math.floor(r() * 5),
+      maxBatchBytes: maxBytes,
       up: true,
       pend: [],
       isUp: () => l.up,
-      send(bytes, done) {
-        const s = bytes.readUInt32BE(0);
+      send(records, done) {
+        const s = records.map((x) => x.bytes.readUInt32BE(0));
+        if (records.length > 1) multi++;
+        if (
+          records.length > maxBatchRecords ||
+          (records.length > 1 && records.length * 10 > maxBytes)
+        ) {
+          problems.push(`a batch of ${records.length} over its limits`);
+        }
+        for (const rec of records) {
+          if (rec.losses >= 3) tainted.add(rec.seq);
+          if (tainted.has(rec.seq)) continue;
+          if (rec.seq <= lastPlain) problems.push(`seq ${rec.seq} after ${lastPlain}`);
+          lastPlain = rec.seq;
+        }
+        const refuse = () => {
+          for (const x of s) tainted.add(x);
+          done(Object.assign(new Error("refused"), { code: 0x87 }));
+        };
         const x = r();
         if (x < 0.1)
           done(null); // a PUBACK before publish returns
-        else if (x < 0.15) done(Object.assign(new Error("refused"), { code: 0x87 }));
+        else if (x < 0.15) refuse();
         else if (x < 0.18) {
           l.up = false; // the connection goes while publishing
           done(new Error("Connection closed"));
@@ -89,7 +116,9 @@ async function run(seed: number, steps: number) {
         p?.done(null);
       }
     } else if (x < 0.65) {
-      link?.pend.shift()?.done(Object.assign(new Error("refused"), { code: 0x80 }));
+      const p = link?.pend.shift();
+      for (const t of p?.s ?? []) tainted.add(t);
+      p?.done(Object.assign(new Error("refused"), { code: 0x80 }));
     } else if (x < 0.7) {
       late.shift()?.done(r() < 0.5 ? null : new Error("Connection closed"));
     } else if (x < 0.72) {
@@ -110,6 +139,7 @@ async function run(seed: number, steps: number) {
     pipeline.detach();
   }
   pipeline.attach({ window: 8, isUp: () => true, send: (_b, d) => setImmediate(() => d(null)) });
+  await new Promise((res) => setImmediate(res));
   const held = () => pipeline.undeliverable.length;
   for (const end = Date.now() + 5000; ledger.pending > held() && Date.now() < end; ) {
     await new Promise((res) => setTimeout(res, 5));
@@ -127,18 +157,22 @@ async function run(seed: number, steps: number) {
     heldButSettled: [...undeliverable].filter((s) => settled.has(s)).length,
     badFlushes: outcomes.filter((o) => o !== "ok" && o !== undefined),
     pending: ledger.pending - undeliverable.size,
+    problems: problems.slice(0, 3),
+    batched: maxBatchRecords === 1 || multi > 0,
   };
 }
 
 describe("SendPipeline model check", () => {
-  it("holds its invariants over random interleavings (30 seeds × 2,500 steps)", async () => {
-    for (let seed = 1; seed <= 30; seed++) {
+  it("holds its invariants over random interleavings, with and without batches (60 seeds × 2,500 steps)", async () => {
+    for (let seed = 1; seed <= 60; seed++) {
       expect(await run(seed, 2500), `seed ${seed}`).toEqual({
         twice: 0,
         unsettled: 0,
         heldButSettled: 0,
         badFlushes: [],
         pending: 0,
+        problems: [],
+        batched: true,
       });
     }
   }, 60_000);

@@ -11,26 +11,30 @@ type Done = (err?: Error | null) => void;
 
 class FakeLink implements PublishLink {
   up = true;
-  readonly sent: Array<{ seq: number; done: Done }> = [];
+  /** Each message sent: its first record's seq, all its seqs, and its callback. */
+  readonly sent: Array<{ seq: number; seqs: number[]; done: Done }> = [];
+  maxBatchBytes?: number;
   constructor(
     readonly window: number,
     private readonly decode: (bytes: Buffer) => number,
-    private readonly answer?: (seq: number, done: Done) => void,
+    private readonly answer?: (seq: number, done: Done, seqs: number[]) => void,
   ) {}
   isUp() {
     return this.up;
   }
-  send(bytes: Buffer, done: Done) {
-    const seq = this.decode(bytes);
-    if (this.answer) this.answer(seq, done);
-    else this.sent.push({ seq, done });
+  send(records: readonly PendingRecord[], done: Done) {
+    const seqs = records.map((r) => this.decode(r.bytes));
+    const seq = seqs[0] as number;
+    if (this.answer) this.answer(seq, done, seqs);
+    else this.sent.push({ seq, seqs, done });
   }
   ackAll() {
     for (const s of this.sent.splice(0)) s.done(null);
   }
 }
 
-function setup(maxQueued = 1_000_000) {
+// One record per message unless a test asks for batches: the per-record rules are the same.
+function setup(maxQueued = 1_000_000, batch: { maxBatchRecords?: number; lingerMs?: number } = {}) {
   const ledger = new PendingLedger(maxQueued, 1 << 30);
   const acked: number[] = [];
   const logs: string[] = [];
@@ -39,6 +43,8 @@ function setup(maxQueued = 1_000_000) {
     retryDelay: (n) => Math.min(5 * 2 ** n, 40),
     acknowledged: (r) => acked.push(r.seq),
     log: (level, message) => logs.push(`${level}: ${message}`),
+    maxBatchRecords: batch.maxBatchRecords ?? 1,
+    ...(batch.lingerMs === undefined ? {} : { lingerMs: batch.lingerMs }),
   });
   let seq = 0;
   const add = (n: number) => {

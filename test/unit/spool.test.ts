@@ -179,7 +179,11 @@ describe("BillingClient with a spool", () => {
     const ids = await Promise.all(Array.from({ length: 500 }, (_, i) => report(c, i)));
     expect(new Set(ids).size).toBe(500);
     await c.flush(5000);
-    await until(() => broker.payloads("billing/report").length === 500, 5000, "records");
+    await until(
+      () => decodeRecords(broker.payloads("billing/report")).length === 500,
+      5000,
+      "records",
+    );
     await c.close();
     expect(statSync(path).size).toBeLessThan(64 * 1024); // compacted when empty
   });
