@@ -15,7 +15,7 @@ import { type IncomingMessage, puback, takeOverAcks } from "./manual-acks.js";
 import { recordHandling } from "./record-handling.js";
 import { type CheckedMessage, checkMessage } from "./record-validation.js";
 import { storeHandling } from "./store-handling.js";
-import type { UsageConsumer, UsageConsumerStats } from "./usage-consumer-api.js";
+import type { UsageConsumer } from "./usage-consumer-api.js";
 
 /**
  * The backend's side of billing: subscribes to `<prefix>/report` with a persistent session
