@@ -92,8 +92,9 @@ describe.runIf(natsAvailable() && postgresAvailable())(
         }),
       );
       await client.connect(30_000);
-      const sent = produce(client, N, 500, 10);
-      await tally.reach("nats", 15_000, 120_000);
+      // Paced (about 20 s in all) so that the producer is still sending when node 1 dies.
+      const sent = produce(client, N, 250, 100, 180_000);
+      await tally.reach("nats", 10_000, 120_000);
       await cluster.kill(0);
       const atKill = await tally.rows("nats");
       await sent.done;
