@@ -1,4 +1,4 @@
-import type { Attributes } from "@opentelemetry/api";
+import type { Attributes, BatchObservableResult } from "@opentelemetry/api";
 import type { ApiKeyDecision } from "../interceptor/require-api-key.js";
 import { type MetricsHandle, type MetricsOptions, meterOf } from "./meter-of.js";
 
@@ -20,16 +20,31 @@ const BUCKETS = [
   0.25, 0.5, 1, 2.5,
 ];
 
+/** Latencies buffered per attribute set before they are recorded directly (bounds memory). */
+const MAX_BUFFERED = 4096;
+
+/** The counts and buffered latencies of one (method, outcome). */
+interface Cell {
+  readonly attributes: Attributes;
+  count: number;
+  latencies: number[];
+}
+
 /**
  * Counts `requireApiKey()` decisions by outcome and method (`billing.interceptor.decisions`) and
  * records how long each took (`billing.interceptor.decision.duration`, seconds). The outcome is
  * recorded as the string the interceptor gives (`allowed`, `missing`, `blocked`, …): outcomes
  * added later are counted without a change here. Method and service follow OpenTelemetry's RPC
  * attributes (`rpc.service`, `rpc.method`).
+ *
+ * The call path only counts and buffers: the SDK's instrument calls (≈2 µs each, most of it
+ * hashing the attributes) run at collection time, in the reader's callback, where the counts are
+ * observed and the buffered latencies recorded into the histogram (at most 4,096 per method and
+ * outcome are buffered; past that they are recorded at once).
  */
 export function instrumentDecisions(options?: DecisionMetricsOptions): DecisionMetrics {
   const meter = meterOf(options);
-  const decisions = meter.createCounter("billing.interceptor.decisions", {
+  const decisions = meter.createObservableCounter("billing.interceptor.decisions", {
     unit: "{call}",
     description: "requireApiKey decisions, by outcome (billing.decision.outcome) and method",
   });
@@ -39,35 +54,57 @@ export function instrumentDecisions(options?: DecisionMetricsOptions): DecisionM
     advice: { explicitBucketBoundaries: BUCKETS },
   });
   const next = options?.onDecision;
-  // One attribute object per (method, outcome), made once: the hot path allocates nothing. The
-  // methods are those the server routes (a bounded set); outcomes are a handful.
-  const attributes = new Map<string, Attributes>();
-  const attributesOf = (method: string, outcome: string): Attributes => {
-    const key = `${outcome} ${method}`;
-    let a = attributes.get(key);
-    if (a === undefined) {
+  // One cell per (method, outcome), made once: the methods are those the server routes (a
+  // bounded set); outcomes are a handful.
+  const byMethod = new Map<string, Map<string, Cell>>();
+  const cells: Cell[] = [];
+  const cellOf = (method: string, outcome: string): Cell => {
+    let byOutcome = byMethod.get(method);
+    if (byOutcome === undefined) {
+      byOutcome = new Map();
+      byMethod.set(method, byOutcome);
+    }
+    let cell = byOutcome.get(outcome);
+    if (cell === undefined) {
       const slash = method.lastIndexOf("/");
-      a = {
+      const attributes = {
         "billing.decision.outcome": outcome,
         "rpc.service": method.slice(0, slash),
         "rpc.method": method.slice(slash + 1),
       };
-      attributes.set(key, a);
+      cell = { attributes, count: 0, latencies: [] };
+      byOutcome.set(outcome, cell);
+      cells.push(cell);
     }
-    return a;
+    return cell;
   };
+  const drain = (cell: Cell) => {
+    for (const seconds of cell.latencies) duration.record(seconds, cell.attributes);
+    cell.latencies.length = 0;
+  };
+  const callback = (r: BatchObservableResult) => {
+    for (const cell of cells) {
+      r.observe(decisions, cell.count, cell.attributes);
+      drain(cell);
+    }
+  };
+  meter.addBatchObservableCallback(callback, [decisions]);
   let stopped = false;
   return {
     onDecision(decision) {
       if (!stopped) {
-        const a = attributesOf(decision.method, decision.outcome);
-        decisions.add(1, a);
-        duration.record(decision.latencyMs / 1000, a);
+        const cell = cellOf(decision.method, decision.outcome);
+        cell.count++;
+        cell.latencies.push(decision.latencyMs / 1000);
+        if (cell.latencies.length >= MAX_BUFFERED) drain(cell);
       }
       next?.(decision);
     },
     stop() {
+      if (stopped) return;
       stopped = true;
+      for (const cell of cells) drain(cell);
+      meter.removeBatchObservableCallback(callback, [decisions]);
     },
   };
 }

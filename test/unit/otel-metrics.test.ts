@@ -219,4 +219,28 @@ describe("instrumentDecisions", () => {
       await client.close(1000).catch(() => {});
     }
   });
+
+  it("records every latency when more decisions come between collections than it buffers", async () => {
+    const decisions = instrumentDecisions({ meterProvider: otel.meterProvider });
+    const decide = (i: number) =>
+      decisions.onDecision({
+        outcome: "rate_limited", // an outcome this module does not list: recorded as given
+        code: undefined,
+        method: "bulk.v1.Bulk/Call",
+        latencyMs: i % 2 === 0 ? 0.05 : 2,
+      });
+    for (let i = 0; i < 10_000; i++) decide(i);
+    let c = await otel.collect();
+    const attrs = { "rpc.service": "bulk.v1.Bulk", "billing.decision.outcome": "rate_limited" };
+    expect(metricValue(c, "billing.interceptor.decisions", attrs)).toBe(10_000);
+    expect(metricValue(c, "billing.interceptor.decision.duration", attrs)).toBe(10_000);
+    const h = c
+      .get("billing.interceptor.decision.duration")
+      ?.points.find((p) => p.attributes["rpc.service"] === "bulk.v1.Bulk")?.value as Histogram;
+    expect(h.sum).toBeCloseTo(5_000 * 0.00005 + 5_000 * 0.002, 6);
+    for (let i = 0; i < 10; i++) decide(i);
+    decisions.stop(); // what was buffered is recorded
+    c = await otel.collect();
+    expect(metricValue(c, "billing.interceptor.decision.duration", attrs)).toBe(10_010);
+  });
 });
