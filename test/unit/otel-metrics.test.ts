@@ -2,7 +2,7 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import type { Histogram } from "@opentelemetry/sdk-metrics";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { BillingClient, KeyState, requireApiKey } from "../../src/index.js";
+import { type ApiKeyDecision, BillingClient, KeyState, requireApiKey } from "../../src/index.js";
 import { instrumentClient, instrumentDecisions } from "../../src/otel/index.js";
 import { EchoService } from "../gen/test/v1/echo_pb.js";
 import { until } from "../helpers/aedes-broker.js";
@@ -224,7 +224,9 @@ describe("instrumentDecisions", () => {
     const decisions = instrumentDecisions({ meterProvider: otel.meterProvider });
     const decide = (i: number) =>
       decisions.onDecision({
-        outcome: "rate_limited", // an outcome this module does not list: recorded as given
+        // An outcome this module does not list (another change adds it to the interceptor):
+        // recorded as given.
+        outcome: "rate_limited" as ApiKeyDecision["outcome"],
         code: undefined,
         method: "bulk.v1.Bulk/Call",
         latencyMs: i % 2 === 0 ? 0.05 : 2,
