@@ -117,4 +117,44 @@ describe("closeOnSignals in this process", () => {
       await client.close(100).catch(() => {});
     }
   });
+
+  it("on a signal it closes the client and logs how it went; another listener keeps the process alive", async () => {
+    const lines: string[] = [];
+    const logger = (level: string, message: string) => void lines.push(`${level}: ${message}`);
+    let own = 0;
+    const ownListener = () => {
+      own++;
+    };
+    process.on("SIGUSR2", ownListener); // the application's: no re-raise, this process lives on
+    try {
+      for (const withRecord of [false, true]) {
+        lines.length = 0;
+        const client = new BillingClient({
+          brokerHost: "127.0.0.1",
+          brokerPort: await freePort(), // nothing there: a queued record is never acknowledged
+          tls: false,
+          heartbeatIntervalMs: 0,
+          logger: () => {},
+        });
+        if (withRecord)
+          await client.reportUsage({ apiKey: "k", module: "llm", model: "m", usage: 1 });
+        closeOnSignals(client, { signals: ["SIGUSR2"], timeoutMs: 50, logger });
+        process.kill(process.pid, "SIGUSR2");
+        await until(() => lines.length === 2, 5000, "closed");
+        expect(lines[0]).toBe("info: SIGUSR2: closing the billing client");
+        expect(lines[1]).toBe(
+          withRecord
+            ? "error: billing client closed: [TIMEOUT] closed with 1 usage records not acknowledged within 50 ms"
+            : "info: billing client closed: every accepted record was acknowledged",
+        );
+        await expect(
+          client.reportUsage({ apiKey: "k", module: "llm", model: "m", usage: 2 }),
+        ).rejects.toThrow(/closed/i);
+        expect(process.listenerCount("SIGUSR2")).toBe(1); // its own listener is gone, ours stays
+      }
+      expect(own).toBe(2);
+    } finally {
+      process.off("SIGUSR2", ownListener);
+    }
+  });
 });
