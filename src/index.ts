@@ -41,6 +41,8 @@ export type { BillingTopics } from "./protocol/topics.js";
 export { billingTopics } from "./protocol/topics.js";
 export { BillingClient } from "./publisher/billing-client.js";
 export type { BillingStats } from "./publisher/billing-stats.js";
+export type { CloseOnSignalsOptions } from "./publisher/close-on-signals.js";
+export { closeOnSignals } from "./publisher/close-on-signals.js";
 export type { BillingClientOptions } from "./publisher/options.js";
 export type { RecordSpool, SpooledRecord } from "./publisher/record-spool.js";
 export { getBillingClient } from "./publisher/registry.js";

@@ -133,6 +133,8 @@ export class KeyUpdateGate {
   };
   /** Updates applied. */
   applied = 0;
+  /** When the last update was applied (ms since the epoch, its arrival); undefined before. */
+  appliedAt: number | undefined;
   /** The version of the list: of the last snapshot, or delta after one. 0 before the first. */
   version = 0n;
   /** False after a delta skipped versions, until a snapshot at or above `version` arrives. */
@@ -146,8 +148,10 @@ export class KeyUpdateGate {
   /** Decides on one payload; `now` (ms since the epoch) is when it arrived. */
   receive(payload: Uint8Array, now = Date.now()): KeyUpdateOutcome {
     const outcome = this.decide(payload, now);
-    if (outcome.applied) this.applied++;
-    else this.refused[outcome.reason]++;
+    if (outcome.applied) {
+      this.applied++;
+      this.appliedAt = now;
+    } else this.refused[outcome.reason]++;
     return outcome;
   }
 

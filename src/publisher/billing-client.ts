@@ -1,6 +1,6 @@
 import type { IConnackPacket, MqttClient } from "mqtt";
 import type { UsageRecord } from "../../gen/billing/v1/usage_pb.js";
-import { BillingError } from "../billing-error.js";
+import { BillingError, type BillingErrorCode } from "../billing-error.js";
 import { badTimeout } from "../common/deadline.js";
 import type { LogLevel } from "../common/logger.js";
 import type { KeyList } from "../keys/key-list.js";
@@ -57,7 +57,7 @@ export class BillingClient {
   private readonly recordContext!: RecordContext;
   private outbox: SpoolOutbox | undefined;
   private nextSeq = 0;
-  private rejected = 0;
+  private readonly rejected: Partial<Record<BillingErrorCode, number>> = {};
 
   constructor(options: BillingClientOptions = {}) {
     const existing = getBillingClient();
@@ -163,7 +163,8 @@ export class BillingClient {
       }
       return id;
     } catch (err) {
-      this.rejected++;
+      const code: BillingErrorCode = err instanceof BillingError ? err.code : "INVALID_ARGUMENT";
+      this.rejected[code] = (this.rejected[code] ?? 0) + 1;
       throw err;
     }
   }

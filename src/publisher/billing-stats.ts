@@ -1,3 +1,4 @@
+import type { BillingErrorCode } from "../billing-error.js";
 import type { KeyUpdateRefusals } from "../keys/key-update-gate.js";
 import type { Connection } from "./connection.js";
 import type { KeySync } from "./key-sync.js";
@@ -37,6 +38,8 @@ export interface BillingStats {
   failed: number;
   /** `reportUsage` calls refused: invalid input, `QUEUE_FULL`, `CLOSED`, `SPOOL`. */
   rejected: number;
+  /** The same refusals by `BillingError` code (codes never seen are absent). */
+  rejectedByCode: Partial<Record<BillingErrorCode, number>>;
   /** Connections made after the first one. */
   reconnects: number;
   /** Keys in the key list. */
@@ -49,6 +52,8 @@ export interface BillingStats {
   keysVersion: string;
   /** Key updates applied. */
   keyUpdates: number;
+  /** Milliseconds since the last key update was applied; undefined before the first. */
+  keysAgeMs: number | undefined;
   /**
    * Key updates refused, by reason (the list stayed as it was): `missingSignature`,
    * `unknownSigner`, `badSignature`, `undecodable`, `invalid`, `replayed` (an older version),
@@ -63,8 +68,11 @@ export function collectStats(
   ledger: PendingLedger,
   pipeline: SendPipeline,
   keySync: KeySync,
-  rejected: number,
+  rejected: Partial<Record<BillingErrorCode, number>>,
 ): BillingStats {
+  let rejectedTotal = 0;
+  for (const n of Object.values(rejected)) rejectedTotal += n;
+  const appliedAt = keySync.gate.appliedAt;
   return {
     connected: connection.client !== undefined,
     protocolVersion: connection.version,
@@ -77,13 +85,15 @@ export function collectStats(
     published: pipeline.published,
     publishedMessages: pipeline.messages,
     failed: pipeline.failed,
-    rejected,
+    rejected: rejectedTotal,
+    rejectedByCode: { ...rejected },
     reconnects: connection.reconnects,
     keysKnown: keySync.keys.size,
     keysLoaded: keySync.keys.loaded,
     keysStale: keySync.keys.loaded && !keySync.keys.usable,
     keysVersion: String(keySync.gate.version),
     keyUpdates: keySync.gate.applied,
+    keysAgeMs: appliedAt === undefined ? undefined : Math.max(0, Date.now() - appliedAt),
     keyUpdatesRefused: { ...keySync.gate.refused },
   };
 }

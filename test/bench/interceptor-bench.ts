@@ -125,6 +125,74 @@ async function interceptorAlone(): Promise<number> {
   return ((performance.now() - t0) * 1000) / n;
 }
 
+// Issue 15: the cost of OpenTelemetry decision metrics (a counter and a histogram per call, on a
+// real SDK MeterProvider with a reader) on the interceptor alone and on whole RPCs: interleaved
+// rounds, medians, and the same plain/plain control as above.
+async function otelDecisionCost(rpcMicros: number): Promise<void> {
+  const { instrumentDecisions } = (await import(
+    `${dist}src/otel/index.js`
+  )) as typeof import("../../src/otel/index.js");
+  const sdk = await import("@opentelemetry/sdk-metrics");
+  const exporter = new sdk.InMemoryMetricExporter(sdk.AggregationTemporality.CUMULATIVE);
+  const reader = new sdk.PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 1_000 });
+  const meterProvider = new sdk.MeterProvider({ readers: [reader] });
+  const metrics = instrumentDecisions({ meterProvider });
+  const { createContextValues } = await import("@connectrpc/connect");
+  const alone = async (interceptor: ReturnType<typeof requireApiKey>) => {
+    const call = interceptor(async () => ({}) as never);
+    const req = {
+      service: EchoService,
+      method: EchoService.method.say,
+      header: new Headers({ "api-key": "key-4242" }),
+      contextValues: createContextValues(),
+    } as never;
+    const n = 100_000;
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) await call(req);
+    return ((performance.now() - t0) * 1000) / n;
+  };
+  const bare = requireApiKey();
+  const measured = requireApiKey({ onDecision: metrics.onDecision });
+  const aloneOff: number[] = [];
+  const aloneOn: number[] = [];
+  for (let r = 0; r < 7; r++) {
+    aloneOff.push(await alone(bare));
+    aloneOn.push(await alone(measured));
+  }
+  const guardedOtel = await startEchoServer([measured]);
+  const guardedBare = await startEchoServer([requireApiKey()]);
+  const ratios: number[] = [];
+  try {
+    await round(guardedOtel.url);
+    await round(guardedBare.url);
+    for (let r = 0; r < ROUNDS; r++) {
+      const first = r % 2 === 0 ? guardedBare : guardedOtel;
+      const second = first === guardedBare ? guardedOtel : guardedBare;
+      const a = await round(first.url);
+      const b = await round(second.url);
+      ratios.push(first === guardedBare ? b / a : a / b);
+    }
+  } finally {
+    await guardedOtel.close();
+    await guardedBare.close();
+    metrics.stop();
+    await meterProvider.shutdown();
+  }
+  if (exporter.getMetrics().length === 0) throw new Error("nothing was exported");
+  const off = median(aloneOff);
+  const on = median(aloneOn);
+  console.log(
+    `OTel decision metrics      : interceptor alone ${off.toFixed(2)} -> ${on.toFixed(2)} µs/call (+${(((on - off) / off) * 100).toFixed(1)}%, +${(on - off).toFixed(2)} µs)`,
+  );
+  console.log(
+    `  share of a unary RPC     : +${(((on - off) / rpcMicros) * 100).toFixed(2)}% of the ${rpcMicros.toFixed(0)} µs/call measured above with requireApiKey() (target <= 10%)`,
+  );
+  const ratio = median(ratios);
+  console.log(
+    `  RPC rate metrics/none    : ${ratio.toFixed(3)}   (median of per-round ratios, requireApiKey with vs without; cost ${((1 - ratio) * 100).toFixed(1)}%; target <= 10%)`,
+  );
+}
+
 try {
   const without: number[] = [];
   const withIt: number[] = [];
@@ -169,6 +237,7 @@ try {
   console.log(
     `signed 100,000-key snapshot: ${cost.apply.toFixed(0)} ms of event loop to verify, decode and apply (${(cost.bytes / 1e6).toFixed(1)} MB; median of 5); the same version again: ${cost.duplicate.toFixed(1)} ms`,
   );
+  if (process.env.BENCH_OTEL !== "0") await otelDecisionCost(1e6 / b);
 } finally {
   await plain.close();
   await control.close();

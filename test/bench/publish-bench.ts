@@ -174,6 +174,141 @@ async function memoryPerRecord(): Promise<number> {
   return perRecord;
 }
 
+// Issue 15: the cost of OpenTelemetry metrics on reportUsage. The same rounds as sdkRound, with
+// and without instrumentClient() on a real SDK MeterProvider whose reader collects every 100 ms
+// (far more often than the usual 10-60 s, so the collection cost shows), alternating.
+async function otelRound(port: number, withMetrics: boolean, callTimes: number[]) {
+  const { instrumentClient } = (await import(
+    `${dist}src/otel/index.js`
+  )) as typeof import("../../src/otel/index.js");
+  const sdk = await import("@opentelemetry/sdk-metrics");
+  const exporter = new sdk.InMemoryMetricExporter(sdk.AggregationTemporality.CUMULATIVE);
+  const reader = new sdk.PeriodicExportingMetricReader({
+    exporter,
+    exportIntervalMillis: Number(process.env.BENCH_OTEL_INTERVAL ?? 100),
+  });
+  const meterProvider = new sdk.MeterProvider({ readers: [reader] });
+  const client = new BillingClient({
+    brokerHost: "127.0.0.1",
+    brokerPort: port,
+    tls: false,
+    inFlightWindow: WINDOW,
+    maxQueued: N,
+    heartbeatIntervalMs: 0,
+    clientId: "bench-otel",
+    logger: () => {},
+  });
+  const handle = withMetrics ? instrumentClient(client, { meterProvider }) : undefined;
+  await client.connect();
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  for (let i = 0; i < N; i += BATCH) {
+    const calls: Array<Promise<string>> = [];
+    for (let j = 0; j < BATCH; j++) {
+      const p0 = performance.now();
+      calls.push(
+        client.reportUsage({
+          apiKey: "bench-key",
+          module: "llm",
+          model: "gpt-4",
+          usage: 150,
+          metadata,
+        }),
+      );
+      callTimes.push(performance.now() - p0);
+    }
+    await Promise.all(calls);
+    await tick();
+  }
+  await client.flush(60_000);
+  const rate = N / ((performance.now() - t0) / 1000);
+  const cpuPerRecord = cpuSince(c0);
+  const exported = exporter.getMetrics().length;
+  handle?.stop();
+  await client.close();
+  await meterProvider.shutdown();
+  if (withMetrics && exported === 0 && process.env.BENCH_OTEL_INTERVAL === undefined) {
+    throw new Error("the reader collected nothing");
+  }
+  return { rate, cpuPerRecord };
+}
+
+/** What one collection of instrumentClient's instruments costs (µs), the only work metrics add. */
+async function otelCollectCost(port: number): Promise<number> {
+  const { instrumentClient } = (await import(
+    `${dist}src/otel/index.js`
+  )) as typeof import("../../src/otel/index.js");
+  const sdk = await import("@opentelemetry/sdk-metrics");
+  const exporter = new sdk.InMemoryMetricExporter(sdk.AggregationTemporality.CUMULATIVE);
+  const reader = new sdk.PeriodicExportingMetricReader({
+    exporter,
+    exportIntervalMillis: 3_600_000,
+  });
+  const meterProvider = new sdk.MeterProvider({ readers: [reader] });
+  const client = new BillingClient({
+    brokerHost: "127.0.0.1",
+    brokerPort: port,
+    tls: false,
+    heartbeatIntervalMs: 0,
+    logger: () => {},
+  });
+  const handle = instrumentClient(client, { meterProvider });
+  await client.connect();
+  const times: number[] = [];
+  for (let i = 0; i < 2_000; i++) {
+    const t0 = performance.now();
+    const { resourceMetrics } = await reader.collect();
+    times.push(performance.now() - t0);
+    // 14 of the 16: no key list yet (no age), no refusal yet (no reason).
+    const n = resourceMetrics.scopeMetrics[0]?.metrics.length;
+    if (n !== 14) throw new Error(`${n} metrics collected, not 14`);
+  }
+  handle.stop();
+  await client.close();
+  await meterProvider.shutdown();
+  return median(times) * 1000;
+}
+
+async function otelCost(port: number) {
+  const off = { rate: [] as number[], cpu: [] as number[], calls: [] as number[] };
+  const on = { rate: [] as number[], cpu: [] as number[], calls: [] as number[] };
+  await otelRound(port, true, []); // warm-up
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const [side, m] of (r % 2 === 0
+      ? [
+          [off, false],
+          [on, true],
+        ]
+      : [
+          [on, true],
+          [off, false],
+        ]) as Array<[typeof off, boolean]>) {
+      const x = await otelRound(port, m, side.calls);
+      side.rate.push(x.rate);
+      side.cpu.push(x.cpuPerRecord);
+    }
+  }
+  const f = (n: number) => Math.round(n).toLocaleString("en-US");
+  const pct = (a: number, b: number) => `${(((b - a) / a) * 100).toFixed(1)}%`;
+  console.log(
+    `OTel metrics off / on      : ${f(median(off.rate))} / ${f(median(on.rate))} rec/s   (instrumentClient, real MeterProvider, collected every ${process.env.BENCH_OTEL_INTERVAL ?? 100} ms)`,
+  );
+  console.log(
+    `  rounds off / on          : ${off.rate.map(f).join(", ")} / ${on.rate.map(f).join(", ")}`,
+  );
+  console.log(
+    `  reportUsage call, median : ${(median(off.calls) * 1000).toFixed(2)} / ${(median(on.calls) * 1000).toFixed(2)} µs   (+${pct(median(off.calls), median(on.calls))}; target <= +10%)`,
+  );
+  const collect = await otelCollectCost(port);
+  const rate = median(off.rate);
+  console.log(
+    `  one collection           : ${collect.toFixed(0)} µs (14 metrics, median of 2,000) = ${(collect / (rate * 0.1)).toFixed(3)} µs per record at ${f(rate)} rec/s collected every 100 ms, ${(collect / (rate * 60)).toFixed(5)} µs every 60 s`,
+  );
+  console.log(
+    `  CPU per record           : ${median(off.cpu).toFixed(1)} / ${median(on.cpu).toFixed(1)} µs   (+${pct(median(off.cpu), median(on.cpu))}; target <= +10%)`,
+  );
+}
+
 async function main() {
   if (findMosquitto() === undefined) {
     console.error("npm run bench needs mosquitto (apt-get install mosquitto)");
@@ -224,6 +359,7 @@ async function main() {
     console.log(
       `memory per queued record   : ${Number.isNaN(bytes) ? "n/a (run with --expose-gc)" : `${Math.round(bytes)} B`}   (target <= 1024 B; heap + array buffers)`,
     );
+    if (process.env.BENCH_OTEL !== "0") await otelCost(broker.plainPort);
   } finally {
     await broker.close();
   }

@@ -178,9 +178,13 @@ describe("a fresh project with the packed package", () => {
       .replaceAll("8080", String(httpPort));
     const viaCurl = await promisify(execFile)("bash", ["-c", curl], { env, timeout: 10_000 });
     expect(JSON.parse(viaCurl.stdout)).toEqual({ text: "HELLO", appId: "app-fresh" });
+    // The quick start's closeOnSignals: it flushes, says goodbye and dies by the signal.
     server.kill("SIGTERM");
-    const code = await new Promise((r) => server.once("exit", r));
-    expect(code, serverLog).toBe(0);
+    const [code, signal] = await new Promise<[number | null, string | null]>((r) =>
+      server.once("exit", (c, s) => r([c, s])),
+    );
+    expect([code, signal], serverLog).toEqual([null, "SIGTERM"]);
+    expect(serverLog).toContain("every accepted record was acknowledged");
     const modules = decodeRecords(broker.payloads("billing/report")).map((r) => r.module);
     expect(modules).toEqual(["llm", "llm", "llm"]);
   }, 240_000);

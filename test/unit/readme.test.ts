@@ -49,6 +49,7 @@ for (const readme of ["README.md", "README.zh-CN.md"]) {
             .replaceAll('"billing-sdk/spool"', '"../../src/spool/index.js"')
             .replaceAll('"billing-sdk/consumer"', '"../../src/consumer/index.js"')
             .replaceAll('"billing-sdk/postgres"', '"../../src/postgres/index.js"')
+            .replaceAll('"billing-sdk/otel"', '"../../src/otel/index.js"')
             .replaceAll('"./gen/echo/v1/echo_pb.js"', '"../gen/test/v1/echo_pb.js"'),
         );
         return file;

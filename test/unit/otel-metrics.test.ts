@@ -1,0 +1,248 @@
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import type { Histogram } from "@opentelemetry/sdk-metrics";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { type ApiKeyDecision, BillingClient, KeyState, requireApiKey } from "../../src/index.js";
+import { instrumentClient, instrumentDecisions } from "../../src/otel/index.js";
+import { EchoService } from "../gen/test/v1/echo_pb.js";
+import { until } from "../helpers/aedes-broker.js";
+import { startEchoServer } from "../helpers/echo-server.js";
+import { useEmbeddedBroker } from "../helpers/embedded-broker.js";
+import { keyUpdate } from "../helpers/fixtures.js";
+import { metricValue, testMeterProvider } from "../helpers/metrics-reader.js";
+
+// billing-sdk/otel against a real SDK MeterProvider and an embedded broker: each instrument
+// moves as the behaviour it measures happens.
+let deaf = false; // the broker stops answering usage PUBLISHes (no PUBACK) while true
+const suite = useEmbeddedBroker({ ignorePublish: (topic) => deaf && topic === "billing/report" });
+let otel: ReturnType<typeof testMeterProvider>;
+beforeAll(() => {
+  otel = testMeterProvider();
+});
+afterAll(async () => otel.shutdown());
+afterEach(() => {
+  deaf = false;
+});
+const usage = (i: number) => ({ apiKey: "key-1", module: "llm", model: "m", usage: i });
+
+describe("instrumentClient", () => {
+  it("publisher: accepted, published, refused by reason, queued and in flight, connection and reconnects", async () => {
+    const client = new BillingClient(suite.options());
+    const metrics = instrumentClient(client, { meterProvider: otel.meterProvider });
+    try {
+      await client.connect();
+      let c = await otel.collect();
+      expect(metricValue(c, "billing.connection.up")).toBe(1);
+      expect(metricValue(c, "billing.records.accepted")).toBe(0);
+      expect(c.get("billing.records.accepted")?.unit).toBe("{record}");
+
+      for (let i = 0; i < 5; i++) await client.reportUsage(usage(i));
+      await client.flush();
+      await expect(client.reportUsage({ ...usage(0), module: "" })).rejects.toThrow();
+      c = await otel.collect();
+      expect(metricValue(c, "billing.records.accepted")).toBe(5);
+      expect(metricValue(c, "billing.records.published")).toBe(5);
+      expect(metricValue(c, "billing.records.queued")).toBe(0);
+      expect(
+        metricValue(c, "billing.records.refused", { "billing.refusal.reason": "INVALID_ARGUMENT" }),
+      ).toBe(1);
+
+      // The broker goes deaf: records stay in flight, waiting for their PUBACK.
+      deaf = true;
+      for (let i = 0; i < 3; i++) await client.reportUsage(usage(i));
+      await until(() => client.stats().inFlight === 3, 5000, "3 in flight");
+      c = await otel.collect();
+      expect(metricValue(c, "billing.records.in_flight")).toBe(3);
+      expect(metricValue(c, "billing.records.queued")).toBe(3);
+      expect(metricValue(c, "billing.records.queued.size")).toBeGreaterThan(0);
+      expect(metricValue(c, "billing.records.accepted")).toBe(8);
+
+      // The broker goes down: the attempts are cut off (failed), records stay queued.
+      await suite.broker.stop();
+      deaf = false;
+      await until(() => !client.isConnected(), 5000, "disconnected");
+      await client.reportUsage(usage(9));
+      c = await otel.collect();
+      expect(metricValue(c, "billing.connection.up")).toBe(0);
+      expect(metricValue(c, "billing.records.queued")).toBe(4);
+      expect(metricValue(c, "billing.records.in_flight")).toBe(0);
+      expect(metricValue(c, "billing.records.publish_failures")).toBe(3);
+
+      await suite.broker.start();
+      await client.flush(10_000);
+      c = await otel.collect();
+      expect(metricValue(c, "billing.connection.up")).toBe(1);
+      expect(metricValue(c, "billing.connection.reconnects")).toBe(1);
+      expect(metricValue(c, "billing.records.published")).toBe(9);
+      expect(metricValue(c, "billing.records.queued")).toBe(0);
+
+      // After stop(), the callback is gone: the SDK repeats the last cumulative value it saw,
+      // and nothing new is read from the client.
+      metrics.stop();
+      metrics.stop();
+      await client.reportUsage(usage(10));
+      c = await otel.collect();
+      expect(client.stats().published + client.stats().queued).toBe(10);
+      expect(metricValue(c, "billing.records.accepted") ?? 9).toBe(9);
+    } finally {
+      metrics.stop();
+      await client.close(1000).catch(() => {});
+    }
+  });
+
+  it("key sync: keys known, age of the list, updates applied and refused by reason", async () => {
+    const client = new BillingClient(suite.options());
+    const metrics = instrumentClient(client, { meterProvider: otel.meterProvider });
+    try {
+      await client.connect();
+      await until(
+        () => suite.broker.payloads("billing/keys/request").length > 0,
+        5000,
+        "subscribed",
+      );
+      let c = await otel.collect();
+      expect(metricValue(c, "billing.keys.known")).toBe(0);
+      expect(metricValue(c, "billing.keys.age")).toBeUndefined(); // no list yet
+      expect(
+        metricValue(c, "billing.keys.updates.refused", {
+          "billing.refusal.reason": "badSignature",
+        }),
+      ).toBe(0);
+
+      const keys = [1, 2, 3].map((i) => ({ key: `key-${i}`, state: KeyState.ACTIVE }));
+      await suite.broker.publish("billing/keys/update", keyUpdate(keys, true));
+      await until(() => client.stats().keyUpdates === 1, 5000, "snapshot applied");
+      await suite.broker.publish("billing/keys/update", Buffer.from([0xff, 0x01]));
+      await until(() => client.stats().keyUpdatesRefused.undecodable === 1, 5000, "refused");
+      await new Promise((r) => setTimeout(r, 50));
+      c = await otel.collect();
+      expect(metricValue(c, "billing.keys.known")).toBe(3);
+      expect(metricValue(c, "billing.keys.updates.applied")).toBe(1);
+      expect(
+        metricValue(c, "billing.keys.updates.refused", { "billing.refusal.reason": "undecodable" }),
+      ).toBe(1);
+      expect(metricValue(c, "billing.keys.stale")).toBe(0);
+      const age = metricValue(c, "billing.keys.age") as number;
+      expect(age).toBeGreaterThanOrEqual(0.04);
+      expect(age).toBeLessThan(5);
+      expect(c.get("billing.keys.age")?.unit).toBe("s");
+    } finally {
+      metrics.stop();
+      await client.close(1000).catch(() => {});
+    }
+  });
+});
+
+describe("instrumentDecisions", () => {
+  it("counts decisions by outcome and method and times them, on a real Connect server", async () => {
+    const client = new BillingClient(suite.options());
+    const seen: string[] = [];
+    const decisions = instrumentDecisions({
+      meterProvider: otel.meterProvider,
+      onDecision: (d) => seen.push(d.outcome),
+    });
+    const server = await startEchoServer([
+      requireApiKey({
+        client,
+        onDecision: decisions.onDecision,
+        exempt: ["test.v1.EchoService/Health"],
+      }),
+    ]);
+    try {
+      await client.connect();
+      await until(
+        () => suite.broker.payloads("billing/keys/request").length > 0,
+        5000,
+        "subscribed",
+      );
+      const keys = [
+        { key: "good", state: KeyState.ACTIVE },
+        { key: "bad", state: KeyState.BLOCKED, reason: "unpaid" },
+      ];
+      await suite.broker.publish("billing/keys/update", keyUpdate(keys, true));
+      await until(() => client.keys.usable, 5000, "keys loaded");
+      const echo = createClient(
+        EchoService,
+        createConnectTransport({ baseUrl: server.url, httpVersion: "2" }),
+      );
+      const call = (key?: string) =>
+        echo.say({ text: "hi" }, { headers: key === undefined ? {} : { "api-key": key } }).then(
+          () => "ok",
+          () => "refused",
+        );
+      expect(await call("good")).toBe("ok");
+      expect(await call("good")).toBe("ok");
+      expect(await call()).toBe("refused");
+      expect(await call("bad")).toBe("refused");
+      expect(await call("unknown")).toBe("refused");
+      await echo.health({});
+      const c = await otel.collect();
+      const say = { "rpc.service": "test.v1.EchoService", "rpc.method": "Say" };
+      const count = (outcome: string) =>
+        metricValue(c, "billing.interceptor.decisions", {
+          ...say,
+          "billing.decision.outcome": outcome,
+        });
+      expect(count("allowed")).toBe(2);
+      expect(count("missing")).toBe(1);
+      expect(count("blocked")).toBe(1);
+      expect(count("invalid")).toBe(1);
+      expect(
+        metricValue(c, "billing.interceptor.decisions", {
+          "rpc.method": "Health",
+          "billing.decision.outcome": "exempt",
+        }),
+      ).toBe(1);
+      const hist = c.get("billing.interceptor.decision.duration");
+      expect(hist?.unit).toBe("s");
+      expect(metricValue(c, "billing.interceptor.decision.duration")).toBe(6);
+      const allowed = hist?.points.find(
+        (p) => p.attributes["billing.decision.outcome"] === "allowed",
+      );
+      const h = allowed?.value as Histogram;
+      expect(h.sum).toBeGreaterThan(0);
+      expect(h.sum).toBeLessThan(1); // seconds, not milliseconds
+      expect(seen).toHaveLength(6); // the wrapped onDecision still runs
+
+      decisions.stop();
+      expect(await call("good")).toBe("ok");
+      const after = await otel.collect();
+      expect(
+        metricValue(after, "billing.interceptor.decisions", {
+          ...say,
+          "billing.decision.outcome": "allowed",
+        }),
+      ).toBe(2);
+      expect(seen).toHaveLength(7);
+    } finally {
+      await server.close();
+      await client.close(1000).catch(() => {});
+    }
+  });
+
+  it("records every latency when more decisions come between collections than it buffers", async () => {
+    const decisions = instrumentDecisions({ meterProvider: otel.meterProvider });
+    const decide = (i: number) =>
+      decisions.onDecision({
+        // An outcome this module does not list (another change adds it to the interceptor):
+        // recorded as given.
+        outcome: "rate_limited" as ApiKeyDecision["outcome"],
+        code: undefined,
+        method: "bulk.v1.Bulk/Call",
+        latencyMs: i % 2 === 0 ? 0.05 : 2,
+      });
+    for (let i = 0; i < 10_000; i++) decide(i);
+    let c = await otel.collect();
+    const attrs = { "rpc.service": "bulk.v1.Bulk", "billing.decision.outcome": "rate_limited" };
+    expect(metricValue(c, "billing.interceptor.decisions", attrs)).toBe(10_000);
+    expect(metricValue(c, "billing.interceptor.decision.duration", attrs)).toBe(10_000);
+    const h = c
+      .get("billing.interceptor.decision.duration")
+      ?.points.find((p) => p.attributes["rpc.service"] === "bulk.v1.Bulk")?.value as Histogram;
+    expect(h.sum).toBeCloseTo(5_000 * 0.00005 + 5_000 * 0.002, 6);
+    for (let i = 0; i < 10; i++) decide(i);
+    decisions.stop(); // what was buffered is recorded
+    c = await otel.collect();
+    expect(metricValue(c, "billing.interceptor.decision.duration", attrs)).toBe(10_010);
+  });
+});
