@@ -43,10 +43,13 @@ export interface RecordContext {
   appIdOf: (apiKeySha256: string) => string;
 }
 
-/** A record ready to publish: its id and its encoded bytes. */
+/** A record ready to publish: its id and its encoded bytes, and what key rules debit. */
 export interface EncodedRecord {
   id: string;
   bytes: Uint8Array;
+  apiKeySha256: string;
+  module: string;
+  usage: bigint;
 }
 
 const MAX_NAME_LENGTH = 128;
@@ -156,7 +159,8 @@ function encode(record: UsageRecord, ctx: RecordContext): EncodedRecord {
       `the encoded record is ${bytes.length} bytes, more than maxRecordBytes (${ctx.maxRecordBytes})`,
     );
   }
-  return { id: record.id, bytes };
+  const { id, apiKeySha256, module, usage } = record;
+  return { id, bytes, apiKeySha256, module, usage };
 }
 
 /** A lower bound of a record's bytes without its metadata: proto3 omits empty strings and 0. */
