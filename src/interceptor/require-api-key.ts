@@ -78,9 +78,10 @@ function ruleError(r: RuleRefusal, method: string): ConnectError {
     case "method_denied":
       return new ConnectError(`API key may not call ${method}`, Code.PermissionDenied);
     case "rate_limited":
+      // No ":" "," or "/" in the message: grpc-js shows those percent-encoded (it decodes with decodeURI).
       // Error metadata goes out as response headers (Connect unary) or trailers (gRPC, streams).
       return new ConnectError(
-        `rate limit exceeded: retry after ${r.retryAfterSeconds} s`,
+        `rate limit exceeded (retry after ${r.retryAfterSeconds} s)`,
         Code.ResourceExhausted,
         { "retry-after": String(r.retryAfterSeconds) },
       );

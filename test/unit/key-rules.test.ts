@@ -171,7 +171,7 @@ describe.each(transports)("each decision over %s", (name, makeTransport) => {
     const seconds = Number(err.metadata.get("retry-after"));
     expect(seconds).toBeGreaterThanOrEqual(55);
     expect(seconds).toBeLessThanOrEqual(60);
-    expect(err.rawMessage).toBe(`rate limit exceeded: retry after ${seconds} s`);
+    expect(err.rawMessage).toBe(`rate limit exceeded (retry after ${seconds} s)`);
     expect(decisions.at(-1)).toMatchObject({
       outcome: "rate_limited",
       code: Code.ResourceExhausted,
@@ -398,7 +398,7 @@ describe("a real @grpc/grpc-js client sees each status and retry-after", () => {
     const limited = await call("limited");
     expect(limited.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     expect(Number(limited.retryAfter)).toBeGreaterThanOrEqual(25);
-    expect(limited.details).toBe(`rate limit exceeded: retry after ${limited.retryAfter} s`);
+    expect(limited.details).toBe(`rate limit exceeded (retry after ${limited.retryAfter} s)`);
     expect(await call("prepaid-empty")).toMatchObject({
       code: grpc.status.RESOURCE_EXHAUSTED,
       details: "quota exhausted for llm",
