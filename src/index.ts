@@ -41,7 +41,7 @@ export { requireApiKey } from "./interceptor/require-api-key.js";
 export type { VerifiedKey } from "./interceptor/verify-key-source.js";
 export type { KeyChange, KeyInfo, KeyListener } from "./keys/key-list.js";
 export { KeyList } from "./keys/key-list.js";
-export type { KeyRules, LimitRule } from "./keys/key-rules.js";
+export type { AllowedMethods, KeyPlan, KeyRules, LimitRule } from "./keys/key-rules.js";
 export type { KeyUpdateRefusal, KeyUpdateRefusals } from "./keys/key-update-gate.js";
 export { signKeyUpdate } from "./keys/signed-key-update.js";
 export type { BillingTopics } from "./protocol/topics.js";

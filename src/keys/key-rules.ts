@@ -1,6 +1,6 @@
 import { nameProblem } from "../common/text.js";
 
-/** A rate limit as the SDK keeps it; keys with the same limits share one frozen array of these. */
+/** A rate limit as the SDK keeps it. */
 export interface LimitRule {
   /** How many in one window. */
   readonly limit: number;
@@ -17,20 +17,30 @@ export interface AllowedMethods {
 }
 
 /**
- * What a key may do beyond active/blocked, kept compactly: the parts many keys share (allowed
- * methods, rate limits, quota modules) are interned, so a key costs one small object and its
- * quota figures. Undefined on a `KeyInfo` whose key has no rules.
+ * The parts of a key's rules that many keys share (a backend's plans): one frozen object per
+ * distinct combination, shared by every key that has it.
  */
-export interface KeyRules {
-  /** When the key expires, ms since the epoch; `Infinity`: never. */
-  readonly expiresAtMs: number;
+export interface KeyPlan {
   /** Undefined: every method. */
   readonly methods: AllowedMethods | undefined;
   readonly limits: readonly LimitRule[];
   readonly quotaModules: readonly string[];
-  /** Units left per `quotaModules[i]`: the backend's figure, minus what was reported since. */
-  readonly remaining: number[];
-  /** Token-bucket state per `limits[i]` (`[tokens, atMs]` pairs); made on first use. */
+}
+
+/**
+ * What a key may do beyond active/blocked, kept compactly: a pointer to its shared plan, its
+ * expiry, and its own figures (a key with one quota keeps it in `quota`, a plain number). Undefined
+ * on a `KeyInfo` whose key has no rules.
+ */
+export interface KeyRules {
+  readonly plan: KeyPlan;
+  /** When the key expires, ms since the epoch; undefined: never. */
+  readonly expiresAtMs: number | undefined;
+  /** Units left of `plan.quotaModules[0]`: the backend's figure, minus what was reported since. */
+  quota: number;
+  /** Units left of `plan.quotaModules[1…]`, when there are more quotas. */
+  moreQuotas: number[] | undefined;
+  /** Token-bucket state per `plan.limits[i]` (`[tokens, atMs]` pairs); made on first use. */
   buckets: number[] | undefined;
 }
 
@@ -46,18 +56,9 @@ export interface KeyRulesInit {
 }
 
 const METHOD = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\/(\*|[A-Za-z_][A-Za-z0-9_]*)$/;
-/** Interned parts beyond this many distinct values are kept per key (correct, just bigger). */
-const MAX_INTERNED = 4096;
-const NO_QUOTA: number[] = [];
-const interned = new Map<string, unknown>();
-
-function intern<T>(id: string, make: () => T): T {
-  const hit = interned.get(id) as T | undefined;
-  if (hit !== undefined) return hit;
-  const value = make();
-  if (interned.size < MAX_INTERNED) interned.set(id, value);
-  return value;
-}
+/** Plans beyond this many distinct ones are kept per key (correct, just bigger). */
+const MAX_PLANS = 4096;
+const plans = new Map<string, KeyPlan>();
 
 const moduleProblem = (m: string) =>
   m.length > 128 ? "must be at most 128 characters" : nameProblem(m);
@@ -98,46 +99,74 @@ export function keyRulesProblem(r: KeyRulesInit): { field: string; problem: stri
   return undefined;
 }
 
-/** The compact rules of `r` (checked by `keyRulesProblem` first), or undefined when it has none. */
-export function keyRulesOf(r: KeyRulesInit): KeyRules | undefined {
-  const expiresAtMs = r.expiresAtMs ?? Number.POSITIVE_INFINITY;
+function planOf(r: KeyRulesInit): KeyPlan {
   const m = r.allowedMethods ?? [];
-  const l = r.rateLimits ?? [];
-  const q = r.quotas ?? [];
-  if (expiresAtMs === Number.POSITIVE_INFINITY && m.length + l.length + q.length === 0) {
-    return undefined;
-  }
-  const methods =
-    m.length === 0
-      ? undefined
-      : intern(`m${[...m].sort().join(" ")}`, () => {
-          const exact = new Set<string>();
-          const services = new Set<string>();
-          for (const name of m) {
-            if (name.endsWith("/*")) services.add(name.slice(0, -2));
-            else exact.add(name);
-          }
-          return { exact, services };
-        });
-  const limitRules = l.map((x) => ({
+  const limits = (r.rateLimits ?? []).map((x) => ({
     limit: Number(x.limit),
     windowMs: x.windowSeconds * 1000,
     module: x.module ?? "",
   }));
-  const limits = intern(`l${JSON.stringify(limitRules)}`, () => Object.freeze(limitRules));
-  const quotaModules = intern(`q${JSON.stringify(q.map((x) => x.module))}`, () =>
-    Object.freeze(q.map((x) => x.module)),
-  );
-  const remaining = q.length === 0 ? NO_QUOTA : q.map((x) => Number(x.remaining));
-  return { expiresAtMs, methods, limits, quotaModules, remaining, buckets: undefined };
+  const quotaModules = (r.quotas ?? []).map((x) => x.module);
+  const sorted = [...m].sort();
+  const id = JSON.stringify([sorted, limits, quotaModules]);
+  const hit = plans.get(id);
+  if (hit !== undefined) return hit;
+  let methods: AllowedMethods | undefined;
+  if (m.length > 0) {
+    const exact = new Set<string>();
+    const services = new Set<string>();
+    for (const name of sorted) {
+      if (name.endsWith("/*")) services.add(name.slice(0, -2));
+      else exact.add(name);
+    }
+    methods = { exact, services };
+  }
+  const plan = Object.freeze({
+    methods,
+    limits: Object.freeze(limits),
+    quotaModules: Object.freeze(quotaModules),
+  });
+  if (plans.size < MAX_PLANS) plans.set(id, plan);
+  return plan;
+}
+
+/** The compact rules of `r` (checked by `keyRulesProblem` first), or undefined when it has none. */
+export function keyRulesOf(r: KeyRulesInit): KeyRules | undefined {
+  const n = (r.allowedMethods?.length ?? 0) + (r.rateLimits?.length ?? 0) + (r.quotas?.length ?? 0);
+  if (r.expiresAtMs === undefined && n === 0) return undefined;
+  const q = r.quotas ?? [];
+  return {
+    plan: planOf(r),
+    expiresAtMs: r.expiresAtMs,
+    quota: q.length === 0 ? 0 : Number(q[0]?.remaining),
+    moreQuotas: q.length > 1 ? q.slice(1).map((x) => Number(x.remaining)) : undefined,
+    buckets: undefined,
+  };
+}
+
+/** Units left of quota `i` (of `plan.quotaModules`). */
+export function quotaLeft(rules: KeyRules, i: number): number {
+  return i === 0 ? rules.quota : (rules.moreQuotas?.[i - 1] as number);
+}
+
+/** Takes `amount` from quota `i`. */
+export function takeQuota(rules: KeyRules, i: number, amount: number): void {
+  if (i === 0) rules.quota -= amount;
+  else if (rules.moreQuotas !== undefined) {
+    rules.moreQuotas[i - 1] = (rules.moreQuotas[i - 1] as number) - amount;
+  }
+}
+
+/** Every quota's units left, in `plan.quotaModules` order. */
+export function quotasLeft(rules: KeyRules): number[] {
+  return rules.plan.quotaModules.map((_, i) => quotaLeft(rules, i));
 }
 
 /** Whether the rules let the key call `method` (`"pkg.Service/Method"`). */
 export function methodAllowed(rules: KeyRules, method: string): boolean {
-  const m = rules.methods;
+  const m = rules.plan.methods;
   if (m === undefined || m.exact.has(method)) return true;
-  const slash = method.lastIndexOf("/");
-  return m.services.has(method.slice(0, slash));
+  return m.services.has(method.slice(0, method.lastIndexOf("/")));
 }
 
 /**
@@ -146,8 +175,8 @@ export function methodAllowed(rules: KeyRules, method: string): boolean {
  */
 export function carryOver(previous: KeyRules | undefined, next: KeyRules | undefined): void {
   if (previous?.buckets === undefined || next === undefined) return;
-  const a = previous.limits;
-  const b = next.limits;
+  const a = previous.plan.limits;
+  const b = next.plan.limits;
   if (a !== b) {
     if (a.length !== b.length) return;
     for (let i = 0; i < a.length; i++) {

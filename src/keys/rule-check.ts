@@ -1,4 +1,4 @@
-import { type KeyRules, type LimitRule, methodAllowed } from "./key-rules.js";
+import { type KeyRules, type LimitRule, methodAllowed, quotaLeft, takeQuota } from "./key-rules.js";
 
 /** Why the rules refuse a call (the interceptor turns it into a Connect error). */
 export type RuleRefusal =
@@ -21,9 +21,9 @@ export type RuleRefusal =
 function bucket(rules: KeyRules, now: number): number[] {
   let b = rules.buckets;
   if (b === undefined) {
-    b = new Array<number>(rules.limits.length * 2);
-    for (let i = 0; i < rules.limits.length; i++) {
-      b[2 * i] = (rules.limits[i] as LimitRule).limit;
+    b = new Array<number>(rules.plan.limits.length * 2);
+    for (let i = 0; i < rules.plan.limits.length; i++) {
+      b[2 * i] = (rules.plan.limits[i] as LimitRule).limit;
       b[2 * i + 1] = now;
     }
     rules.buckets = b;
@@ -33,7 +33,7 @@ function bucket(rules: KeyRules, now: number): number[] {
 
 /** Refills limit `i` up to `now` and returns its tokens. */
 function refill(rules: KeyRules, b: number[], i: number, now: number): number {
-  const l = rules.limits[i] as LimitRule;
+  const l = rules.plan.limits[i] as LimitRule;
   const elapsed = Math.max(0, now - (b[2 * i + 1] as number));
   const tokens = Math.min(l.limit, (b[2 * i] as number) + (elapsed * l.limit) / l.windowMs);
   b[2 * i] = tokens;
@@ -58,9 +58,10 @@ export function admitCall(
   wallNow: number = Date.now(),
   now: number = performance.now(),
 ): RuleRefusal | undefined {
-  if (wallNow >= rules.expiresAtMs) return { outcome: "expired" };
+  if (rules.expiresAtMs !== undefined && wallNow >= rules.expiresAtMs)
+    return { outcome: "expired" };
   if (!methodAllowed(rules, method)) return { outcome: "method_denied" };
-  const limits = rules.limits;
+  const limits = rules.plan.limits;
   if (limits.length > 0) {
     const b = bucket(rules, now);
     let waitMs = -1;
@@ -78,10 +79,10 @@ export function admitCall(
       return { outcome: "rate_limited", retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)) };
     }
   }
-  const q = rules.quotaModules;
+  const q = rules.plan.quotaModules;
   for (let i = 0; i < q.length; i++) {
     const m = q[i] as string;
-    if ((module === undefined || m === module) && (rules.remaining[i] as number) <= 0) {
+    if ((module === undefined || m === module) && quotaLeft(rules, i) <= 0) {
       return { outcome: "quota_exhausted", module: m };
     }
   }
@@ -101,11 +102,11 @@ export function debitUsage(
   amount: number,
   now: number = performance.now(),
 ): void {
-  const q = rules.quotaModules;
+  const q = rules.plan.quotaModules;
   for (let i = 0; i < q.length; i++) {
-    if (q[i] === module) rules.remaining[i] = (rules.remaining[i] as number) - amount;
+    if (q[i] === module) takeQuota(rules, i, amount);
   }
-  const limits = rules.limits;
+  const limits = rules.plan.limits;
   for (let i = 0; i < limits.length; i++) {
     if ((limits[i] as LimitRule).module !== module) continue;
     const b = bucket(rules, now);

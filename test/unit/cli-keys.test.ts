@@ -170,12 +170,14 @@ describe("billing-sdk keys push", () => {
     expect(client.keys.lookup("raw-key-3")?.appId).toBe("app-3");
     expect(client.keys.lookup("raw-key-3")?.rules).toMatchObject({
       expiresAtMs: Date.parse("2031-02-03T04:05:06Z"),
-      limits: [
-        { limit: 10, windowMs: 1000, module: "" },
-        { limit: 100_000, windowMs: 60_000, module: "llm" },
-      ],
-      quotaModules: ["llm"],
-      remaining: [-7],
+      plan: {
+        limits: [
+          { limit: 10, windowMs: 1000, module: "" },
+          { limit: 100_000, windowMs: 60_000, module: "llm" },
+        ],
+        quotaModules: ["llm"],
+      },
+      quota: -7,
     });
     expect(client.keys.lookup("raw-key-1")?.rules).toBeUndefined();
     const last = pushed().at(-1);

@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { KeyState, KeyStatusSchema, KeyUpdateSchema } from "../../gen/billing/v1/usage_pb.js";
 import { hashApiKey, KeyList, signKeyUpdate } from "../../src/index.js";
-import { keyRulesOf } from "../../src/keys/key-rules.js";
+import { keyRulesOf, quotasLeft } from "../../src/keys/key-rules.js";
 import { admitCall, debitUsage } from "../../src/keys/rule-check.js";
 import { keyUpdateMessage, testSigner } from "../helpers/fixtures.js";
 
@@ -61,8 +61,8 @@ describe("rules a key update may carry", () => {
     );
     expect(list.rulesOf(hashApiKey("plain"))).toBeUndefined();
     const r = list.rulesOf(hashApiKey("ruled"));
-    expect(r).toMatchObject({ expiresAtMs: 4_000_000_000_000, remaining: [-2] });
-    expect(r?.limits).toEqual([{ limit: 3, windowMs: 2000, module: "" }]);
+    expect(r).toMatchObject({ expiresAtMs: 4_000_000_000_000, quota: -2 });
+    expect(r?.plan.limits).toEqual([{ limit: 3, windowMs: 2000, module: "" }]);
   });
 
   it("keys with the same limits and methods share them (interned)", () => {
@@ -74,8 +74,8 @@ describe("rules a key update may carry", () => {
       allowedMethods: ["x.S/*"],
       rateLimits: [{ limit: 9, windowSeconds: 9 }],
     });
-    expect(a?.limits).toBe(b?.limits);
-    expect(a?.methods).toBe(b?.methods);
+    expect(a?.plan).toBe(b?.plan);
+    expect(a).not.toBe(b);
   });
 });
 
@@ -128,12 +128,31 @@ describe("admitCall with an explicit clock", () => {
     debitUsage(r, "llm", 130, 0);
     debitUsage(r, "tts", 10, 0);
     debitUsage(r, "asr", 1000, 0);
-    expect(r.remaining).toEqual([0]);
+    expect(quotasLeft(r)).toEqual([0]);
     expect(admitCall(r, "a.S/M", undefined, 0, 0)).toEqual({
       outcome: "rate_limited",
       retryAfterSeconds: 18, // 30 in debt at 100 per 60 s
     });
     expect(admitCall(r, "a.S/M", "tts", 0, 0)).toEqual({
+      outcome: "quota_exhausted",
+      module: "tts",
+    });
+    expect(admitCall(r, "a.S/M", "asr", 0, 0)).toBeUndefined();
+  });
+
+  it("several quotas: each module its own figure; the one at 0 refuses", () => {
+    const r = keyRulesOf({
+      quotas: [
+        { module: "llm", remaining: 10 },
+        { module: "tts", remaining: 3 },
+        { module: "asr", remaining: 2n },
+      ],
+    });
+    if (r === undefined) throw new Error("rules");
+    debitUsage(r, "tts", 3, 0);
+    debitUsage(r, "llm", 4, 0);
+    expect(quotasLeft(r)).toEqual([6, 0, 2]);
+    expect(admitCall(r, "a.S/M", undefined, 0, 0)).toEqual({
       outcome: "quota_exhausted",
       module: "tts",
     });

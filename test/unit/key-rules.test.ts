@@ -22,6 +22,7 @@ import {
   reportUsageFor,
   requireApiKey,
 } from "../../src/index.js";
+import { type KeyRules, quotasLeft } from "../../src/keys/key-rules.js";
 import { EchoService } from "../gen/test/v1/echo_pb.js";
 import { AedesBroker, until } from "../helpers/aedes-broker.js";
 import { handlerRuns, startServer } from "../helpers/echo-server.js";
@@ -304,35 +305,35 @@ describe("quotas", () => {
 
   it("reportUsageFor debits the quota; at or below 0 calls are refused; a new update resets it", async () => {
     await pushKeys(false, [active("prepaid", { quotas: [{ module: "llm", remaining: 12 }] })]);
-    const rules = () => billing.keys.rulesOf(hashApiKey("prepaid"));
+    const left = () => quotasLeft(billing.keys.rulesOf(hashApiKey("prepaid")) as KeyRules);
     const t = grpcT();
     expect(await errorOf(say(t, "prepaid", "hello"))).toBe("ok");
-    expect(rules()?.remaining).toEqual([7]);
+    expect(left()).toEqual([7]);
     expect(await errorOf(say(t, "prepaid", "hello"))).toBe("ok");
     expect(await errorOf(say(t, "prepaid", "hello"))).toBe("ok"); // 2 left: let in, goes to -3
-    expect(rules()?.remaining).toEqual([-3]);
+    expect(left()).toEqual([-3]);
     expect(await errorOf(say(t, "prepaid", "hello"))).toMatchObject({
       code: Code.ResourceExhausted,
       rawMessage: "quota exhausted for llm",
     });
-    expect(rules()?.remaining).toEqual([-3]); // a refused call reports nothing
+    expect(left()).toEqual([-3]); // a refused call reports nothing
     // The backend counted what was reported and sends a fresh figure: it replaces the local one.
     await pushKeys(false, [active("prepaid", { quotas: [{ module: "llm", remaining: 100 }] })]);
-    expect(rules()?.remaining).toEqual([100]);
+    expect(left()).toEqual([100]);
     expect(await errorOf(say(t, "prepaid", "hello"))).toBe("ok");
-    expect(rules()?.remaining).toEqual([95]);
+    expect(left()).toEqual([95]);
   });
 
   it("reportUsage with the raw key or a record debits the same fingerprint", async () => {
     await pushKeys(false, [active("direct", { quotas: [{ module: "asr", remaining: 10 }] })]);
     await billing.reportUsage({ apiKey: "direct", module: "asr", model: "w", usage: 4 });
     await billing.reportUsage({ apiKey: "direct", module: "llm", model: "w", usage: 4 });
-    expect(billing.keys.rulesOf(hashApiKey("direct"))?.remaining).toEqual([6]);
+    expect(quotasLeft(billing.keys.rulesOf(hashApiKey("direct")) as KeyRules)).toEqual([6]);
     // A refused report debits nothing.
     await expect(
       billing.reportUsage({ apiKey: "direct", module: "asr", model: "", usage: 4 }),
     ).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
-    expect(billing.keys.rulesOf(hashApiKey("direct"))?.remaining).toEqual([6]);
+    expect(quotasLeft(billing.keys.rulesOf(hashApiKey("direct")) as KeyRules)).toEqual([6]);
   });
 });
 
