@@ -103,3 +103,36 @@ describe.each([
     expect(verifierCalls).toBe(before + 1);
   });
 });
+
+describe("moduleOf: a call is checked against its own module's quotas and usage limits", () => {
+  it("a key out of TTS credit may still call the LLM method, not the TTS one", async () => {
+    const guarded = await startEchoServer([
+      requireApiKey({
+        verify: async () => ({
+          appId: "a",
+          quotas: [
+            { module: "tts", remaining: 0 },
+            { module: "llm", remaining: 100 },
+          ],
+          rateLimits: [{ limit: 1, windowSeconds: 60, module: "tts" }],
+        }),
+        moduleOf: (m) => (m === "test.v1.EchoService/Say" ? "llm" : "tts"),
+      }),
+    ]);
+    try {
+      const c = createClient(EchoService, createGrpcTransport({ baseUrl: guarded.url }));
+      const h = { headers: { "api-key": "mixed" } };
+      expect(await errorOf(c.say({ text: "hi" }, h))).toBe("ok");
+      const drain = async () => {
+        for await (const _ of c.sayMany({ text: "x" }, h)) {
+        }
+      };
+      expect(await errorOf(drain())).toMatchObject({
+        code: Code.ResourceExhausted,
+        rawMessage: "quota exhausted for tts",
+      });
+    } finally {
+      await guarded.close();
+    }
+  });
+});
