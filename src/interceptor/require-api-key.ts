@@ -63,7 +63,8 @@ export interface RequireApiKeyOptions {
   /**
    * The module a method bills (`"pkg.Service/Method"` → e.g. `"tts"`), or undefined when it is
    * not known. Given, a call is refused only by its own module's quotas and usage rate limits;
-   * without it, any exhausted quota or usage limit of the key refuses every call. Default: none.
+   * without it, any exhausted quota or usage limit of the key refuses every call. Must not throw.
+   * Default: none.
    */
   moduleOf?: ((method: string) => string | undefined) | undefined;
   /** Told of every decision, for metrics. Must not throw (errors are ignored). Default: none. */
@@ -106,7 +107,11 @@ function keySourceOf(options: RequireApiKeyOptions): KeySource {
  * missing, unknown or over-long (> 1,024 characters) key → `Unauthenticated`; blocked key →
  * `PermissionDenied` (with the reason, control characters removed, at most 200 characters); key
  * list not loaded yet or stale (`maxKeyListAgeMs`), no client and no verifier, or a failing
- * verifier → `Unavailable` (fail closed).
+ * verifier → `Unavailable` (fail closed). Then the key's rules, in this order: expired →
+ * `Unauthenticated` "API key expired"; method not allowed → `PermissionDenied` "API key may not call
+ * <method>"; a rate limit at its limit → `ResourceExhausted` with a `retry-after` header (seconds);
+ * a quota at or below 0 → `ResourceExhausted` "quota exhausted for <module>". Streams are checked
+ * once, before the first message.
  * The verified caller goes into the context values under `billingCaller`.
  */
 export function requireApiKey(options: RequireApiKeyOptions = {}): Interceptor {
