@@ -7,6 +7,8 @@ export type {
   KeyListRequest,
   KeyStatus,
   KeyUpdate,
+  Quota,
+  RateLimit,
   SignedKeyUpdate,
   UsageRecord,
 } from "../gen/billing/v1/usage_pb.js";
@@ -19,6 +21,8 @@ export {
   KeyUpdateSchema,
   ProducerState,
   ProducerStateSchema,
+  QuotaSchema,
+  RateLimitSchema,
   SignedKeyUpdateSchema,
   UsageRecordSchema,
 } from "../gen/billing/v1/usage_pb.js";
@@ -28,6 +32,8 @@ export { hashApiKey } from "./common/api-key-hash.js";
 export type { BillingLogger, LogLevel } from "./common/logger.js";
 export type { BillingCaller } from "./interceptor/billing-caller.js";
 export { billingCaller } from "./interceptor/billing-caller.js";
+export type { DecisionCounts, DecisionOutcome } from "./interceptor/decision-counts.js";
+export { meteredStream } from "./interceptor/metered-stream.js";
 export type { CallerUsage } from "./interceptor/report-usage-for.js";
 export { reportUsageFor } from "./interceptor/report-usage-for.js";
 export type { ApiKeyDecision, RequireApiKeyOptions } from "./interceptor/require-api-key.js";
@@ -35,6 +41,7 @@ export { requireApiKey } from "./interceptor/require-api-key.js";
 export type { VerifiedKey } from "./interceptor/verify-key-source.js";
 export type { KeyChange, KeyInfo, KeyListener } from "./keys/key-list.js";
 export { KeyList } from "./keys/key-list.js";
+export type { AllowedMethods, KeyPlan, KeyRules, LimitRule } from "./keys/key-rules.js";
 export type { KeyUpdateRefusal, KeyUpdateRefusals } from "./keys/key-update-gate.js";
 export { signKeyUpdate } from "./keys/signed-key-update.js";
 export type { BillingTopics } from "./protocol/topics.js";

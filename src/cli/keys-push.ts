@@ -17,6 +17,7 @@ import { connectNegotiated, discard } from "../mqtt/connect-once.js";
 import { billingTopics } from "../protocol/topics.js";
 import type { CliIo } from "./cli-io.js";
 import { type ConnectionValues, cliSettings } from "./connection-flags.js";
+import { keyRulesOfJson } from "./key-rules-json.js";
 
 export const keysPushHelp = `billing-sdk keys push FILE --signing-key PRIVATE.pem --signer NAME
                       [--version N] [--retain] [--insecure-unsigned] [connection flags]
@@ -25,7 +26,13 @@ Publishes a KeyUpdate snapshot (the complete key list), signed with Ed25519, as 
 SignedKeyUpdate on <prefix>/keys/update, from a JSON file: an array (or
 {"keys": [...]}) of
   {"key": "raw api key" | "apiKeySha256": "64 hex", "appId": "app",
-   "state": "active" | "blocked" | "deleted", "reason": "why blocked"}
+   "state": "active" | "blocked" | "deleted", "reason": "why blocked",
+   "expiresAt": "2030-01-01T00:00:00Z" (or ms since the epoch),
+   "allowedMethods": ["pkg.Service/Method", "pkg.Service/*"],
+   "rateLimits": [{"limit": 10, "windowSeconds": 1, "module": ""}],
+   "quotas": [{"module": "llm", "remaining": 100000}]}
+(the last four optional: no expiry, all methods, no limits, no quotas; a rate
+limit with a module counts that module's usage, without one requests).
 Raw keys are hashed (SHA-256) before anything is sent.
   --signing-key FILE  the Ed25519 private key (PEM; see billing-sdk keys keygen)
   --signer NAME       the name the services know its public key by
@@ -79,6 +86,7 @@ export function readKeysFile(path: string): KeyStatus[] {
       appId: typeof e.appId === "string" ? e.appId : "",
       state,
       reason: typeof e.reason === "string" ? e.reason : "",
+      ...keyRulesOfJson(e, at),
     });
   });
 }

@@ -3,9 +3,11 @@ import { KeyState } from "../../gen/billing/v1/usage_pb.js";
 import { hashApiKey, MAX_API_KEY_LENGTH } from "../common/api-key-hash.js";
 import { shownText } from "../common/text.js";
 import type { KeyInfo } from "../keys/key-list.js";
+import { admitCall, type RuleRefusal } from "../keys/rule-check.js";
 import type { BillingClient } from "../publisher/billing-client.js";
 import { apiKeysOf } from "./api-key-headers.js";
 import { billingCaller } from "./billing-caller.js";
+import { countDecision, type DecisionOutcome } from "./decision-counts.js";
 import type { KeySource } from "./key-source.js";
 import { pushedKeySource } from "./pushed-key-source.js";
 import { type VerifiedKey, verifyKeySource } from "./verify-key-source.js";
@@ -15,8 +17,11 @@ const MAX_REASON_CHARS = 200;
 
 /** What `onDecision` is told about each call. Never holds the key. */
 export interface ApiKeyDecision {
-  /** `allowed`, `exempt`, or why it was refused. */
-  outcome: "allowed" | "exempt" | "missing" | "invalid" | "blocked" | "unavailable";
+  /**
+   * `allowed`, `exempt`, or why it was refused: `missing`, `invalid`, `blocked`, `unavailable`,
+   * `expired`, `method_denied`, `rate_limited`, `quota_exhausted`.
+   */
+  outcome: DecisionOutcome;
   /** The Connect code the call was refused with; undefined when it went on. */
   code: Code | undefined;
   /** `"package.Service/Method"`. */
@@ -55,8 +60,35 @@ export interface RequireApiKeyOptions {
    * predicate on that name. Default: none.
    */
   exempt?: readonly string[] | ((method: string) => boolean) | undefined;
+  /**
+   * The module a method bills (`"pkg.Service/Method"` → e.g. `"tts"`), or undefined when it is
+   * not known. Given, a call is refused only by its own module's quotas and usage rate limits;
+   * without it, any exhausted quota or usage limit of the key refuses every call. Must not throw.
+   * Default: none.
+   */
+  moduleOf?: ((method: string) => string | undefined) | undefined;
   /** Told of every decision, for metrics. Must not throw (errors are ignored). Default: none. */
   onDecision?: ((decision: ApiKeyDecision) => void) | undefined;
+}
+
+/** The Connect error of a call the key's rules refuse. */
+function ruleError(r: RuleRefusal, method: string): ConnectError {
+  switch (r.outcome) {
+    case "expired":
+      return new ConnectError("API key expired", Code.Unauthenticated);
+    case "method_denied":
+      return new ConnectError(`API key may not call ${method}`, Code.PermissionDenied);
+    case "rate_limited":
+      // No ":" "," or "/" in the message: grpc-js shows those percent-encoded (it decodes with decodeURI).
+      // Error metadata goes out as response headers (Connect unary) or trailers (gRPC, streams).
+      return new ConnectError(
+        `rate limit exceeded (retry after ${r.retryAfterSeconds} s)`,
+        Code.ResourceExhausted,
+        { "retry-after": String(r.retryAfterSeconds) },
+      );
+    case "quota_exhausted":
+      return new ConnectError(`quota exhausted for ${r.module}`, Code.ResourceExhausted);
+  }
 }
 
 function keySourceOf(options: RequireApiKeyOptions): KeySource {
@@ -75,7 +107,11 @@ function keySourceOf(options: RequireApiKeyOptions): KeySource {
  * missing, unknown or over-long (> 1,024 characters) key → `Unauthenticated`; blocked key →
  * `PermissionDenied` (with the reason, control characters removed, at most 200 characters); key
  * list not loaded yet or stale (`maxKeyListAgeMs`), no client and no verifier, or a failing
- * verifier → `Unavailable` (fail closed).
+ * verifier → `Unavailable` (fail closed). Then the key's rules, in this order: expired →
+ * `Unauthenticated` "API key expired"; method not allowed → `PermissionDenied` "API key may not call
+ * <method>"; a rate limit at its limit → `ResourceExhausted` with a `retry-after` header (seconds);
+ * a quota at or below 0 → `ResourceExhausted` "quota exhausted for <module>". Streams are checked
+ * once, before the first message.
  * The verified caller goes into the context values under `billingCaller`.
  */
 export function requireApiKey(options: RequireApiKeyOptions = {}): Interceptor {
@@ -86,11 +122,13 @@ export function requireApiKey(options: RequireApiKeyOptions = {}): Interceptor {
   const isExempt = typeof exempt === "function" ? exempt : (m: string) => exemptNames.has(m);
   const source = keySourceOf(options);
   const onDecision = options.onDecision;
+  const moduleOf = options.moduleOf;
 
   return (next) => async (req) => {
     const method = `${req.service.typeName}/${req.method.name}`;
     const started = performance.now();
-    const decide = (outcome: ApiKeyDecision["outcome"], code: Code | undefined) => {
+    const decide = (outcome: DecisionOutcome, code: Code | undefined) => {
+      countDecision(outcome);
       if (onDecision === undefined) return;
       try {
         onDecision({ outcome, code, method, latencyMs: performance.now() - started });
@@ -98,7 +136,7 @@ export function requireApiKey(options: RequireApiKeyOptions = {}): Interceptor {
         // metrics must not break calls
       }
     };
-    const refuse = (outcome: ApiKeyDecision["outcome"], code: Code, message: string) => {
+    const refuse = (outcome: DecisionOutcome, code: Code, message: string) => {
       decide(outcome, code);
       return new ConnectError(message, code);
     };
@@ -140,6 +178,15 @@ export function requireApiKey(options: RequireApiKeyOptions = {}): Interceptor {
     }
     if (info.state !== KeyState.ACTIVE) {
       throw refuse("invalid", Code.Unauthenticated, "invalid API key");
+    }
+    if (info.rules !== undefined) {
+      // Synchronous from the check to the debit: concurrent calls cannot share the last token.
+      const refused = admitCall(info.rules, method, moduleOf?.(method));
+      if (refused !== undefined) {
+        const err = ruleError(refused, method);
+        decide(refused.outcome, err.code);
+        throw err;
+      }
     }
     req.contextValues.set(billingCaller, { apiKeySha256, appId: info.appId, state: info.state });
     decide("allowed", undefined);

@@ -1,6 +1,8 @@
 import { KeyState } from "../../gen/billing/v1/usage_pb.js";
 import { withDeadline } from "../common/deadline.js";
 import type { KeyInfo } from "../keys/key-list.js";
+import { carryOver, type KeyRules, keyRulesOf, keyRulesProblem } from "../keys/key-rules.js";
+import { debitedByReports } from "../publisher/usage-debits.js";
 import type { KeySource } from "./key-source.js";
 
 /** What a custom verifier says about a valid key. */
@@ -11,6 +13,33 @@ export interface VerifiedKey {
   state?: KeyState;
   /** Why the key is blocked (shown to the caller). */
   reason?: string;
+  /** When the key expires (a Date or ms since the epoch). Default: never. */
+  expiresAt?: Date | number;
+  /** `"pkg.Service/Method"` or `"pkg.Service/*"` names the key may call. Default: all methods. */
+  allowedMethods?: string[];
+  /** Rate limits, as in `KeyStatus.rate_limits` (`module` "": requests). Default: none. */
+  rateLimits?: { limit: number; windowSeconds: number; module?: string }[];
+  /** Units left per module, as in `KeyStatus.quotas`. Default: none. */
+  quotas?: { module: string; remaining: number }[];
+}
+
+/** A verifier's answer as a key-list entry; throws when its rules are malformed. */
+function infoOfVerified(found: VerifiedKey): KeyInfo {
+  const problem = keyRulesProblem(found);
+  if (problem !== undefined) {
+    throw new Error(`the verifier's answer: ${problem.field} ${problem.problem}`);
+  }
+  const e = found.expiresAt;
+  const rules = keyRulesOf({
+    ...found,
+    expiresAtMs: e === undefined ? undefined : e instanceof Date ? e.getTime() : e,
+  });
+  const info = {
+    appId: found.appId,
+    state: found.state ?? KeyState.ACTIVE,
+    reason: found.reason ?? "",
+  };
+  return rules === undefined ? info : { ...info, rules };
 }
 
 /** How `verifyKeySource` caches and bounds the verifier. */
@@ -30,7 +59,8 @@ interface Entry {
  * A custom verifier as a key source. Answers are cached by key fingerprint: hits for `ttlMs`,
  * misses for `negativeTtlMs`, at most `maxEntries` (the oldest entry goes first). Concurrent
  * lookups of one key share a single verifier call (single flight). A verifier that throws or
- * misses its deadline rejects the lookup, and nothing is cached.
+ * misses its deadline, or answers with malformed rules, rejects the lookup, and nothing is cached.
+ * Usage reported for a cached key debits its cached quotas and usage limits.
  */
 export function verifyKeySource(
   verify: (apiKey: string) => Promise<VerifiedKey | null>,
@@ -42,6 +72,8 @@ export function verifyKeySource(
   const store = (hash: string, value: KeyInfo | undefined) => {
     const ttl = value === undefined ? o.negativeTtlMs : o.ttlMs;
     if (ttl <= 0) return;
+    // A fresh answer brings fresh quota figures; rate-limit state stays while the limits do.
+    carryOver(entries.get(hash)?.value?.rules, value?.rules);
     entries.delete(hash);
     if (entries.size >= o.maxEntries) {
       const oldest = entries.keys().next().value;
@@ -57,14 +89,11 @@ export function verifyKeySource(
       "the API key verifier",
     );
     if (found === null || found === undefined) return undefined;
-    return {
-      appId: found.appId,
-      state: found.state ?? KeyState.ACTIVE,
-      reason: found.reason ?? "",
-    };
+    return infoOfVerified(found);
   };
 
-  return {
+  const source: KeySource & { rulesOf(hash: string): KeyRules | undefined } = {
+    rulesOf: (hash) => entries.get(hash)?.value?.rules,
     loaded: () => true,
     lookup(hash, apiKey) {
       const hit = entries.get(hash);
@@ -87,4 +116,7 @@ export function verifyKeySource(
       return pending;
     },
   };
+  // What reportUsage reports for a cached key debits its quotas and usage limits here too.
+  debitedByReports(source);
+  return source;
 }

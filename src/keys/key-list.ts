@@ -1,5 +1,6 @@
-import { KeyState, type KeyUpdate } from "../../gen/billing/v1/usage_pb.js";
+import { KeyState, type KeyStatus, type KeyUpdate } from "../../gen/billing/v1/usage_pb.js";
 import { hashApiKey, MAX_API_KEY_LENGTH } from "../common/api-key-hash.js";
+import { carryOver, type KeyRules, keyRulesOf } from "./key-rules.js";
 
 /** What the key list says about one API key. */
 export interface KeyInfo {
@@ -9,6 +10,22 @@ export interface KeyInfo {
   readonly appId: string;
   /** Why the key is blocked (from the backend; not secret); empty otherwise. */
   readonly reason: string;
+  /** Expiry, allowed methods, rate limits and quotas; undefined when the key has none. */
+  readonly rules?: KeyRules | undefined;
+}
+
+/** The entry of a pushed key, keeping the rate-limit state of `previous` when its limits stay. */
+function infoOf(k: KeyStatus, previous: KeyInfo | undefined): KeyInfo {
+  const e = k.expiresAt;
+  const rules = keyRulesOf({
+    expiresAtMs: e === undefined ? undefined : Number(e.seconds) * 1000 + e.nanos / 1e6,
+    allowedMethods: k.allowedMethods,
+    rateLimits: k.rateLimits,
+    quotas: k.quotas,
+  });
+  if (rules === undefined) return { state: k.state, appId: k.appId, reason: k.reason };
+  carryOver(previous?.rules, rules);
+  return { state: k.state, appId: k.appId, reason: k.reason, rules };
 }
 
 /** One key whose entry an update changed; `info` is undefined when the key was removed. */
@@ -69,6 +86,11 @@ export class KeyList {
     return this.entries.get(apiKeySha256);
   }
 
+  /** The rules of a key by its SHA-256, when it has any (what `reportUsage` debits). */
+  rulesOf(apiKeySha256: string): KeyRules | undefined {
+    return this.entries.get(apiKeySha256)?.rules;
+  }
+
   /** Calls `listener` after every applied update. Returns a function that unsubscribes it. */
   onChange(listener: KeyListener): () => void {
     this.listeners.add(listener);
@@ -88,7 +110,7 @@ export class KeyList {
       const hash = k.apiKeySha256.toLowerCase();
       touched?.add(hash);
       if (k.state === KeyState.ACTIVE || k.state === KeyState.BLOCKED) {
-        next.set(hash, { state: k.state, appId: k.appId, reason: k.reason });
+        next.set(hash, infoOf(k, this.entries.get(hash)));
       } else {
         next.delete(hash);
       }

@@ -26,6 +26,7 @@ import { sameOptions } from "./same-options.js";
 import { securityWarnings } from "./security-warnings.js";
 import { SendPipeline } from "./send-pipeline.js";
 import { SpoolOutbox } from "./spool-outbox.js";
+import { debitReported } from "./usage-debits.js";
 import { encodeUsage, type RecordContext, type UsageInit } from "./usage-input.js";
 
 /** How long the goodbye heartbeat and DISCONNECT may take at close. */
@@ -139,7 +140,7 @@ export class BillingClient {
   async reportUsage(init: UsageInit | UsageRecord): Promise<string> {
     try {
       if (this.lifecycle !== "running") throw closedError();
-      const { id, bytes } = encodeUsage(init, this.recordContext);
+      const { id, bytes, apiKeySha256, module, usage } = encodeUsage(init, this.recordContext);
       this.ledger.checkRoom(bytes.length);
       const record: PendingRecord = {
         seq: this.nextSeq++,
@@ -161,6 +162,7 @@ export class BillingClient {
           throw err;
         }
       }
+      debitReported(this.keys, apiKeySha256, module, usage); // quotas, usage rate limits
       return id;
     } catch (err) {
       const code: BillingErrorCode = err instanceof BillingError ? err.code : "INVALID_ARGUMENT";

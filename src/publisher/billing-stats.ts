@@ -1,4 +1,5 @@
 import type { BillingErrorCode } from "../billing-error.js";
+import { type DecisionCounts, decisionCounts } from "../interceptor/decision-counts.js";
 import type { KeyUpdateRefusals } from "../keys/key-update-gate.js";
 import type { Connection } from "./connection.js";
 import type { KeySync } from "./key-sync.js";
@@ -60,6 +61,12 @@ export interface BillingStats {
    * `duplicate` (the same version again: benign), `tooLarge` (`maxKeys`, `maxKeyUpdateBytes`).
    */
   keyUpdatesRefused: KeyUpdateRefusals;
+  /**
+   * Calls `requireApiKey()` decided in this process (every interceptor, every client), by
+   * outcome: `allowed`, `exempt`, `missing`, `invalid`, `blocked`, `unavailable`, `expired`,
+   * `method_denied`, `rate_limited`, `quota_exhausted`.
+   */
+  decisions: DecisionCounts;
 }
 
 /** The stats of a client, read from its parts (no copy of any counter is kept elsewhere). */
@@ -95,5 +102,6 @@ export function collectStats(
     keyUpdates: keySync.gate.applied,
     keysAgeMs: appliedAt === undefined ? undefined : Math.max(0, Date.now() - appliedAt),
     keyUpdatesRefused: { ...keySync.gate.refused },
+    decisions: decisionCounts(),
   };
 }

@@ -44,10 +44,13 @@ export interface RecordContext {
   appIdOf: (apiKeySha256: string) => string;
 }
 
-/** A record ready to publish: its id and its encoded bytes. */
+/** A record ready to publish: its id and its encoded bytes, and what key rules debit. */
 export interface EncodedRecord {
   id: string;
   bytes: Uint8Array;
+  apiKeySha256: string;
+  module: string;
+  usage: bigint;
 }
 
 const MAX_NAME_LENGTH = 128;
@@ -152,7 +155,8 @@ function knownAppId(ctx: RecordContext, apiKeySha256: string): string {
 function encode(record: UsageRecord, ctx: RecordContext): EncodedRecord {
   const bytes = toBinary(UsageRecordSchema, record);
   checkSize(bytes, ctx);
-  return { id: record.id, bytes };
+  const { id, apiKeySha256, module, usage } = record;
+  return { id, bytes, apiKeySha256, module, usage };
 }
 
 function checkSize(bytes: Uint8Array, ctx: RecordContext): void {
@@ -205,7 +209,7 @@ export function encodeUsage(input: unknown, ctx: RecordContext): EncodedRecord {
     producer: ctx.producer,
   });
   checkSize(bytes, ctx);
-  return { id, bytes };
+  return { id, bytes, apiKeySha256, module, usage };
 }
 
 /**

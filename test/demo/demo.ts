@@ -5,8 +5,9 @@
 // and a blocked key, signed with an Ed25519 key made at start-up; consumes billing/report with
 // createUsageConsumer into an embedded PGlite database), starts a Connect server guarded by
 // requireApiKey() with an LLM-, a TTS- and an ASR-like method that report usage, makes calls with
-// a good key, a blocked key and no key, and prints what happened: at the end the records and the
-// per-minute rollup read back from the database.
+// a good key, a blocked key and no key, and one call refused for each rule a key can carry
+// (expired, a method it may not call, its rate limit, its quota), and prints what happened: at
+// the end the records and the per-minute rollup read back from the database.
 //
 // Against a real broker the demo uses a topic prefix of its own (random unless --prefix is given)
 // and client ids of its own, so that it never answers a real service's key requests and a real
@@ -18,11 +19,18 @@ import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { create } from "@bufbuild/protobuf";
-import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { timestampFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { connectAsync } from "mqtt";
-import { KeyState, KeyStatusSchema, KeyUpdateSchema } from "../../gen/billing/v1/usage_pb.js";
+import {
+  KeyState,
+  type KeyStatus,
+  KeyStatusSchema,
+  KeyUpdateSchema,
+  QuotaSchema,
+  RateLimitSchema,
+} from "../../gen/billing/v1/usage_pb.js";
 import { createUsageConsumer } from "../../src/consumer/index.js";
 import {
   BillingClient,
@@ -41,6 +49,9 @@ import { aiRoutes } from "./demo-service.js";
 
 const GOOD_KEY = "demo-key-good-0001";
 const BLOCKED_KEY = "demo-key-blocked-0002";
+const EXPIRED_KEY = "demo-key-expired-0003";
+const TTS_ONLY_KEY = "demo-key-tts-only-0004";
+const PREPAID_KEY = "demo-key-prepaid-0005";
 
 export interface DemoResult {
   calls: Array<{ call: string; code: string }>;
@@ -130,16 +141,36 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       clientId: `demo-backend-${own}`,
     });
     cleanup.push(() => backend.endAsync());
-    const status = (key: string, appId: string, state: KeyState, reason = "") =>
-      create(KeyStatusSchema, { apiKeySha256: hashApiKey(key), appId, state, reason });
+    const status = (
+      key: string,
+      appId: string,
+      state: KeyState,
+      reason = "",
+      rules: Partial<
+        Pick<KeyStatus, "expiresAt" | "allowedMethods" | "rateLimits" | "quotas">
+      > = {},
+    ) => create(KeyStatusSchema, { apiKeySha256: hashApiKey(key), appId, state, reason, ...rules });
     const snapshot = signKeyUpdate(
       create(KeyUpdateSchema, {
         snapshot: true,
         version: BigInt(Date.now()), // any increasing number: clients refuse older ones
         sentAt: timestampNow(),
         keys: [
-          status(GOOD_KEY, "demo-app", KeyState.ACTIVE),
           status(BLOCKED_KEY, "demo-app-2", KeyState.BLOCKED, "unpaid invoice"),
+          // Rules (issue 14), decided by the service in-process: the good key may make 3 calls a
+          // minute; the others expired, may call only Speak, or have no LLM credit left.
+          status(GOOD_KEY, "demo-app", KeyState.ACTIVE, "", {
+            rateLimits: [create(RateLimitSchema, { limit: 3n, windowSeconds: 60 })],
+          }),
+          status(EXPIRED_KEY, "demo-app-3", KeyState.ACTIVE, "", {
+            expiresAt: timestampFromMs(Date.now() - 86_400_000),
+          }),
+          status(TTS_ONLY_KEY, "demo-app-4", KeyState.ACTIVE, "", {
+            allowedMethods: ["demo.v1.AiService/Speak"],
+          }),
+          status(PREPAID_KEY, "demo-app-5", KeyState.ACTIVE, "", {
+            quotas: [create(QuotaSchema, { module: "llm", remaining: 0n })],
+          }),
         ],
       }),
       signing.privateKey,
@@ -166,7 +197,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     cleanup.push(() => consumer.close());
     await consumer.ready;
     print(
-      `backend    answers ${topics.keysRequest} with 2 keys, signed (Ed25519); consumes ${topics.report} into ${store.where}`,
+      `backend    answers ${topics.keysRequest} with 5 keys, signed (Ed25519); consumes ${topics.report} into ${store.where}`,
     );
 
     // 3. The service: a BillingClient and a Connect server guarded by requireApiKey().
@@ -212,7 +243,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
         const err = ConnectError.from(e);
         calls.push({ call: name, code: `${Code[err.code]}: ${err.rawMessage}` });
       }
-      print(`call       ${name.padEnd(44)} → ${calls.at(-1)?.code}`);
+      print(`call       ${name.padEnd(46)} → ${calls.at(-1)?.code}`);
     };
     await attempt("Chat (Connect, good key)", () =>
       connectClient.chat({ prompt: "hello billing world" }, good),
@@ -230,6 +261,20 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       connectClient.chat({ prompt: "x" }, { headers: { "api-key": BLOCKED_KEY } }),
     );
     await attempt("Chat (gRPC, no key)", () => grpcClient.chat({ prompt: "x" }));
+    // One call refused for each rule: expired, a method not allowed, the rate limit, the quota.
+    const key = (k: string) => ({ headers: { "api-key": k } });
+    await attempt("Chat (Connect, expired key)", () =>
+      connectClient.chat({ prompt: "x" }, key(EXPIRED_KEY)),
+    );
+    await attempt("Chat (gRPC, key for Speak only)", () =>
+      grpcClient.chat({ prompt: "x" }, key(TTS_ONLY_KEY)),
+    );
+    await attempt("Chat (Connect, good key, 4th call this minute)", () =>
+      connectClient.chat({ prompt: "x" }, good),
+    );
+    await attempt("Chat (gRPC, prepaid key, no LLM credit left)", () =>
+      grpcClient.chat({ prompt: "x" }, key(PREPAID_KEY)),
+    );
 
     // 5. What the backend stored, read back from the database, and the counters.
     await billing.flush(10_000);

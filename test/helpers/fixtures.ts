@@ -1,6 +1,6 @@
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { timestampFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import { connectAsync, type MqttClient } from "mqtt";
 import {
   type KeyState,
@@ -29,7 +29,17 @@ let lastVersion = BigInt(Date.now()) * 1000n;
 /** The next key-list version (greater than every earlier one in this test file). */
 export const nextVersion = () => ++lastVersion;
 
-export type KeyEntry = { key: string; state: KeyState; appId?: string; reason?: string };
+export type KeyEntry = {
+  key: string;
+  state: KeyState;
+  appId?: string;
+  reason?: string;
+  /** Issue 14's rules: expiry (ms since the epoch), allowed methods, rate limits, quotas. */
+  expiresAtMs?: number;
+  allowedMethods?: string[];
+  rateLimits?: { limit: number; windowSeconds: number; module?: string }[];
+  quotas?: { module: string; remaining: number }[];
+};
 
 /** A KeyUpdate message (version: the next one, sent now unless given). */
 export function keyUpdateMessage(
@@ -53,6 +63,14 @@ export function keyUpdateMessage(
         state: k.state,
         appId: k.appId ?? "",
         reason: k.reason ?? "",
+        expiresAt: k.expiresAtMs === undefined ? undefined : timestampFromMs(k.expiresAtMs),
+        allowedMethods: k.allowedMethods ?? [],
+        rateLimits: (k.rateLimits ?? []).map((r) => ({
+          limit: BigInt(r.limit),
+          windowSeconds: r.windowSeconds,
+          module: r.module ?? "",
+        })),
+        quotas: (k.quotas ?? []).map((q) => ({ module: q.module, remaining: BigInt(q.remaining) })),
       }),
     ),
   });

@@ -85,6 +85,10 @@ describe.runIf(mosquittoAvailable())("CLI and demo on a real mosquitto", () => {
       "ok",
       "PermissionDenied",
       "Unauthenticated",
+      "Unauthenticated",
+      "PermissionDenied",
+      "ResourceExhausted",
+      "ResourceExhausted",
     ]);
     expect(result.stats.protocolVersion).toBe(5);
     expect(result.records).toHaveLength(3);

@@ -30,7 +30,18 @@ beforeAll(async () => {
     JSON.stringify([
       { key: "raw-key-1", appId: "app-1" },
       { key: "raw-key-2", appId: "app-2", state: "blocked", reason: "unpaid" },
-      { apiKeySha256: hashApiKey("raw-key-3"), appId: "app-3", state: "active" },
+      {
+        apiKeySha256: hashApiKey("raw-key-3"),
+        appId: "app-3",
+        state: "active",
+        expiresAt: "2031-02-03T04:05:06Z",
+        allowedMethods: ["demo.v1.AiService/*"],
+        rateLimits: [
+          { limit: 10, windowSeconds: 1 },
+          { limit: "100000", windowSeconds: 60, module: "llm" },
+        ],
+        quotas: [{ module: "llm", remaining: -7 }],
+      },
     ]),
   );
 });
@@ -122,7 +133,17 @@ describe("billing-sdk keys push", () => {
       ).toBe(2);
       expect(b.err.join("\n")).toMatch(/INVALID_ARGUMENT/);
     }
-    for (const content of ["not json", "[{}]", JSON.stringify([{ key: "k".repeat(1025) }])]) {
+    for (const content of [
+      "not json",
+      "[{}]",
+      JSON.stringify([{ key: "k".repeat(1025) }]),
+      JSON.stringify([{ key: "k", expiresAt: "someday" }]),
+      JSON.stringify([{ key: "k", allowedMethods: ["Say"] }]),
+      JSON.stringify([{ key: "k", rateLimits: [{ limit: 1.5, windowSeconds: 1 }] }]),
+      JSON.stringify([{ key: "k", rateLimits: [{ limit: 1, windowSeconds: 0 }] }]),
+      JSON.stringify([{ key: "k", quotas: [{ module: "", remaining: 1 }] }]),
+      JSON.stringify([{ key: "k", quotas: {} }]),
+    ]) {
       const file = join(dir, "bad.json");
       writeFileSync(file, content);
       expect(
@@ -147,6 +168,18 @@ describe("billing-sdk keys push", () => {
       reason: "unpaid",
     });
     expect(client.keys.lookup("raw-key-3")?.appId).toBe("app-3");
+    expect(client.keys.lookup("raw-key-3")?.rules).toMatchObject({
+      expiresAtMs: Date.parse("2031-02-03T04:05:06Z"),
+      plan: {
+        limits: [
+          { limit: 10, windowMs: 1000, module: "" },
+          { limit: 100_000, windowMs: 60_000, module: "llm" },
+        ],
+        quotaModules: ["llm"],
+      },
+      quota: -7,
+    });
+    expect(client.keys.lookup("raw-key-1")?.rules).toBeUndefined();
     const last = pushed().at(-1);
     expect(last?.retain).toBe(false);
     expect(last?.payload.includes("raw-key-1")).toBe(false);

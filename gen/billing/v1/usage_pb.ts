@@ -24,7 +24,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file billing/v1/usage.proto.
  */
 export const file_billing_v1_usage: GenFile = /*@__PURE__*/
-  fileDesc("ChZiaWxsaW5nL3YxL3VzYWdlLnByb3RvEgpiaWxsaW5nLnYxIt0BCgtVc2FnZVJlY29yZBIKCgJpZBgBIAEoCRIWCg5hcGlfa2V5X3NoYTI1NhgCIAEoCRIOCgZhcHBfaWQYAyABKAkSDgoGbW9kdWxlGAQgASgJEg0KBW1vZGVsGAUgASgJEg0KBXVzYWdlGAYgASgEEi8KC29jY3VycmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCghtZXRhZGF0YRgIIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEAoIcHJvZHVjZXIYCSABKAkiNgoKVXNhZ2VCYXRjaBIoCgdyZWNvcmRzGAEgAygLMhcuYmlsbGluZy52MS5Vc2FnZVJlY29yZCJoCglLZXlTdGF0dXMSFgoOYXBpX2tleV9zaGEyNTYYASABKAkSDgoGYXBwX2lkGAIgASgJEiMKBXN0YXRlGAMgASgOMhQuYmlsbGluZy52MS5LZXlTdGF0ZRIOCgZyZWFzb24YBCABKAkigAEKCUtleVVwZGF0ZRIjCgRrZXlzGAEgAygLMhUuYmlsbGluZy52MS5LZXlTdGF0dXMSEAoIc25hcHNob3QYAiABKAgSKwoHc2VudF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdmVyc2lvbhgEIAEoBCJICg9TaWduZWRLZXlVcGRhdGUSEgoKa2V5X3VwZGF0ZRgBIAEoDBIRCglzaWduYXR1cmUYAiABKAwSDgoGc2lnbmVyGAMgASgJIk8KDktleUxpc3RSZXF1ZXN0EhAKCHByb2R1Y2VyGAEgASgJEisKB3NlbnRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wItMCCglIZWFydGJlYXQSEAoIcHJvZHVjZXIYASABKAkSKwoHc2VudF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcXVldWVkGAMgASgEEhEKCWluX2ZsaWdodBgEIAEoBBIRCglwdWJsaXNoZWQYBSABKAQSDgoGZmFpbGVkGAYgASgEEhAKCHJlamVjdGVkGAcgASgEEhIKCnJlY29ubmVjdHMYCCABKAQSKAoFc3RhdGUYCSABKA4yGS5iaWxsaW5nLnYxLlByb2R1Y2VyU3RhdGUSGwoTa2V5X3VwZGF0ZXNfYXBwbGllZBgKIAEoBBI6ChNrZXlfdXBkYXRlc19yZWZ1c2VkGAsgASgLMh0uYmlsbGluZy52MS5LZXlVcGRhdGVSZWZ1c2FscxIYChBrZXlfbGlzdF92ZXJzaW9uGAwgASgEIrsBChFLZXlVcGRhdGVSZWZ1c2FscxIZChFtaXNzaW5nX3NpZ25hdHVyZRgBIAEoBBIWCg51bmtub3duX3NpZ25lchgCIAEoBBIVCg1iYWRfc2lnbmF0dXJlGAMgASgEEhMKC3VuZGVjb2RhYmxlGAQgASgEEg8KB2ludmFsaWQYBSABKAQSEAoIcmVwbGF5ZWQYBiABKAQSEQoJZHVwbGljYXRlGAcgASgEEhEKCXRvb19sYXJnZRgIIAEoBCppCghLZXlTdGF0ZRIZChVLRVlfU1RBVEVfVU5TUEVDSUZJRUQQABIUChBLRVlfU1RBVEVfQUNUSVZFEAESFQoRS0VZX1NUQVRFX0JMT0NLRUQQAhIVChFLRVlfU1RBVEVfREVMRVRFRBADKoABCg1Qcm9kdWNlclN0YXRlEh4KGlBST0RVQ0VSX1NUQVRFX1VOU1BFQ0lGSUVEEAASGgoWUFJPRFVDRVJfU1RBVEVfUlVOTklORxABEhoKFlBST0RVQ0VSX1NUQVRFX1NUT1BQRUQQAhIXChNQUk9EVUNFUl9TVEFURV9MT1NUEANiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChZiaWxsaW5nL3YxL3VzYWdlLnByb3RvEgpiaWxsaW5nLnYxIt0BCgtVc2FnZVJlY29yZBIKCgJpZBgBIAEoCRIWCg5hcGlfa2V5X3NoYTI1NhgCIAEoCRIOCgZhcHBfaWQYAyABKAkSDgoGbW9kdWxlGAQgASgJEg0KBW1vZGVsGAUgASgJEg0KBXVzYWdlGAYgASgEEi8KC29jY3VycmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCghtZXRhZGF0YRgIIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEAoIcHJvZHVjZXIYCSABKAkiNgoKVXNhZ2VCYXRjaBIoCgdyZWNvcmRzGAEgAygLMhcuYmlsbGluZy52MS5Vc2FnZVJlY29yZCKAAgoJS2V5U3RhdHVzEhYKDmFwaV9rZXlfc2hhMjU2GAEgASgJEg4KBmFwcF9pZBgCIAEoCRIjCgVzdGF0ZRgDIAEoDjIULmJpbGxpbmcudjEuS2V5U3RhdGUSDgoGcmVhc29uGAQgASgJEi4KCmV4cGlyZXNfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKD2FsbG93ZWRfbWV0aG9kcxgGIAMoCRIqCgtyYXRlX2xpbWl0cxgHIAMoCzIVLmJpbGxpbmcudjEuUmF0ZUxpbWl0EiEKBnF1b3RhcxgIIAMoCzIRLmJpbGxpbmcudjEuUXVvdGEiQgoJUmF0ZUxpbWl0Eg0KBWxpbWl0GAEgASgEEhYKDndpbmRvd19zZWNvbmRzGAIgASgNEg4KBm1vZHVsZRgDIAEoCSIqCgVRdW90YRIOCgZtb2R1bGUYASABKAkSEQoJcmVtYWluaW5nGAIgASgDIoABCglLZXlVcGRhdGUSIwoEa2V5cxgBIAMoCzIVLmJpbGxpbmcudjEuS2V5U3RhdHVzEhAKCHNuYXBzaG90GAIgASgIEisKB3NlbnRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YBCABKAQiSAoPU2lnbmVkS2V5VXBkYXRlEhIKCmtleV91cGRhdGUYASABKAwSEQoJc2lnbmF0dXJlGAIgASgMEg4KBnNpZ25lchgDIAEoCSJPCg5LZXlMaXN0UmVxdWVzdBIQCghwcm9kdWNlchgBIAEoCRIrCgdzZW50X2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLTAgoJSGVhcnRiZWF0EhAKCHByb2R1Y2VyGAEgASgJEisKB3NlbnRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnF1ZXVlZBgDIAEoBBIRCglpbl9mbGlnaHQYBCABKAQSEQoJcHVibGlzaGVkGAUgASgEEg4KBmZhaWxlZBgGIAEoBBIQCghyZWplY3RlZBgHIAEoBBISCgpyZWNvbm5lY3RzGAggASgEEigKBXN0YXRlGAkgASgOMhkuYmlsbGluZy52MS5Qcm9kdWNlclN0YXRlEhsKE2tleV91cGRhdGVzX2FwcGxpZWQYCiABKAQSOgoTa2V5X3VwZGF0ZXNfcmVmdXNlZBgLIAEoCzIdLmJpbGxpbmcudjEuS2V5VXBkYXRlUmVmdXNhbHMSGAoQa2V5X2xpc3RfdmVyc2lvbhgMIAEoBCK7AQoRS2V5VXBkYXRlUmVmdXNhbHMSGQoRbWlzc2luZ19zaWduYXR1cmUYASABKAQSFgoOdW5rbm93bl9zaWduZXIYAiABKAQSFQoNYmFkX3NpZ25hdHVyZRgDIAEoBBITCgt1bmRlY29kYWJsZRgEIAEoBBIPCgdpbnZhbGlkGAUgASgEEhAKCHJlcGxheWVkGAYgASgEEhEKCWR1cGxpY2F0ZRgHIAEoBBIRCgl0b29fbGFyZ2UYCCABKAQqaQoIS2V5U3RhdGUSGQoVS0VZX1NUQVRFX1VOU1BFQ0lGSUVEEAASFAoQS0VZX1NUQVRFX0FDVElWRRABEhUKEUtFWV9TVEFURV9CTE9DS0VEEAISFQoRS0VZX1NUQVRFX0RFTEVURUQQAyqAAQoNUHJvZHVjZXJTdGF0ZRIeChpQUk9EVUNFUl9TVEFURV9VTlNQRUNJRklFRBAAEhoKFlBST0RVQ0VSX1NUQVRFX1JVTk5JTkcQARIaChZQUk9EVUNFUl9TVEFURV9TVE9QUEVEEAISFwoTUFJPRFVDRVJfU1RBVEVfTE9TVBADYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * One billable use of an API, reported by a service through `reportUsage`.
@@ -165,6 +165,36 @@ export type KeyStatus = Message<"billing.v1.KeyStatus"> & {
    * @generated from field: string reason = 4;
    */
   reason: string;
+
+  /**
+   * When the key stops working (calls refused Unauthenticated "API key expired"),
+   * checked at call time. Unset: never expires.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 5;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * The methods the key may call: "pkg.Service/Method", or "pkg.Service/*" for
+   * every method of a service. Empty: all methods.
+   *
+   * @generated from field: repeated string allowed_methods = 6;
+   */
+  allowedMethods: string[];
+
+  /**
+   * Rate limits, each enforced per key and per SDK process.
+   *
+   * @generated from field: repeated billing.v1.RateLimit rate_limits = 7;
+   */
+  rateLimits: RateLimit[];
+
+  /**
+   * Prepaid amounts left, per module.
+   *
+   * @generated from field: repeated billing.v1.Quota quotas = 8;
+   */
+  quotas: Quota[];
 };
 
 /**
@@ -173,6 +203,72 @@ export type KeyStatus = Message<"billing.v1.KeyStatus"> & {
  */
 export const KeyStatusSchema: GenMessage<KeyStatus> = /*@__PURE__*/
   messageDesc(file_billing_v1_usage, 2);
+
+/**
+ * How much a key may do in one window, per SDK process (a token bucket that
+ * holds `limit` and refills `limit` per `window_seconds`).
+ *
+ * @generated from message billing.v1.RateLimit
+ */
+export type RateLimit = Message<"billing.v1.RateLimit"> & {
+  /**
+   * How many in one window (> 0).
+   *
+   * @generated from field: uint64 limit = 1;
+   */
+  limit: bigint;
+
+  /**
+   * The window's length in seconds (> 0).
+   *
+   * @generated from field: uint32 window_seconds = 2;
+   */
+  windowSeconds: number;
+
+  /**
+   * Empty: counts requests (debited when a call is let in); else counts the
+   * usage reported for that module (debited by reportUsage).
+   *
+   * @generated from field: string module = 3;
+   */
+  module: string;
+};
+
+/**
+ * Describes the message billing.v1.RateLimit.
+ * Use `create(RateLimitSchema)` to create a new message.
+ */
+export const RateLimitSchema: GenMessage<RateLimit> = /*@__PURE__*/
+  messageDesc(file_billing_v1_usage, 3);
+
+/**
+ * The units of a module a key has left.
+ *
+ * @generated from message billing.v1.Quota
+ */
+export type Quota = Message<"billing.v1.Quota"> & {
+  /**
+   * The module whose usage it bounds (not empty).
+   *
+   * @generated from field: string module = 1;
+   */
+  module: string;
+
+  /**
+   * Units left as the backend counted them when it sent the update; the SDK
+   * subtracts what it reports after that update, and refuses calls at or below 0.
+   *
+   * @generated from field: int64 remaining = 2;
+   */
+  remaining: bigint;
+};
+
+/**
+ * Describes the message billing.v1.Quota.
+ * Use `create(QuotaSchema)` to create a new message.
+ */
+export const QuotaSchema: GenMessage<Quota> = /*@__PURE__*/
+  messageDesc(file_billing_v1_usage, 4);
 
 /**
  * A change to the key list, made by the billing backend. It travels on
@@ -223,7 +319,7 @@ export type KeyUpdate = Message<"billing.v1.KeyUpdate"> & {
  * Use `create(KeyUpdateSchema)` to create a new message.
  */
 export const KeyUpdateSchema: GenMessage<KeyUpdate> = /*@__PURE__*/
-  messageDesc(file_billing_v1_usage, 3);
+  messageDesc(file_billing_v1_usage, 5);
 
 /**
  * What <prefix>/keys/update carries: a KeyUpdate and the Ed25519 signature of
@@ -263,7 +359,7 @@ export type SignedKeyUpdate = Message<"billing.v1.SignedKeyUpdate"> & {
  * Use `create(SignedKeyUpdateSchema)` to create a new message.
  */
 export const SignedKeyUpdateSchema: GenMessage<SignedKeyUpdate> = /*@__PURE__*/
-  messageDesc(file_billing_v1_usage, 4);
+  messageDesc(file_billing_v1_usage, 6);
 
 /**
  * Asks the billing backend for a key-list snapshot. Published by the SDK after
@@ -292,7 +388,7 @@ export type KeyListRequest = Message<"billing.v1.KeyListRequest"> & {
  * Use `create(KeyListRequestSchema)` to create a new message.
  */
 export const KeyListRequestSchema: GenMessage<KeyListRequest> = /*@__PURE__*/
-  messageDesc(file_billing_v1_usage, 5);
+  messageDesc(file_billing_v1_usage, 7);
 
 /**
  * Liveness and counters of one SDK instance, every `heartbeatIntervalMs` on
@@ -391,7 +487,7 @@ export type Heartbeat = Message<"billing.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_billing_v1_usage, 6);
+  messageDesc(file_billing_v1_usage, 8);
 
 /**
  * Key updates an SDK instance refused, by reason (totals since it started). A
@@ -463,7 +559,7 @@ export type KeyUpdateRefusals = Message<"billing.v1.KeyUpdateRefusals"> & {
  * Use `create(KeyUpdateRefusalsSchema)` to create a new message.
  */
 export const KeyUpdateRefusalsSchema: GenMessage<KeyUpdateRefusals> = /*@__PURE__*/
-  messageDesc(file_billing_v1_usage, 7);
+  messageDesc(file_billing_v1_usage, 9);
 
 /**
  * The state the billing backend gives an API key.

@@ -1,0 +1,189 @@
+import { nameProblem } from "../common/text.js";
+
+/** A rate limit as the SDK keeps it. */
+export interface LimitRule {
+  /** How many in one window. */
+  readonly limit: number;
+  /** The window, in milliseconds. */
+  readonly windowMs: number;
+  /** "": counts requests; else the module whose reported usage it counts. */
+  readonly module: string;
+}
+
+/** The methods a key may call: exact `"pkg.Service/Method"` names, and services allowed whole. */
+export interface AllowedMethods {
+  readonly exact: ReadonlySet<string>;
+  readonly services: ReadonlySet<string>;
+}
+
+/**
+ * The parts of a key's rules that many keys share (a backend's plans): one frozen object per
+ * distinct combination, shared by every key that has it.
+ */
+export interface KeyPlan {
+  /** Undefined: every method. */
+  readonly methods: AllowedMethods | undefined;
+  readonly limits: readonly LimitRule[];
+  readonly quotaModules: readonly string[];
+}
+
+/**
+ * What a key may do beyond active/blocked, kept compactly: a pointer to its shared plan, its
+ * expiry, and its own figures (a key with one quota keeps it in `quota`, a plain number). Undefined
+ * on a `KeyInfo` whose key has no rules.
+ */
+export interface KeyRules {
+  readonly plan: KeyPlan;
+  /** When the key expires, ms since the epoch; undefined: never. */
+  readonly expiresAtMs: number | undefined;
+  /** Units left of `plan.quotaModules[0]`: the backend's figure, minus what was reported since. */
+  quota: number;
+  /** Units left of `plan.quotaModules[1…]`, when there are more quotas. */
+  moreQuotas: number[] | undefined;
+  /** Token-bucket state per `plan.limits[i]` (`[tokens, atMs]` pairs); made on first use. */
+  buckets: number[] | undefined;
+}
+
+/** The rules as the backend (a `KeyStatus`) or a verifier gives them. */
+export interface KeyRulesInit {
+  /** Ms since the epoch; undefined: never expires. */
+  expiresAtMs?: number | undefined;
+  allowedMethods?: readonly string[] | undefined;
+  rateLimits?:
+    | readonly { limit: number | bigint; windowSeconds: number; module?: string | undefined }[]
+    | undefined;
+  quotas?: readonly { module: string; remaining: number | bigint }[] | undefined;
+}
+
+const METHOD = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\/(\*|[A-Za-z_][A-Za-z0-9_]*)$/;
+/** Plans beyond this many distinct ones are kept per key (correct, just bigger). */
+const MAX_PLANS = 4096;
+const plans = new Map<string, KeyPlan>();
+
+const moduleProblem = (m: string) =>
+  m.length > 128 ? "must be at most 128 characters" : nameProblem(m);
+
+/** Why the rules cannot be applied (field relative to the key, and problem), or undefined. */
+export function keyRulesProblem(r: KeyRulesInit): { field: string; problem: string } | undefined {
+  const methods = r.allowedMethods ?? [];
+  for (let i = 0; i < methods.length; i++) {
+    if (!METHOD.test(methods[i] as string)) {
+      return {
+        field: `allowedMethods[${i}]`,
+        problem: 'must be "pkg.Service/Method" or "pkg.Service/*"',
+      };
+    }
+  }
+  const limits = r.rateLimits ?? [];
+  for (let i = 0; i < limits.length; i++) {
+    const l = limits[i] as NonNullable<KeyRulesInit["rateLimits"]>[number];
+    const limit = Number(l.limit);
+    if (!(limit > 0) || !Number.isSafeInteger(limit)) {
+      return { field: `rateLimits[${i}].limit`, problem: "must be an integer in 1..2^53-1" };
+    }
+    if (!Number.isInteger(l.windowSeconds) || l.windowSeconds <= 0) {
+      return { field: `rateLimits[${i}].windowSeconds`, problem: "must be a positive integer" };
+    }
+    const p = l.module === undefined || l.module === "" ? undefined : moduleProblem(l.module);
+    if (p !== undefined) return { field: `rateLimits[${i}].module`, problem: p };
+  }
+  const quotas = r.quotas ?? [];
+  for (let i = 0; i < quotas.length; i++) {
+    const q = quotas[i] as NonNullable<KeyRulesInit["quotas"]>[number];
+    const p = q.module === "" ? "must not be empty" : moduleProblem(q.module);
+    if (p !== undefined) return { field: `quotas[${i}].module`, problem: p };
+    if (typeof q.remaining !== "bigint" && !Number.isInteger(q.remaining)) {
+      return { field: `quotas[${i}].remaining`, problem: "must be an integer" };
+    }
+  }
+  return undefined;
+}
+
+function planOf(r: KeyRulesInit): KeyPlan {
+  const m = r.allowedMethods ?? [];
+  const limits = (r.rateLimits ?? []).map((x) => ({
+    limit: Number(x.limit),
+    windowMs: x.windowSeconds * 1000,
+    module: x.module ?? "",
+  }));
+  const quotaModules = (r.quotas ?? []).map((x) => x.module);
+  const sorted = [...m].sort();
+  const id = JSON.stringify([sorted, limits, quotaModules]);
+  const hit = plans.get(id);
+  if (hit !== undefined) return hit;
+  let methods: AllowedMethods | undefined;
+  if (m.length > 0) {
+    const exact = new Set<string>();
+    const services = new Set<string>();
+    for (const name of sorted) {
+      if (name.endsWith("/*")) services.add(name.slice(0, -2));
+      else exact.add(name);
+    }
+    methods = { exact, services };
+  }
+  const plan = Object.freeze({
+    methods,
+    limits: Object.freeze(limits),
+    quotaModules: Object.freeze(quotaModules),
+  });
+  if (plans.size < MAX_PLANS) plans.set(id, plan);
+  return plan;
+}
+
+/** The compact rules of `r` (checked by `keyRulesProblem` first), or undefined when it has none. */
+export function keyRulesOf(r: KeyRulesInit): KeyRules | undefined {
+  const n = (r.allowedMethods?.length ?? 0) + (r.rateLimits?.length ?? 0) + (r.quotas?.length ?? 0);
+  if (r.expiresAtMs === undefined && n === 0) return undefined;
+  const q = r.quotas ?? [];
+  return {
+    plan: planOf(r),
+    expiresAtMs: r.expiresAtMs,
+    quota: q.length === 0 ? 0 : Number(q[0]?.remaining),
+    moreQuotas: q.length > 1 ? q.slice(1).map((x) => Number(x.remaining)) : undefined,
+    buckets: undefined,
+  };
+}
+
+/** Units left of quota `i` (of `plan.quotaModules`). */
+export function quotaLeft(rules: KeyRules, i: number): number {
+  return i === 0 ? rules.quota : (rules.moreQuotas?.[i - 1] as number);
+}
+
+/** Takes `amount` from quota `i`. */
+export function takeQuota(rules: KeyRules, i: number, amount: number): void {
+  if (i === 0) rules.quota -= amount;
+  else if (rules.moreQuotas !== undefined) {
+    rules.moreQuotas[i - 1] = (rules.moreQuotas[i - 1] as number) - amount;
+  }
+}
+
+/** Every quota's units left, in `plan.quotaModules` order. */
+export function quotasLeft(rules: KeyRules): number[] {
+  return rules.plan.quotaModules.map((_, i) => quotaLeft(rules, i));
+}
+
+/** Whether the rules let the key call `method` (`"pkg.Service/Method"`). */
+export function methodAllowed(rules: KeyRules, method: string): boolean {
+  const m = rules.plan.methods;
+  if (m === undefined || m.exact.has(method)) return true;
+  return m.services.has(method.slice(0, method.lastIndexOf("/")));
+}
+
+/**
+ * Keeps the rate-limit state of a key across an update that leaves its limits as they were (a
+ * snapshot every minute must not refill every bucket); quota figures always come from the update.
+ */
+export function carryOver(previous: KeyRules | undefined, next: KeyRules | undefined): void {
+  if (previous?.buckets === undefined || next === undefined) return;
+  const a = previous.plan.limits;
+  const b = next.plan.limits;
+  if (a !== b) {
+    if (a.length !== b.length) return;
+    for (let i = 0; i < a.length; i++) {
+      const x = a[i] as LimitRule;
+      const y = b[i] as LimitRule;
+      if (x.limit !== y.limit || x.windowMs !== y.windowMs || x.module !== y.module) return;
+    }
+  }
+  next.buckets = previous.buckets;
+}
