@@ -133,8 +133,12 @@ export class KeyUpdateGate {
   };
   /** Updates applied. */
   applied = 0;
-  /** When the last update was applied (ms since the epoch, its arrival); undefined before. */
-  appliedAt: number | undefined;
+  /**
+   * How current the list is (ms since the epoch): when the last update that refreshed it was sent
+   * (or arrived, if earlier). A delta after a gap does not refresh it. Undefined before the first.
+   * The list's age, and `maxKeyListAgeMs` staleness, run from it.
+   */
+  currentAt: number | undefined;
   /** The version of the list: of the last snapshot, or delta after one. 0 before the first. */
   version = 0n;
   /** False after a delta skipped versions, until a snapshot at or above `version` arrives. */
@@ -150,7 +154,6 @@ export class KeyUpdateGate {
     const outcome = this.decide(payload, now);
     if (outcome.applied) {
       this.applied++;
-      this.appliedAt = now;
     } else this.refused[outcome.reason]++;
     return outcome;
   }
@@ -246,9 +249,10 @@ export class KeyUpdateGate {
 
   /** The list is as current as `update`: its age runs from when it was sent (or arrived). */
   private refresh(update: KeyUpdate, now: number): void {
+    const sent = timestampMs(update.sentAt as Timestamp); // set: checked by keyUpdateProblem
+    this.currentAt = Math.min(now, sent);
     const maxAge = this.o.maxAgeMs;
     if (maxAge === undefined) return;
-    const sent = timestampMs(update.sentAt as Timestamp); // set: checked by keyUpdateProblem
-    this.keys.usableUntil = Math.min(now, sent) + maxAge;
+    this.keys.usableUntil = this.currentAt + maxAge;
   }
 }

@@ -21,7 +21,7 @@ import {
 import { PendingLedger } from "./pending-ledger.js";
 import type { PendingRecord } from "./pending-record.js";
 import type { RecordSpool } from "./record-spool.js";
-import { getBillingClient, register, unregister } from "./registry.js";
+import { getBillingClient, register, unregister, warnAtExit } from "./registry.js";
 import { sameOptions } from "./same-options.js";
 import { securityWarnings } from "./security-warnings.js";
 import { SendPipeline } from "./send-pipeline.js";
@@ -97,7 +97,7 @@ export class BillingClient {
     });
     if (o.spool !== undefined) this.openSpool(o.spool);
     this.heartbeat = new Heartbeat(this.topics.heartbeat, o.clientId, () => this.stats());
-    register(this);
+    register(this, () => warnAtExit(this.stats().queued, this.outbox !== undefined, log));
     this.heartbeat.start(o.heartbeatIntervalMs, () => this.connection.client);
     this.connection = new Connection(o, {
       will: () => this.heartbeat.will(),

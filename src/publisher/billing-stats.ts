@@ -53,7 +53,11 @@ export interface BillingStats {
   keysVersion: string;
   /** Key updates applied. */
   keyUpdates: number;
-  /** Milliseconds since the last key update was applied; undefined before the first. */
+  /**
+   * The key list's age in ms: since the last update that refreshed it was sent (or arrived, if
+   * earlier; a delta after a gap does not refresh it), as `maxKeyListAgeMs` counts it. Undefined
+   * before the first update.
+   */
   keysAgeMs: number | undefined;
   /**
    * Key updates refused, by reason (the list stayed as it was): `missingSignature`,
@@ -79,7 +83,7 @@ export function collectStats(
 ): BillingStats {
   let rejectedTotal = 0;
   for (const n of Object.values(rejected)) rejectedTotal += n;
-  const appliedAt = keySync.gate.appliedAt;
+  const currentAt = keySync.gate.currentAt;
   return {
     connected: connection.client !== undefined,
     protocolVersion: connection.version,
@@ -100,7 +104,7 @@ export function collectStats(
     keysStale: keySync.keys.loaded && !keySync.keys.usable,
     keysVersion: String(keySync.gate.version),
     keyUpdates: keySync.gate.applied,
-    keysAgeMs: appliedAt === undefined ? undefined : Math.max(0, Date.now() - appliedAt),
+    keysAgeMs: currentAt === undefined ? undefined : Math.max(0, Date.now() - currentAt),
     keyUpdatesRefused: { ...keySync.gate.refused },
     decisions: decisionCounts(),
   };

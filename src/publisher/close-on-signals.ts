@@ -16,20 +16,26 @@ export interface CloseOnSignalsOptions {
   timeoutMs?: number | undefined;
   /** Where the "closing" and goodbye lines go. Default: `console.error`, prefixed `[billing-sdk]`. */
   logger?: BillingLogger | undefined;
+  /**
+   * What happens once the client is closed. `"signal"`: the signal is raised again, so the process
+   * ends the way it would have without the helper (it dies by the signal: exit status 128 + n).
+   * `"none"`: nothing; for an application with its own shutdown handler, which then awaits
+   * `client.close()` (a second call returns the same promise) and ends the process itself.
+   * Default: `"signal"`.
+   */
+  exit?: "signal" | "none" | undefined;
 }
 
 /**
  * Closes `client` cleanly when the process gets one of `signals` (SIGTERM, SIGINT): it stops
  * accepting records, waits up to `timeoutMs` for the queued ones to be acknowledged, sends the
- * goodbye heartbeat, logs how it went, and then lets the process end the way it would have
- * without this helper: its own listeners are removed first, and when no other listener of that
- * signal is left, the signal is raised again (`process.kill(process.pid, signal)`), so the process
- * dies by it (exit status 128 + n, as a supervisor expects). When the application has its own
- * listener for that signal, Node does not end the process on the signal, and neither does this
- * helper: that listener decides (it should `await client.close()` before exiting, or the flush is
- * cut short). A second signal during the flush is not caught: it acts at once (press Ctrl-C
- * twice to leave without waiting). Off unless called: a library that takes over signal handling
- * by itself surprises people. Returns a function that removes the listeners (before a signal).
+ * goodbye heartbeat, logs how it went, removes its listeners and then (with `exit: "signal"`, the
+ * default) raises the signal again, so the process dies by it as it would have without the helper.
+ * Its listener is the first of the process's (prepended) and stays installed while it closes:
+ * other listeners that end the process when they are the last one (`signal-exit`, used by many
+ * tools) see it and wait. A second signal while it closes ends the process at once (press Ctrl-C
+ * twice to leave without waiting). Off unless called: a library that takes over signal handling by
+ * itself surprises people. Returns a function that removes the listeners (before a signal).
  */
 export function closeOnSignals(
   client: BillingClient,
@@ -46,6 +52,10 @@ export function closeOnSignals(
   }
   const timeoutMs = options.timeoutMs;
   if (timeoutMs !== undefined) positiveInt("timeoutMs", timeoutMs, true);
+  const exit = options.exit ?? "signal";
+  if (exit !== "signal" && exit !== "none") {
+    throw BillingError.invalid("exit", `must be "signal" or "none", not ${String(exit)}`);
+  }
   const log = options.logger ?? consoleLogger;
   const say = (level: "info" | "error", message: string, fields?: Record<string, unknown>) => {
     try {
@@ -55,11 +65,24 @@ export function closeOnSignals(
     }
   };
 
+  let closing = false;
+  let ended = false;
   const uninstall = () => {
     for (const s of signals) process.off(s, onSignal);
   };
-  function onSignal(signal: NodeJS.Signals): void {
+  const end = (signal: NodeJS.Signals) => {
     uninstall();
+    if (ended) return;
+    ended = true;
+    if (exit === "signal") process.kill(process.pid, signal);
+  };
+  function onSignal(signal: NodeJS.Signals): void {
+    if (closing) {
+      say("error", `${signal} again: leaving without waiting for the billing client`);
+      end(signal);
+      return;
+    }
+    closing = true;
     say("info", `${signal}: closing the billing client`, { queued: client.stats().queued });
     client
       .close(timeoutMs)
@@ -67,11 +90,8 @@ export function closeOnSignals(
         () => say("info", "billing client closed: every accepted record was acknowledged"),
         (err: unknown) => say("error", `billing client closed: ${(err as Error).message}`),
       )
-      .finally(() => {
-        // Other listeners: the application handles the signal (Node would not exit either).
-        if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
-      });
+      .finally(() => end(signal));
   }
-  for (const s of signals) process.on(s, onSignal);
+  for (const s of signals) process.prependListener(s, onSignal);
   return uninstall;
 }

@@ -1,3 +1,4 @@
+import type { BillingLogger } from "../common/logger.js";
 import type { BillingClient } from "./billing-client.js";
 
 // The process-wide instance lives on globalThis under a registered symbol, so that two copies of
@@ -10,12 +11,40 @@ export function getBillingClient(): BillingClient | undefined {
   return registry[INSTANCE];
 }
 
-/** Makes `client` the process-wide one. */
-export function register(client: BillingClient): void {
+// What the open client says if the process exits before it was closed (a CLI job that forgot
+// close(), an event loop that emptied while the broker was unreachable): the records it still
+// holds are lost in memory mode, and nothing else would say so.
+let atExit: (() => void) | undefined;
+let exitHooked = false;
+
+/**
+ * Makes `client` the process-wide one; `onExit` runs (synchronously) if the process exits while
+ * it is registered.
+ */
+export function register(client: BillingClient, onExit: () => void): void {
   registry[INSTANCE] = client;
+  atExit = onExit;
+  if (!exitHooked) {
+    exitHooked = true;
+    process.on("exit", () => atExit?.());
+  }
 }
 
 /** Forgets `client` if it is the process-wide one. */
 export function unregister(client: BillingClient): void {
-  if (registry[INSTANCE] === client) delete registry[INSTANCE];
+  if (registry[INSTANCE] === client) {
+    delete registry[INSTANCE];
+    atExit = undefined;
+  }
+}
+
+/** Says what is left behind when the process exits with records not acknowledged. */
+export function warnAtExit(pending: number, spooled: boolean, log: BillingLogger): void {
+  if (pending === 0) return;
+  log(
+    "error",
+    spooled
+      ? `the process is exiting with ${pending} usage records not acknowledged and the client not closed: they stay in the spool and are sent by the next start`
+      : `the process is exiting with ${pending} usage records not acknowledged and the client not closed: they are lost (await client.close() before the process ends, or use closeOnSignals)`,
+  );
 }

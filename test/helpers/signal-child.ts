@@ -3,13 +3,16 @@
 // record's id once reportUsage has resolved, and "ready" after the first 200.
 // mode "on": closeOnSignals(client) (the one line of the README's quick starts).
 // mode "off": nothing: the signal's default action ends the process.
-// mode "own": closeOnSignals(client) and the application's own SIGTERM listener, which awaits
-// close() and exits with status 3.
+// mode "own": closeOnSignals(client, { exit: "none" }) and the application's own SIGTERM
+// listener, which awaits close() and exits with status 3 ("once": the same with process.once).
+// mode "se-before" / "se-after": closeOnSignals(client) beside a listener that behaves like the
+// signal-exit package (used by many tools): when it is the last listener of the signal, it
+// removes itself and raises the signal again; installed before or after the helper.
 import { BillingClient, closeOnSignals } from "../../src/index.js";
 
 const cfg = JSON.parse(process.env.BILLING_CHILD ?? "{}") as {
   port: number;
-  mode: "on" | "off" | "own";
+  mode: "on" | "off" | "own" | "once" | "se-before" | "se-after";
   timeoutMs: number;
 };
 const client = new BillingClient({
@@ -20,9 +23,24 @@ const client = new BillingClient({
   inFlightWindow: 50,
   logger: () => {},
 });
-if (cfg.mode !== "off") closeOnSignals(client, { timeoutMs: cfg.timeoutMs });
-if (cfg.mode === "own") {
-  process.on("SIGTERM", () => {
+function signalExitLike(): void {
+  const onSig = () => {
+    if (process.listeners("SIGTERM").length === 1) {
+      process.off("SIGTERM", onSig);
+      console.log("signal-exit-like: raising SIGTERM");
+      process.kill(process.pid, "SIGTERM");
+    }
+  };
+  process.on("SIGTERM", onSig);
+}
+const own = cfg.mode === "own" || cfg.mode === "once";
+if (cfg.mode === "se-before") signalExitLike();
+if (cfg.mode !== "off") {
+  closeOnSignals(client, { timeoutMs: cfg.timeoutMs, exit: own ? "none" : "signal" });
+}
+if (cfg.mode === "se-after") signalExitLike();
+if (own) {
+  process[cfg.mode === "once" ? "once" : "on"]("SIGTERM", () => {
     void client.close().finally(() => {
       console.log(`own listener: exit 3 with ${client.stats().queued} queued`);
       process.exit(3);

@@ -25,7 +25,7 @@ afterAll(async () => {
   await broker.close();
 });
 
-async function runChild(mode: "on" | "off" | "own") {
+async function runChild(mode: "on" | "off" | "own" | "once" | "se-before" | "se-after") {
   broker.published.splice(0);
   const child = spawn("node", ["--import", "tsx", join(root, "test/helpers/signal-child.ts")], {
     cwd: root,
@@ -81,14 +81,31 @@ describe("closeOnSignals: SIGTERM mid-stream in a child process", () => {
     ).toBe(true);
   });
 
-  it("with an application listener of its own, that listener decides how the process ends", async () => {
-    const r = await runChild("own");
-    expect(r.signal).toBeNull();
-    expect(r.code).toBe(3);
-    expect(r.stdout).toContain("own listener: exit 3 with 0 queued");
-    const arrived = r.arrived();
-    expect(r.resolved.filter((id) => !arrived.has(id))).toEqual([]);
-  });
+  it.each(["own", "once"] as const)(
+    "with an application listener of its own (%s) and exit: none, that listener decides how the process ends",
+    async (mode) => {
+      const r = await runChild(mode);
+      expect(r.signal).toBeNull();
+      expect(r.code).toBe(3);
+      expect(r.stdout).toContain("own listener: exit 3 with 0 queued");
+      const arrived = r.arrived();
+      expect(r.resolved.filter((id) => !arrived.has(id))).toEqual([]);
+    },
+  );
+
+  // signal-exit ends the process when it is the last listener: with the helper's listener kept
+  // while it closes, it waits; before, it cut the flush short (installed after the helper) or
+  // the process never ended (installed before).
+  it.each(["se-before", "se-after"] as const)(
+    "beside a signal-exit-like listener (%s): nothing lost, and the process dies by SIGTERM",
+    async (mode) => {
+      const r = await runChild(mode);
+      expect(r.signal).toBe("SIGTERM");
+      const arrived = r.arrived();
+      expect(r.resolved.filter((id) => !arrived.has(id))).toEqual([]);
+      expect(r.stderr).toContain("every accepted record was acknowledged");
+    },
+  );
 });
 
 describe("closeOnSignals in this process", () => {
@@ -125,7 +142,7 @@ describe("closeOnSignals in this process", () => {
     const ownListener = () => {
       own++;
     };
-    process.on("SIGUSR2", ownListener); // the application's: no re-raise, this process lives on
+    process.on("SIGUSR2", ownListener); // the application's (exit: "none"): this process lives on
     try {
       for (const withRecord of [false, true]) {
         lines.length = 0;
@@ -138,7 +155,7 @@ describe("closeOnSignals in this process", () => {
         });
         if (withRecord)
           await client.reportUsage({ apiKey: "k", module: "llm", model: "m", usage: 1 });
-        closeOnSignals(client, { signals: ["SIGUSR2"], timeoutMs: 50, logger });
+        closeOnSignals(client, { signals: ["SIGUSR2"], timeoutMs: 50, logger, exit: "none" });
         process.kill(process.pid, "SIGUSR2");
         await until(() => lines.length === 2, 5000, "closed");
         expect(lines[0]).toBe("info: SIGUSR2: closing the billing client");
@@ -151,6 +168,7 @@ describe("closeOnSignals in this process", () => {
           client.reportUsage({ apiKey: "k", module: "llm", model: "m", usage: 2 }),
         ).rejects.toThrow(/closed/i);
         expect(process.listenerCount("SIGUSR2")).toBe(1); // its own listener is gone, ours stays
+        expect(() => closeOnSignals(client, { exit: "die" as "none" })).toThrow(/exit/);
       }
       expect(own).toBe(2);
     } finally {

@@ -126,6 +126,18 @@ describe("instrumentClient", () => {
       expect(age).toBeGreaterThanOrEqual(0.04);
       expect(age).toBeLessThan(5);
       expect(c.get("billing.keys.age")?.unit).toBe("s");
+
+      // A snapshot sent an hour ago that arrives now: the list is an hour old (as
+      // maxKeyListAgeMs counts it), not as old as its arrival.
+      const hourAgo = Date.now() - 3_600_000;
+      await suite.broker.publish(
+        "billing/keys/update",
+        keyUpdate(keys, true, { sentAtMs: hourAgo }),
+      );
+      await until(() => client.stats().keyUpdates === 2, 5000, "old snapshot applied");
+      expect(client.stats().keysAgeMs).toBeGreaterThanOrEqual(3_600_000);
+      c = await otel.collect();
+      expect(metricValue(c, "billing.keys.age") as number).toBeGreaterThanOrEqual(3600);
     } finally {
       metrics.stop();
       await client.close(1000).catch(() => {});
