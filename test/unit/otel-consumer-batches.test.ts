@@ -108,6 +108,10 @@ describe("instrumentConsumer: batch duration and lag", () => {
       },
       p,
     );
+    // An observer that throws: ignored, the records are still acknowledged and measured.
+    const unobserve = c.observeBatches(() => {
+      throw new Error("observer bug");
+    });
     const metrics = instrumentConsumer(c, { meterProvider: otel.meterProvider });
     try {
       await c.ready;
@@ -125,6 +129,7 @@ describe("instrumentConsumer: batch duration and lag", () => {
       expect(c.stats().lagMs).toBeGreaterThanOrEqual(0);
     } finally {
       metrics.stop();
+      unobserve();
     }
   });
 });
