@@ -1,6 +1,7 @@
 import type { MqttClient } from "mqtt";
 import type { UsageRecord } from "../../gen/billing/v1/usage_pb.js";
 import type { BillingLogger } from "../common/logger.js";
+import type { BatchObservers } from "./batch-observers.js";
 import type { ResolvedConsumerOptions } from "./consumer-options.js";
 import type { DedupeWindow } from "./dedupe-window.js";
 import type { RejectedRecord } from "./usage-store.js";
@@ -36,6 +37,8 @@ export interface HandlingContext {
   window: DedupeWindow;
   counters: Counters;
   log: BillingLogger;
+  /** Told of each write that succeeded (its duration and lag). */
+  batches: BatchObservers;
   /** Called once per delivery, when all of it was handled. */
   done(d: Delivery): void;
 }

@@ -1,5 +1,6 @@
 // billing-sdk/consumer: the backend's side, an optional part.
 
+export type { BatchObserver, ConsumerBatch } from "./batch-observers.js";
 export type { UsageConsumerOptions } from "./consumer-options.js";
 export { createUsageConsumer } from "./usage-consumer.js";
 export type { UsageConsumer, UsageConsumerStats } from "./usage-consumer-api.js";

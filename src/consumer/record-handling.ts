@@ -57,12 +57,15 @@ export function recordHandling(
             finish(item.d);
           };
         }
+        const start = performance.now();
         await onRecord(item.record);
+        const durationMs = performance.now() - start;
         return () => {
           if (window.has(id)) counters.duplicates++;
           else {
             window.add(id);
             counters.handled++;
+            ctx.batches.wrote([item.record], 0, durationMs);
           }
           finish(item.d);
         };

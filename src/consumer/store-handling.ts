@@ -57,8 +57,11 @@ export function storeHandling(ctx: HandlingContext, store: UsageStore): Handling
       }
       let inserted = 0;
       let refused = 0;
+      let durationMs = -1;
       if (records.length > 0 || rejected.length > 0) {
+        const start = performance.now();
         const result = await store.write({ records, rejected });
+        durationMs = performance.now() - start;
         inserted = reported(result?.inserted, records.length, records.length);
         refused = reported(result?.rejected, records.length - inserted, 0);
       }
@@ -68,6 +71,7 @@ export function storeHandling(ctx: HandlingContext, store: UsageStore): Handling
         counters.handled += inserted;
         counters.duplicates += skipped + records.length - inserted - refused;
         counters.rejected += rejected.length + refused;
+        if (durationMs >= 0) ctx.batches.wrote(records, rejected.length, durationMs);
         for (const s of batch) {
           if (--s.d.left === 0) ctx.done(s.d);
         }

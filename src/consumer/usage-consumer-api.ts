@@ -1,3 +1,5 @@
+import type { BatchObserver } from "./batch-observers.js";
+
 /** Counters of a consumer, totals since it was created. */
 export interface UsageConsumerStats {
   /** Connected to a broker now. */
@@ -20,6 +22,11 @@ export interface UsageConsumerStats {
   pending: number;
   /** Connections made after the first one. */
   reconnects: number;
+  /**
+   * The lag of the last batch handled: how old its oldest record was (by `occurred_at`) when its
+   * write succeeded, in ms. Undefined before the first one.
+   */
+  lagMs: number | undefined;
 }
 
 /** A running consumer. */
@@ -32,6 +39,13 @@ export interface UsageConsumer {
    */
   readonly ready: Promise<void>;
   stats(): UsageConsumerStats;
+  /**
+   * Tells `observer` of every write that succeeded, after it is counted: a `store.write` (one
+   * batch: the transaction's duration, its records, the age of its oldest record), or one
+   * `onRecord` call of a new record. Failed attempts are not told (see `stats().failed`).
+   * Returns a function that stops it. Used by `instrumentConsumer()` (`billing-sdk/otel`).
+   */
+  observeBatches(observer: BatchObserver): () => void;
   /**
    * Stops taking messages, waits (up to `closeTimeoutMs`) for those taken to be handled and
    * acknowledged, then disconnects; the persistent session keeps what arrives meanwhile. A second

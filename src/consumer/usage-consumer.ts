@@ -4,6 +4,7 @@ import { atMost, withDeadline } from "../common/deadline.js";
 import { billingTopics } from "../protocol/topics.js";
 import { Connection } from "../publisher/connection.js";
 import { brokerList } from "../publisher/options.js";
+import { BatchObservers } from "./batch-observers.js";
 import {
   type ResolvedConsumerOptions,
   resolveConsumerOptions,
@@ -48,7 +49,8 @@ export function createUsageConsumer(options: UsageConsumerOptions): UsageConsume
   let subscribed: { resolve(): void; reject(err: BillingError): void } | undefined;
   let warnedNoShare = false;
 
-  const ctx = { o, window: new DedupeWindow(o.dedupeWindow), counters, log, done };
+  const batches = new BatchObservers();
+  const ctx = { o, window: new DedupeWindow(o.dedupeWindow), counters, log, batches, done };
   const handling: Handling =
     o.store === undefined
       ? recordHandling(ctx, o.onRecord as NonNullable<ResolvedConsumerOptions["onRecord"]>)
@@ -262,7 +264,9 @@ export function createUsageConsumer(options: UsageConsumerOptions): UsageConsume
       protocolVersion: conn.version,
       pending,
       reconnects: conn.reconnects,
+      lagMs: batches.lastLagMs,
     }),
+    observeBatches: (observer) => batches.add(observer),
     close,
   };
 }

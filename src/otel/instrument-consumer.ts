@@ -2,9 +2,21 @@ import type { BatchObservableResult, Observable } from "@opentelemetry/api";
 import type { UsageConsumer } from "../consumer/usage-consumer-api.js";
 import { type MetricsHandle, type MetricsOptions, meterOf } from "./meter-of.js";
 
+/** Store commit times, 1 ms to 60 s (in seconds). */
+const DURATION_BUCKETS = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+];
+/** Record ages, 10 ms to a day (in seconds): a consumer that was away catches up on hours. */
+const LAG_BUCKETS = [
+  0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21_600, 86_400,
+];
+
 /**
  * Reports a `UsageConsumer`'s counters (`consumer.stats()`, read once per collection) as
- * OpenTelemetry observable instruments. Returns a handle whose `stop()` unregisters the callback.
+ * OpenTelemetry observable instruments, and each write that succeeded (`observeBatches`) into
+ * two histograms: its duration and its lag (the age of its oldest record when it was handled:
+ * one value per batch, not per record, so a batch of 2,000 records costs one recording).
+ * Returns a handle whose `stop()` unregisters both.
  */
 export function instrumentConsumer(
   consumer: UsageConsumer,
@@ -56,6 +68,21 @@ export function instrumentConsumer(
     unit: "1",
     description: "1 while the consumer's MQTT connection is up, else 0",
   });
+  const duration = meter.createHistogram("billing.consumer.batch.duration", {
+    unit: "s",
+    description: "Time a successful store.write (one batch, one transaction) or onRecord call took",
+    advice: { explicitBucketBoundaries: DURATION_BUCKETS },
+  });
+  const lag = meter.createHistogram("billing.consumer.lag", {
+    unit: "s",
+    description:
+      "Age of each handled batch's oldest record (now - occurred_at) when it was written",
+    advice: { explicitBucketBoundaries: LAG_BUCKETS },
+  });
+  const unobserve = consumer.observeBatches((b) => {
+    duration.record(b.durationMs / 1000);
+    if (b.lagMs !== undefined) lag.record(b.lagMs / 1000);
+  });
   const all: Observable[] = [
     messages,
     records,
@@ -85,6 +112,7 @@ export function instrumentConsumer(
     stop() {
       if (stopped) return;
       stopped = true;
+      unobserve();
       meter.removeBatchObservableCallback(callback, all);
     },
   };

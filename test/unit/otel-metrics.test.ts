@@ -152,6 +152,7 @@ describe("instrumentDecisions", () => {
     const decisions = instrumentDecisions({
       meterProvider: otel.meterProvider,
       onDecision: (d) => seen.push(d.outcome),
+      durationAttributes: "all",
     });
     const server = await startEchoServer([
       requireApiKey({
@@ -233,7 +234,10 @@ describe("instrumentDecisions", () => {
   });
 
   it("records every latency when more decisions come between collections than it buffers", async () => {
-    const decisions = instrumentDecisions({ meterProvider: otel.meterProvider });
+    const decisions = instrumentDecisions({
+      meterProvider: otel.meterProvider,
+      durationAttributes: "all",
+    });
     const decide = (i: number) =>
       decisions.onDecision({
         // An outcome this module does not list (another change adds it to the interceptor):
@@ -256,5 +260,48 @@ describe("instrumentDecisions", () => {
     decisions.stop(); // what was buffered is recorded
     c = await otel.collect();
     expect(metricValue(c, "billing.interceptor.decision.duration", attrs)).toBe(10_010);
+  });
+
+  it("by default the latency histogram has no attributes: one exact distribution, the counter keeps them", async () => {
+    const own = testMeterProvider();
+    const decisions = instrumentDecisions({ meterProvider: own.meterProvider });
+    const ms = [0.004, 0.03, 0.2, 1.5, 40];
+    const methods = ["a.v1.A/One", "a.v1.A/Two", "b.v1.B/One"];
+    let n = 0;
+    let sum = 0;
+    for (let i = 0; i < 9_000; i++) {
+      const latencyMs = ms[i % ms.length] as number;
+      decisions.onDecision({
+        outcome: i % 3 === 0 ? "invalid" : "allowed",
+        code: undefined,
+        method: methods[i % methods.length] as string,
+        latencyMs,
+      });
+      n++;
+      sum += latencyMs / 1000;
+    }
+    const c = await own.collect();
+    const points = c.get("billing.interceptor.decision.duration")?.points ?? [];
+    expect(points).toHaveLength(1);
+    expect(points[0]?.attributes).toEqual({});
+    const h = points[0]?.value as Histogram;
+    expect(h.count).toBe(n);
+    expect(h.sum).toBeCloseTo(sum, 9);
+    expect(h.min).toBeCloseTo(0.000004, 12);
+    expect(h.max).toBeCloseTo(0.04, 12);
+    // 10 µs bucket: the 4 µs latencies, one in five.
+    expect(h.buckets.counts[0]).toBe(n / 5);
+    expect(metricValue(c, "billing.interceptor.decisions", { "rpc.method": "Two" })).toBe(3_000);
+    expect(
+      metricValue(c, "billing.interceptor.decisions", {
+        "rpc.service": "a.v1.A",
+        "billing.decision.outcome": "invalid",
+      }),
+    ).toBe(3_000);
+    decisions.stop();
+    await own.shutdown();
+    expect(() => instrumentDecisions({ durationAttributes: "method" as "all" })).toThrowError(
+      /durationAttributes/,
+    );
   });
 });
