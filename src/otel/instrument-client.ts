@@ -18,70 +18,78 @@ export function instrumentClient(client: BillingClient, options?: MetricsOptions
     meter.createObservableGauge(name, { unit, description });
 
   const accepted = counter(
-    "billing.records.accepted",
+    "billing.publisher.accepted.records",
     "{record}",
     "Records accepted by reportUsage (or restored from the spool): published + queued",
   );
   const published = counter(
-    "billing.records.published",
+    "billing.publisher.published.records",
     "{record}",
     "Records acknowledged by the broker",
   );
   const failed = counter(
-    "billing.records.publish_failures",
+    "billing.publisher.failed.attempts",
     "{attempt}",
     "Failed publish attempts (refused by the broker or cut off by a disconnect); all retried",
   );
   const refused = counter(
-    "billing.records.refused",
+    "billing.publisher.refused.records",
     "{record}",
     "reportUsage calls refused, by BillingError code (billing.refusal.reason)",
   );
   const queued = upDown(
-    "billing.records.queued",
+    "billing.publisher.queue.count",
     "{record}",
     "Records accepted and not yet acknowledged (with a spool: the spooled ones)",
   );
-  const queuedBytes = upDown("billing.records.queued.size", "By", "Encoded bytes of those records");
+  const queuedBytes = upDown(
+    "billing.publisher.queue.size",
+    "By",
+    "Encoded bytes of those records",
+  );
   const inFlight = upDown(
-    "billing.records.in_flight",
+    "billing.publisher.in_flight.count",
     "{record}",
     "Records published and waiting for their PUBACK",
   );
   const retrying = upDown(
-    "billing.records.retrying",
+    "billing.publisher.retrying.count",
     "{record}",
     "Records waiting out a delay after the broker refused them",
   );
   const undeliverable = upDown(
-    "billing.records.undeliverable",
+    "billing.publisher.undeliverable.count",
     "{record}",
     "Records held as undeliverable (each dropped the connection every time it was sent)",
   );
   const connected = gauge(
-    "billing.connection.up",
+    "billing.publisher.connection.up",
     "1",
     "1 while the MQTT connection is up, else 0",
   );
   const reconnects = counter(
-    "billing.connection.reconnects",
+    "billing.publisher.reconnects",
     "{connection}",
     "Connections made after the first one",
   );
-  const keysKnown = upDown("billing.keys.known", "{key}", "Keys in the pushed key list");
+  const keysKnown = upDown("billing.key_list.key.count", "{key}", "Keys in the pushed key list");
   const keysAge = gauge(
-    "billing.keys.age",
+    "billing.key_list.age",
     "s",
     "Time since the last key update was applied (absent before the first)",
   );
   const keysStale = gauge(
-    "billing.keys.stale",
+    "billing.key_list.stale",
     "1",
     "1 while the key list is older than maxKeyListAgeMs (the interceptor answers Unavailable)",
   );
-  const updatesApplied = counter("billing.keys.updates.applied", "{update}", "Key updates applied");
+  const updatesApplied = counter(
+    "billing.key_list.applied.updates",
+    "{update}",
+    "Key updates applied",
+  );
   const updatesRefused = counter(
-    "billing.keys.updates.refused",
+    "billing.key_list.refused.updates",
     "{update}",
     "Key updates refused, by reason (billing.refusal.reason)",
   );

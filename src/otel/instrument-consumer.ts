@@ -26,32 +26,32 @@ export function instrumentConsumer(
   const counter = (name: string, unit: string, description: string) =>
     meter.createObservableCounter(name, { unit, description });
   const messages = counter(
-    "billing.consumer.messages.received",
+    "billing.consumer.received.messages",
     "{message}",
     "Messages received on <prefix>/report",
   );
   const records = counter(
-    "billing.consumer.records.received",
+    "billing.consumer.received.records",
     "{record}",
     "Billable records in them, duplicates included",
   );
   const handled = counter(
-    "billing.consumer.records.handled",
+    "billing.consumer.handled.records",
     "{record}",
     "Records handled for the first time (new in the store, or onRecord resolved)",
   );
   const duplicates = counter(
-    "billing.consumer.records.duplicates",
+    "billing.consumer.duplicate.records",
     "{record}",
     "Records skipped because their id was handled before",
   );
   const rejected = counter(
-    "billing.consumer.records.rejected",
+    "billing.consumer.rejected.records",
     "{record}",
     "Records (or whole messages) that cannot be billed: kept as rejected and acknowledged",
   );
   const failed = counter(
-    "billing.consumer.write_failures",
+    "billing.consumer.failed.writes",
     "{attempt}",
     "store.write / onRecord attempts that failed or timed out (each is tried again)",
   );
@@ -60,7 +60,7 @@ export function instrumentConsumer(
     "{connection}",
     "Connections made after the first one",
   );
-  const pending = meter.createObservableUpDownCounter("billing.consumer.messages.pending", {
+  const pending = meter.createObservableUpDownCounter("billing.consumer.pending.count", {
     unit: "{message}",
     description: "Messages received and not yet handled (unacknowledged)",
   });

@@ -30,7 +30,7 @@ describe("instrumentConsumer", () => {
       await c.ready;
       let m = await otel.collect();
       expect(metricValue(m, "billing.consumer.connection.up")).toBe(1);
-      expect(metricValue(m, "billing.consumer.records.handled")).toBe(0);
+      expect(metricValue(m, "billing.consumer.handled.records")).toBe(0);
 
       const r = usageRecord();
       await suite.publish(p, batchPayload(r));
@@ -38,23 +38,23 @@ describe("instrumentConsumer", () => {
       await suite.publish(p, Buffer.from([0xff, 0xff])); // not a UsageBatch: rejected
       await until(() => c.stats().received === 3 && c.stats().pending === 0, 5000, "3 messages");
       m = await otel.collect();
-      expect(metricValue(m, "billing.consumer.messages.received")).toBe(3);
-      expect(metricValue(m, "billing.consumer.records.handled")).toBe(1);
-      expect(metricValue(m, "billing.consumer.records.duplicates")).toBe(1);
-      expect(metricValue(m, "billing.consumer.records.rejected")).toBe(1);
-      expect(metricValue(m, "billing.consumer.write_failures")).toBe(1);
-      expect(metricValue(m, "billing.consumer.messages.pending")).toBe(0);
+      expect(metricValue(m, "billing.consumer.received.messages")).toBe(3);
+      expect(metricValue(m, "billing.consumer.handled.records")).toBe(1);
+      expect(metricValue(m, "billing.consumer.duplicate.records")).toBe(1);
+      expect(metricValue(m, "billing.consumer.rejected.records")).toBe(1);
+      expect(metricValue(m, "billing.consumer.failed.writes")).toBe(1);
+      expect(metricValue(m, "billing.consumer.pending.count")).toBe(0);
 
       await suite.publish(p, batchPayload(usageRecord()));
       await until(() => release !== undefined, 5000, "the held record");
       m = await otel.collect();
-      expect(metricValue(m, "billing.consumer.messages.pending")).toBe(1);
-      expect(metricValue(m, "billing.consumer.records.received")).toBe(3);
+      expect(metricValue(m, "billing.consumer.pending.count")).toBe(1);
+      expect(metricValue(m, "billing.consumer.received.records")).toBe(3);
       release?.();
       await until(() => c.stats().pending === 0, 5000, "handled");
       m = await otel.collect();
-      expect(metricValue(m, "billing.consumer.messages.pending")).toBe(0);
-      expect(metricValue(m, "billing.consumer.records.handled")).toBe(2);
+      expect(metricValue(m, "billing.consumer.pending.count")).toBe(0);
+      expect(metricValue(m, "billing.consumer.handled.records")).toBe(2);
 
       // The broker drops the connection: the consumer reconnects.
       await suite.broker.stop();

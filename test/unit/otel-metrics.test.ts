@@ -32,19 +32,21 @@ describe("instrumentClient", () => {
     try {
       await client.connect();
       let c = await otel.collect();
-      expect(metricValue(c, "billing.connection.up")).toBe(1);
-      expect(metricValue(c, "billing.records.accepted")).toBe(0);
-      expect(c.get("billing.records.accepted")?.unit).toBe("{record}");
+      expect(metricValue(c, "billing.publisher.connection.up")).toBe(1);
+      expect(metricValue(c, "billing.publisher.accepted.records")).toBe(0);
+      expect(c.get("billing.publisher.accepted.records")?.unit).toBe("{record}");
 
       for (let i = 0; i < 5; i++) await client.reportUsage(usage(i));
       await client.flush();
       await expect(client.reportUsage({ ...usage(0), module: "" })).rejects.toThrow();
       c = await otel.collect();
-      expect(metricValue(c, "billing.records.accepted")).toBe(5);
-      expect(metricValue(c, "billing.records.published")).toBe(5);
-      expect(metricValue(c, "billing.records.queued")).toBe(0);
+      expect(metricValue(c, "billing.publisher.accepted.records")).toBe(5);
+      expect(metricValue(c, "billing.publisher.published.records")).toBe(5);
+      expect(metricValue(c, "billing.publisher.queue.count")).toBe(0);
       expect(
-        metricValue(c, "billing.records.refused", { "billing.refusal.reason": "INVALID_ARGUMENT" }),
+        metricValue(c, "billing.publisher.refused.records", {
+          "billing.refusal.reason": "INVALID_ARGUMENT",
+        }),
       ).toBe(1);
 
       // The broker goes deaf: records stay in flight, waiting for their PUBACK.
@@ -52,10 +54,10 @@ describe("instrumentClient", () => {
       for (let i = 0; i < 3; i++) await client.reportUsage(usage(i));
       await until(() => client.stats().inFlight === 3, 5000, "3 in flight");
       c = await otel.collect();
-      expect(metricValue(c, "billing.records.in_flight")).toBe(3);
-      expect(metricValue(c, "billing.records.queued")).toBe(3);
-      expect(metricValue(c, "billing.records.queued.size")).toBeGreaterThan(0);
-      expect(metricValue(c, "billing.records.accepted")).toBe(8);
+      expect(metricValue(c, "billing.publisher.in_flight.count")).toBe(3);
+      expect(metricValue(c, "billing.publisher.queue.count")).toBe(3);
+      expect(metricValue(c, "billing.publisher.queue.size")).toBeGreaterThan(0);
+      expect(metricValue(c, "billing.publisher.accepted.records")).toBe(8);
 
       // The broker goes down: the attempts are cut off (failed), records stay queued.
       await suite.broker.stop();
@@ -63,18 +65,18 @@ describe("instrumentClient", () => {
       await until(() => !client.isConnected(), 5000, "disconnected");
       await client.reportUsage(usage(9));
       c = await otel.collect();
-      expect(metricValue(c, "billing.connection.up")).toBe(0);
-      expect(metricValue(c, "billing.records.queued")).toBe(4);
-      expect(metricValue(c, "billing.records.in_flight")).toBe(0);
-      expect(metricValue(c, "billing.records.publish_failures")).toBe(3);
+      expect(metricValue(c, "billing.publisher.connection.up")).toBe(0);
+      expect(metricValue(c, "billing.publisher.queue.count")).toBe(4);
+      expect(metricValue(c, "billing.publisher.in_flight.count")).toBe(0);
+      expect(metricValue(c, "billing.publisher.failed.attempts")).toBe(3);
 
       await suite.broker.start();
       await client.flush(10_000);
       c = await otel.collect();
-      expect(metricValue(c, "billing.connection.up")).toBe(1);
-      expect(metricValue(c, "billing.connection.reconnects")).toBe(1);
-      expect(metricValue(c, "billing.records.published")).toBe(9);
-      expect(metricValue(c, "billing.records.queued")).toBe(0);
+      expect(metricValue(c, "billing.publisher.connection.up")).toBe(1);
+      expect(metricValue(c, "billing.publisher.reconnects")).toBe(1);
+      expect(metricValue(c, "billing.publisher.published.records")).toBe(9);
+      expect(metricValue(c, "billing.publisher.queue.count")).toBe(0);
 
       // After stop(), the callback is gone: the SDK repeats the last cumulative value it saw,
       // and nothing new is read from the client.
@@ -83,7 +85,7 @@ describe("instrumentClient", () => {
       await client.reportUsage(usage(10));
       c = await otel.collect();
       expect(client.stats().published + client.stats().queued).toBe(10);
-      expect(metricValue(c, "billing.records.accepted") ?? 9).toBe(9);
+      expect(metricValue(c, "billing.publisher.accepted.records") ?? 9).toBe(9);
     } finally {
       metrics.stop();
       await client.close(1000).catch(() => {});
@@ -101,10 +103,10 @@ describe("instrumentClient", () => {
         "subscribed",
       );
       let c = await otel.collect();
-      expect(metricValue(c, "billing.keys.known")).toBe(0);
-      expect(metricValue(c, "billing.keys.age")).toBeUndefined(); // no list yet
+      expect(metricValue(c, "billing.key_list.key.count")).toBe(0);
+      expect(metricValue(c, "billing.key_list.age")).toBeUndefined(); // no list yet
       expect(
-        metricValue(c, "billing.keys.updates.refused", {
+        metricValue(c, "billing.key_list.refused.updates", {
           "billing.refusal.reason": "badSignature",
         }),
       ).toBe(0);
@@ -116,16 +118,18 @@ describe("instrumentClient", () => {
       await until(() => client.stats().keyUpdatesRefused.undecodable === 1, 5000, "refused");
       await new Promise((r) => setTimeout(r, 50));
       c = await otel.collect();
-      expect(metricValue(c, "billing.keys.known")).toBe(3);
-      expect(metricValue(c, "billing.keys.updates.applied")).toBe(1);
+      expect(metricValue(c, "billing.key_list.key.count")).toBe(3);
+      expect(metricValue(c, "billing.key_list.applied.updates")).toBe(1);
       expect(
-        metricValue(c, "billing.keys.updates.refused", { "billing.refusal.reason": "undecodable" }),
+        metricValue(c, "billing.key_list.refused.updates", {
+          "billing.refusal.reason": "undecodable",
+        }),
       ).toBe(1);
-      expect(metricValue(c, "billing.keys.stale")).toBe(0);
-      const age = metricValue(c, "billing.keys.age") as number;
+      expect(metricValue(c, "billing.key_list.stale")).toBe(0);
+      const age = metricValue(c, "billing.key_list.age") as number;
       expect(age).toBeGreaterThanOrEqual(0.04);
       expect(age).toBeLessThan(5);
-      expect(c.get("billing.keys.age")?.unit).toBe("s");
+      expect(c.get("billing.key_list.age")?.unit).toBe("s");
 
       // A snapshot sent an hour ago that arrives now: the list is an hour old (as
       // maxKeyListAgeMs counts it), not as old as its arrival.
@@ -137,7 +141,7 @@ describe("instrumentClient", () => {
       await until(() => client.stats().keyUpdates === 2, 5000, "old snapshot applied");
       expect(client.stats().keysAgeMs).toBeGreaterThanOrEqual(3_600_000);
       c = await otel.collect();
-      expect(metricValue(c, "billing.keys.age") as number).toBeGreaterThanOrEqual(3600);
+      expect(metricValue(c, "billing.key_list.age") as number).toBeGreaterThanOrEqual(3600);
     } finally {
       metrics.stop();
       await client.close(1000).catch(() => {});
@@ -190,7 +194,7 @@ describe("instrumentDecisions", () => {
       expect(await call("unknown")).toBe("refused");
       await echo.health({});
       const c = await otel.collect();
-      const say = { "rpc.service": "test.v1.EchoService", "rpc.method": "Say" };
+      const say = { "rpc.method": "test.v1.EchoService/Say" };
       const count = (outcome: string) =>
         metricValue(c, "billing.interceptor.decisions", {
           ...say,
@@ -202,7 +206,7 @@ describe("instrumentDecisions", () => {
       expect(count("invalid")).toBe(1);
       expect(
         metricValue(c, "billing.interceptor.decisions", {
-          "rpc.method": "Health",
+          "rpc.method": "test.v1.EchoService/Health",
           "billing.decision.outcome": "exempt",
         }),
       ).toBe(1);
@@ -249,12 +253,12 @@ describe("instrumentDecisions", () => {
       });
     for (let i = 0; i < 10_000; i++) decide(i);
     let c = await otel.collect();
-    const attrs = { "rpc.service": "bulk.v1.Bulk", "billing.decision.outcome": "rate_limited" };
+    const attrs = { "rpc.method": "bulk.v1.Bulk/Call", "billing.decision.outcome": "rate_limited" };
     expect(metricValue(c, "billing.interceptor.decisions", attrs)).toBe(10_000);
     expect(metricValue(c, "billing.interceptor.decision.duration", attrs)).toBe(10_000);
     const h = c
       .get("billing.interceptor.decision.duration")
-      ?.points.find((p) => p.attributes["rpc.service"] === "bulk.v1.Bulk")?.value as Histogram;
+      ?.points.find((p) => p.attributes["rpc.method"] === "bulk.v1.Bulk/Call")?.value as Histogram;
     expect(h.sum).toBeCloseTo(5_000 * 0.00005 + 5_000 * 0.002, 6);
     for (let i = 0; i < 10; i++) decide(i);
     decisions.stop(); // what was buffered is recorded
@@ -291,17 +295,51 @@ describe("instrumentDecisions", () => {
     expect(h.max).toBeCloseTo(0.04, 12);
     // 10 µs bucket: the 4 µs latencies, one in five.
     expect(h.buckets.counts[0]).toBe(n / 5);
-    expect(metricValue(c, "billing.interceptor.decisions", { "rpc.method": "Two" })).toBe(3_000);
+    expect(metricValue(c, "billing.interceptor.decisions", { "rpc.method": "a.v1.A/Two" })).toBe(
+      3_000,
+    );
     expect(
-      metricValue(c, "billing.interceptor.decisions", {
-        "rpc.service": "a.v1.A",
-        "billing.decision.outcome": "invalid",
-      }),
+      metricValue(c, "billing.interceptor.decisions", { "billing.decision.outcome": "invalid" }),
     ).toBe(3_000);
     decisions.stop();
     await own.shutdown();
     expect(() => instrumentDecisions({ durationAttributes: "method" as "all" })).toThrowError(
       /durationAttributes/,
     );
+  });
+
+  // Two interceptors (two servers) on one meter: their counts add up (each observing the same
+  // attribute set used to hide the other's); a stop and a new one do not reset the counter; a
+  // full buffer records the one latency, never a whole buffer on one call.
+  it("two instrumentDecisions on one meter add up; stop and again never reset the counter", async () => {
+    const own = testMeterProvider();
+    const d = (outcome: string) => ({
+      outcome: outcome as ApiKeyDecision["outcome"],
+      code: undefined,
+      method: "a.v1.A/One",
+      latencyMs: 0.01,
+    });
+    const first = instrumentDecisions({ meterProvider: own.meterProvider });
+    const second = instrumentDecisions({ meterProvider: own.meterProvider });
+    for (let i = 0; i < 5; i++) first.onDecision(d("allowed"));
+    for (let i = 0; i < 3; i++) second.onDecision(d("allowed"));
+    let c = await own.collect();
+    expect(metricValue(c, "billing.interceptor.decisions")).toBe(8);
+    expect(metricValue(c, "billing.interceptor.decision.duration")).toBe(8);
+    first.stop();
+    second.stop();
+    const third = instrumentDecisions({ meterProvider: own.meterProvider });
+    third.onDecision(d("allowed"));
+    c = await own.collect();
+    expect(metricValue(c, "billing.interceptor.decisions")).toBe(9);
+    expect(() =>
+      instrumentDecisions({ meterProvider: own.meterProvider, durationAttributes: "all" }),
+    ).toThrowError(/durationAttributes/);
+    // Past the buffer between two collections: each later call records its own latency.
+    for (let i = 0; i < 20_000; i++) third.onDecision(d("allowed"));
+    c = await own.collect();
+    expect(metricValue(c, "billing.interceptor.decision.duration")).toBe(20_009);
+    third.stop();
+    await own.shutdown();
   });
 });
