@@ -177,8 +177,9 @@ export class BillingClient {
    * with `TIMEOUT` (saying how many remain) after `timeoutMs`. Default `timeoutMs`: `30_000`.
    */
   flush(timeoutMs = 30_000): Promise<void> {
-    this.pipeline.sendLingering();
-    return badTimeout(timeoutMs) ?? this.ledger.flush(timeoutMs);
+    const flushed = badTimeout(timeoutMs) ?? this.ledger.flush(timeoutMs);
+    this.pipeline.sendLingering(); // after: what flush waits for no longer lingers
+    return flushed;
   }
 
   /**

@@ -108,11 +108,12 @@ export class SendPipeline {
     });
   }
 
-  /** Sends what waits for a fuller batch (`lingerMs`) now: `flush()` waits for nothing more. */
+  /**
+   * Sends what waits for a fuller batch (`lingerMs`) now. Call it after `ledger.flush()`: the
+   * records that flush waits for never linger while it is pending (see `mayGo`).
+   */
   sendLingering(): void {
-    if (this.lingerMs === 0 || this.queue.length === 0) return;
-    this.lingerOver = true;
-    this.pump();
+    if (this.lingerMs > 0) this.pump();
   }
 
   /** A connection is up: send through it. */
@@ -191,10 +192,16 @@ export class SendPipeline {
     this.retries.armForLater(now);
   }
 
-  /** With `lingerMs`, a batch of queued records only that is not full waits (see `enqueue`). */
+  /**
+   * With `lingerMs`, a batch of queued records only that is not full waits (see `enqueue`),
+   * unless a pending `flush()`/`close()` waits for its first record (also one that reaches the
+   * queue after the call: with a spool, a record is queued once stored, a turn later), or that
+   * record was sent before (put back after a lost connection): a record never lingers twice.
+   */
   private mayGo(next: PendingRecord, now: number, limits: BatchLimits): boolean {
     if (this.lingerMs === 0 || this.lingerOver || this.batches.queueFull(limits)) return true;
     if (next !== this.queue.peek() || this.retries.peekDue(now) !== undefined) return true;
+    if (next.attempts > 0 || this.hooks.ledger.awaited(next.seq)) return true;
     this.armLinger();
     return false;
   }
@@ -241,7 +248,10 @@ export class SendPipeline {
         }
       } else {
         this.failed += batch.length;
-        for (const record of batch) this.queue.putBack(record);
+        for (const record of batch) {
+          record.attempts++;
+          this.queue.putBack(record);
+        }
         return; // the connection is going down; detach() follows
       }
     }

@@ -189,8 +189,9 @@ describe("SendPipeline batches", () => {
       [0, 1, 2],
       [3, 4, 5, 6, 7],
     ]);
+    const flushed = ledger.flush(1000);
     pipeline.sendLingering(); // what flush() does
-    await ledger.flush(1000);
+    await flushed;
     expect(sent.map((s) => s.seqs)).toEqual([
       [0, 1, 2],
       [3, 4, 5, 6, 7],
