@@ -1,3 +1,4 @@
+import { framedSize } from "../protocol/usage-batch.js";
 import { BatchBuilder, type BatchLimits, SUSPECT_AFTER_LOSSES } from "./batch-builder.js";
 import type { PendingRecord } from "./pending-record.js";
 import type { PublishLink, SendPipelineHooks } from "./publish-link.js";
@@ -169,7 +170,15 @@ export class SendPipeline {
     // A publish may fail at once (the connection is going down): stop as soon as it is.
     while (this.inFlight.size < link.window && !this.solo && link === this.link && link.isUp()) {
       const next = this.batches.peek(now);
-      if (next === undefined || !this.mayGo(next, now, limits)) break;
+      if (next === undefined) break;
+      const linkMax = link.maxBatchBytes ?? Number.POSITIVE_INFINITY;
+      if (framedSize(next.bytes.length) > linkMax) {
+        // Queued before this connection's limits were known (the first CONNACK), or stored by
+        // an earlier run: the broker would drop the connection for it, never take it.
+        this.holdOversized(this.batches.take(now, { maxRecords: 1, maxBytes: linkMax }), linkMax);
+        continue;
+      }
+      if (!this.mayGo(next, now, limits)) break;
       if (next.losses >= SUSPECT_AFTER_LOSSES) {
         // A suspect goes out alone, once the window is empty.
         if (this.inFlight.size > 0) break;
@@ -273,6 +282,18 @@ export class SendPipeline {
       this.retryLater(record, "the connection dropped while it was the only record in flight");
     } else {
       this.queue.putBack(record);
+    }
+  }
+
+  /** A record larger than any batch the connection allows: held as undeliverable, never sent. */
+  private holdOversized(batch: PendingRecord[], maxBytes: number): void {
+    for (const record of batch) {
+      this.undeliverable.push(record);
+      this.hooks.log(
+        "error",
+        `record ${record.id} (${record.bytes.length} bytes) is larger than the largest batch this connection allows (${maxBytes} bytes: maxBatchBytes within the broker's maximum packet size): held as undeliverable, never published`,
+        { undeliverable: this.undeliverable.length, maxBatchBytes: maxBytes },
+      );
     }
   }
 

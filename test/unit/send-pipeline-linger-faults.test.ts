@@ -108,3 +108,47 @@ describe("SendPipeline: lingerMs with flush and lost connections", () => {
     pipeline.stop();
   });
 });
+
+describe("SendPipeline: a record larger than the connection allows", () => {
+  it("is held as undeliverable, never published; the others go", async () => {
+    const { pipeline, make, sent, link, ledger, logs } = setup({});
+    // Queued before the connection's limits were known (as before the first CONNACK).
+    for (const size of [8, 500, 8]) {
+      const r = make(size);
+      ledger.add(r.seq, size);
+      pipeline.enqueue(r);
+    }
+    pipeline.attach(link(10, (s) => s.done(null), { maxBatchBytes: 100 }));
+    await new Promise((r) => setImmediate(r));
+    expect(sent.map((s) => s.seqs)).toEqual([[0], [2]]);
+    expect(pipeline.undeliverable.map((r) => r.seq)).toEqual([1]);
+    expect(pipeline.published).toBe(2);
+    expect(ledger.pending).toBe(1); // still pending: flush and close report it
+    expect(logs.join("\n")).toMatch(/record 1 \(500 bytes\).*100 bytes.*maximum packet size/);
+  });
+
+  it("put back by a lost connection, on a new connection with a smaller limit: the others go", async () => {
+    const { pipeline, add, sent, link, logs } = setup({});
+    const refused = () => Object.assign(new Error("refused"), { code: 0x97 });
+    let first = true;
+    pipeline.attach(
+      link(10, (s) => {
+        if (first) {
+          first = false;
+          s.done(refused());
+        }
+      }),
+    );
+    add(2, 8);
+    add(1, 300);
+    add(1, 8);
+    await new Promise((r) => setImmediate(r));
+    expect(sent[0]?.seqs).toEqual([0, 1, 2, 3]); // refused: split in [0, 1] and [2, 3]
+    pipeline.detach();
+    sent.length = 0;
+    pipeline.attach(link(10, (s) => s.done(null), { maxBatchBytes: 100 }));
+    expect(pipeline.undeliverable.map((r) => r.seq)).toEqual([2]);
+    expect(sent.flatMap((s) => s.seqs).sort()).toEqual([0, 1, 3]);
+    expect(logs.some((l) => l.includes("record 2 (300 bytes)"))).toBe(true);
+  });
+});
