@@ -78,6 +78,42 @@ describe.runIf(mosquittoAvailable())("batches on a real mosquitto", () => {
     }
   });
 
+  it("a maximum packet size too small for any record: connect() fails with PROTOCOL naming it", async () => {
+    const b = await withBroker(["max_packet_size 140"]);
+    try {
+      const client = new BillingClient(b.options());
+      const err = await client.connect(5000).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toMatchObject({ code: "PROTOCOL" });
+      expect(String(err)).toMatch(/maximum packet size \(140 bytes\).*topic "billing\/report"/);
+      expect(client.isConnected()).toBe(false);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it("a record queued before the first CONNACK, over the announced maximum packet size: undeliverable, no drop", async () => {
+    const b = await withBroker(["max_packet_size 4000"]);
+    const logs: string[] = [];
+    try {
+      const client = new BillingClient(b.options({ logger: (_l, m) => logs.push(m) }));
+      // Before the CONNACK, only maxRecordBytes (64 KiB) bounds a record.
+      const big = report(client, 1, { metadata: { prompt: "x".repeat(6000) } });
+      const small = await Promise.all(Array.from({ length: 20 }, (_, i) => report(client, i)));
+      await big;
+      await client.connect();
+      await until(() => count(b.payloads) >= 20, 10_000, "the 20 small records");
+      expect(recordIds(b.payloads)).toEqual(small);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(client.stats()).toMatchObject({ published: 20, undeliverable: 1, reconnects: 0 });
+      expect(logs.join("\n")).toMatch(/larger than the largest batch .*maximum packet size/);
+    } finally {
+      await b.close();
+    }
+  });
+
   // mosquitto's message_size_limit is not announced: it answers a larger message with PUBACK
   // 0x95, which mqtt.js cannot parse, and the connection drops. The batch's records are then
   // sent alone as suspects: slow, but every record arrives; set maxBatchBytes below such a limit.

@@ -9,7 +9,10 @@ const connack = (maximumPacketSize?: number, receiveMaximum?: number): IConnackP
   cmd: "connack",
   sessionPresent: false,
   reasonCode: 0,
-  properties: { maximumPacketSize, receiveMaximum },
+  properties: {
+    ...(maximumPacketSize === undefined ? {} : { maximumPacketSize }),
+    ...(receiveMaximum === undefined ? {} : { receiveMaximum }),
+  },
 });
 const o = resolveOptions({ tls: false });
 
