@@ -126,9 +126,8 @@ export class SendPipeline {
   /** The connection is gone: what was in flight goes back, to be sent again. */
   detach(): void {
     this.link = undefined;
-    for (const batch of this.inFlight) {
-      for (const record of batch) this.lost(record);
-    }
+    const cut = [...this.inFlight].sort((a, b) => (a[0]?.seq ?? 0) - (b[0]?.seq ?? 0));
+    for (const batch of cut) this.cutOff(batch);
     this.solo = false;
     this.inFlight.clear();
     this.inFlightRecords = 0;
@@ -265,6 +264,19 @@ export class SendPipeline {
       }
     }
     this.pump();
+  }
+
+  /**
+   * A batch cut off by a lost connection (each record counts in `failed`). One of several records
+   * is halved, as a refused one is (`split`): it may be why the broker dropped us (over a limit it
+   * does not announce, such as mosquitto's message_size_limit), and its halves narrow that down
+   * in O(log n) drops. Only a record cut off alone moves toward suspect.
+   */
+  private cutOff(batch: PendingRecord[]): void {
+    if (batch.length === 1) return this.lost(batch[0] as PendingRecord);
+    this.failed += batch.length;
+    for (const record of batch) record.attempts++;
+    this.batches.split(batch);
   }
 
   private lost(record: PendingRecord): void {

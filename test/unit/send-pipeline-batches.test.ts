@@ -153,7 +153,7 @@ describe("SendPipeline batches", () => {
     expect(sent.length).toBeLessThanOrEqual(3); // the due retries go together again
   });
 
-  it("a connection lost mid-batch puts all its records back, in order, before newer ones", async () => {
+  it("a connection lost mid-batch puts all its records back, halved, in order, before newer ones", async () => {
     const { pipeline, add, sent, link } = setup({ maxBatchRecords: 3 });
     pipeline.attach(link(2));
     add(8);
@@ -166,11 +166,8 @@ describe("SendPipeline batches", () => {
     expect(pipeline.failed).toBe(6);
     add(1);
     pipeline.attach(link(10));
-    expect(sent.slice(2).map((s) => s.seqs)).toEqual([
-      [0, 1, 2],
-      [3, 4, 5],
-      [6, 7, 8],
-    ]);
+    // Each batch cut off goes again in halves (it may be why the broker dropped us).
+    expect(sent.slice(2).map((s) => s.seqs)).toEqual([[0, 1], [2], [3, 4], [5], [6, 7, 8]]);
   });
 
   it("lingerMs: a batch that is not full waits up to lingerMs; a full one and flush go at once", async () => {

@@ -62,22 +62,20 @@ describe("SendPipeline: lingerMs with flush and lost connections", () => {
     await sleep(200);
     pipeline.attach(link(10, (s) => s.done(null)));
     await flushed; // before the fix: they lingered 20 s again and the flush timed out
-    expect(sent).toHaveLength(2);
+    expect(sent.slice(1).flatMap((s) => s.seqs)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     pipeline.stop();
   });
 
   it("a record that lingered once and was put back does not linger again", async () => {
     const { pipeline, add, sent, link } = setup({ lingerMs: 50 });
+    // (a batch cut off by a lost connection goes again in halves)
     pipeline.attach(link(10));
     add(3);
     await sleep(120);
     expect(sent).toHaveLength(1); // its linger is over
     pipeline.detach();
     pipeline.attach(link(10, (s) => s.done(null)));
-    expect(sent.map((s) => s.seqs)).toEqual([
-      [0, 1, 2],
-      [0, 1, 2],
-    ]); // at once, not after another 50 ms
+    expect(sent.map((s) => s.seqs)).toEqual([[0, 1, 2], [0, 1], [2]]); // at once, not 50 ms later
     pipeline.stop();
   });
 
