@@ -1,5 +1,6 @@
 import { framedSize } from "../protocol/usage-batch.js";
 import { BatchBuilder, type BatchLimits, SUSPECT_AFTER_LOSSES } from "./batch-builder.js";
+import { DropCap } from "./drop-cap.js";
 import type { PendingRecord } from "./pending-record.js";
 import type { PublishLink, SendPipelineHooks } from "./publish-link.js";
 import { RecordQueue } from "./record-queue.js";
@@ -46,6 +47,7 @@ export class SendPipeline {
   private readonly retries: RetrySchedule;
   private readonly batches: BatchBuilder;
   private readonly inFlight = new Set<PendingRecord[]>();
+  private readonly dropCap = new DropCap();
   private inFlightRecords = 0;
   private link: PublishLink | undefined;
   private solo = false;
@@ -126,8 +128,7 @@ export class SendPipeline {
   /** The connection is gone: what was in flight goes back, to be sent again. */
   detach(): void {
     this.link = undefined;
-    const cut = [...this.inFlight].sort((a, b) => (a[0]?.seq ?? 0) - (b[0]?.seq ?? 0));
-    for (const batch of cut) this.cutOff(batch);
+    for (const batch of this.inFlight) this.cutOff(batch);
     this.solo = false;
     this.inFlight.clear();
     this.inFlightRecords = 0;
@@ -163,7 +164,7 @@ export class SendPipeline {
     const now = Date.now();
     const limits: BatchLimits = {
       maxRecords: this.maxBatchRecords,
-      maxBytes: Math.min(this.maxBatchBytes, link.maxBatchBytes ?? Number.POSITIVE_INFINITY),
+      maxBytes: Math.min(this.maxBatchBytes, link.maxBatchBytes ?? Infinity, this.dropCap.bytes),
     };
     let corked = false;
     // A publish may fail at once (the connection is going down): stop as soon as it is.
@@ -231,6 +232,7 @@ export class SendPipeline {
     this.solo = false;
     if (!err) {
       this.messages++;
+      this.dropCap.acknowledged(Math.min(this.maxBatchBytes, link.maxBatchBytes ?? Infinity));
       this.published += batch.length;
       for (const record of batch) {
         record.losses = 0; // the broker answered: the connection survived this record
@@ -268,15 +270,17 @@ export class SendPipeline {
 
   /**
    * A batch cut off by a lost connection (each record counts in `failed`). One of several records
-   * is halved, as a refused one is (`split`): it may be why the broker dropped us (over a limit it
-   * does not announce, such as mosquitto's message_size_limit), and its halves narrow that down
-   * in O(log n) drops. Only a record cut off alone moves toward suspect.
+   * goes back in order and halves the batch bytes for now (see `DropCap`): it may be why the
+   * broker dropped us. Only a record cut off alone moves toward suspect.
    */
   private cutOff(batch: PendingRecord[]): void {
     if (batch.length === 1) return this.lost(batch[0] as PendingRecord);
     this.failed += batch.length;
-    for (const record of batch) record.attempts++;
-    this.batches.split(batch);
+    this.dropCap.cutOff(batch);
+    for (const record of batch) {
+      record.attempts++;
+      this.queue.putBack(record);
+    }
   }
 
   private lost(record: PendingRecord): void {

@@ -143,8 +143,9 @@ describe.runIf(mosquittoAvailable())("batches on a real mosquitto", () => {
     }
   }, 90_000);
 
-  // A batch cut off by the drop is halved, so the batches narrow down to what the limit takes in
-  // a few drops; before, every record in flight became a suspect, sent alone: one per round trip.
+  // A drop with batches in flight halves the batch bytes (DropCap), so batches narrow down to
+  // what the limit takes in a few drops; before, every record in flight became a suspect, sent
+  // alone: one message per round trip (1,000 messages, 3 reconnects, 3,000 failed).
   it("past a limit the broker does not announce: few reconnects and messages per 1,000 records", async () => {
     const b = await withBroker(["message_size_limit 6000"]);
     try {
@@ -160,7 +161,7 @@ describe.runIf(mosquittoAvailable())("batches on a real mosquitto", () => {
       );
       expect(s).toMatchObject({ published: 1000, queued: 0, undeliverable: 0 });
       expect(s.publishedMessages).toBeLessThan(250); // ~280-byte records: ≤ 21 fit in 6,000 bytes
-      expect(s.reconnects).toBeLessThan(20);
+      expect(s.reconnects).toBeLessThan(10); // ~log2(140 KB / 6 KB) drops
     } finally {
       await b.close();
     }
