@@ -4,7 +4,9 @@ import { DropCap } from "./drop-cap.js";
 import type { PendingRecord } from "./pending-record.js";
 import type { PublishLink, SendPipelineHooks } from "./publish-link.js";
 import { RecordQueue } from "./record-queue.js";
+import { RefusalLog } from "./refusal-log.js";
 import { RetrySchedule } from "./retry-schedule.js";
+import { holdUndeliverable } from "./undeliverable.js";
 
 export type { PublishLink, SendPipelineHooks } from "./publish-link.js";
 
@@ -18,8 +20,6 @@ const UNDELIVERABLE_AFTER_SOLO_DROPS = 3;
  * batch would be refused alike, so its records wait out their delay without splitting it.
  */
 const TOPIC_REFUSALS = new Set([0x87, 0x90]);
-/** Refusals are logged at most this often (a broker refusing everything refuses thousands/s). */
-const REFUSAL_LOG_MS = 10_000;
 
 /**
  * The send pipeline: queue, batches in flight, suspect isolation, retries. It knows nothing of
@@ -34,13 +34,15 @@ const REFUSAL_LOG_MS = 10_000;
  *   is split in halves, sent at once; a record refused alone waits out its own growing delay in
  *   the retry schedule without holding up the others, and goes again when due.
  * - Records cut off in flight by a lost connection go back in order and are sent again with the
- *   same id. A record can itself be why the broker drops us (mosquitto answers one over its
- *   message_size_limit with a PUBACK code mqtt.js cannot parse): a record in flight at
- *   `SUSPECT_AFTER_LOSSES` losses is next sent alone; if the connection drops while it is alone,
+ *   same id. A batch can itself be why the broker drops us (mosquitto answers one over its
+ *   message_size_limit with a PUBACK code mqtt.js cannot parse): a batch of several records cut
+ *   off halves the batch bytes for a while (`DropCap`); a record cut off alone counts a loss,
+ *   and one at `SUSPECT_AFTER_LOSSES` losses is next sent alone; if the connection drops while it is alone,
  *   it is the cause and waits in the retry schedule, so it cannot block the others forever.
  *   After `UNDELIVERABLE_AFTER_SOLO_DROPS` such drops it is held apart as undeliverable (the
  *   broker cannot take it: larger than mosquitto's message_size_limit, for example), instead of
- *   dropping the connection (and firing the will) again every backoff period, forever.
+ *   dropping the connection (and firing the will) again every backoff period, forever. So is a
+ *   record larger than the link's `maxBatchBytes` (queued before the first CONNACK), unsent.
  */
 export class SendPipeline {
   private readonly queue = new RecordQueue();
@@ -48,15 +50,14 @@ export class SendPipeline {
   private readonly batches: BatchBuilder;
   private readonly inFlight = new Set<PendingRecord[]>();
   private readonly dropCap = new DropCap();
+  private readonly refusals: RefusalLog;
   private inFlightRecords = 0;
   private link: PublishLink | undefined;
   private solo = false;
-  private refusedUnlogged = 0;
   /** Inside `pump` (a publish can call back synchronously): no nested pump, one more round. */
   private pumping = false;
   private pumpAgain = false;
   private pumpScheduled = false;
-  private lastRefusalLog = 0;
   private readonly maxBatchRecords: number;
   private readonly maxBatchBytes: number;
   private readonly lingerMs: number;
@@ -75,6 +76,7 @@ export class SendPipeline {
 
   constructor(private readonly hooks: SendPipelineHooks) {
     this.retries = new RetrySchedule(() => this.pump());
+    this.refusals = new RefusalLog(hooks.log);
     this.batches = new BatchBuilder(this.queue, this.retries);
     this.maxBatchRecords = hooks.maxBatchRecords ?? 500;
     this.maxBatchBytes = hooks.maxBatchBytes ?? 256 * 1024;
@@ -288,12 +290,8 @@ export class SendPipeline {
     record.attempts++;
     record.losses++;
     if (this.solo && record.losses >= SUSPECT_AFTER_LOSSES + UNDELIVERABLE_AFTER_SOLO_DROPS) {
-      this.undeliverable.push(record);
-      this.hooks.log(
-        "error",
-        `record ${record.id} (${record.bytes.length} bytes) dropped the connection each of the ${UNDELIVERABLE_AFTER_SOLO_DROPS} times it was sent alone: held as undeliverable, not retried (is it larger than the broker's message size limit?)`,
-        { undeliverable: this.undeliverable.length },
-      );
+      const why = `dropped the connection each of the ${UNDELIVERABLE_AFTER_SOLO_DROPS} times it was sent alone (is it larger than the broker's message size limit?)`;
+      holdUndeliverable(this.undeliverable, record, why, this.hooks.log);
     } else if (this.solo) {
       this.retryLater(record, "the connection dropped while it was the only record in flight");
     } else {
@@ -303,29 +301,13 @@ export class SendPipeline {
 
   /** A record larger than any batch the connection allows: held as undeliverable, never sent. */
   private holdOversized(batch: PendingRecord[], maxBytes: number): void {
-    for (const record of batch) {
-      this.undeliverable.push(record);
-      this.hooks.log(
-        "error",
-        `record ${record.id} (${record.bytes.length} bytes) is larger than the largest batch this connection allows (${maxBytes} bytes: maxBatchBytes within the broker's maximum packet size): held as undeliverable, never published`,
-        { undeliverable: this.undeliverable.length, maxBatchBytes: maxBytes },
-      );
-    }
+    const why = `is larger than the largest batch this connection allows (${maxBytes} bytes: maxBatchBytes within the broker's maximum packet size)`;
+    for (const r of batch)
+      holdUndeliverable(this.undeliverable, r, why, this.hooks.log, { maxBytes });
   }
 
   private retryLater(record: PendingRecord, why: string): void {
-    const delay = this.hooks.retryDelay(record.attempts);
-    this.retries.add(record, delay);
-    this.refusedUnlogged++;
-    const now = Date.now();
-    if (now - this.lastRefusalLog >= REFUSAL_LOG_MS) {
-      this.hooks.log(
-        "warn",
-        `${this.refusedUnlogged} record(s) refused since the last report, e.g. ${record.id} (${why}); each is retried after a growing delay`,
-        { refused: this.refusedUnlogged, retrying: this.retries.size, attempts: record.attempts },
-      );
-      this.refusedUnlogged = 0;
-      this.lastRefusalLog = now;
-    }
+    this.retries.add(record, this.hooks.retryDelay(record.attempts));
+    this.refusals.refused(record, why, this.retries.size);
   }
 }
