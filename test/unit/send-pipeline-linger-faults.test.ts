@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { DropCap } from "../../src/publisher/drop-cap.js";
 import { PendingLedger } from "../../src/publisher/pending-ledger.js";
 import type { PendingRecord } from "../../src/publisher/pending-record.js";
 import { type PublishLink, SendPipeline } from "../../src/publisher/send-pipeline.js";
@@ -148,5 +149,33 @@ describe("SendPipeline: a record larger than the connection allows", () => {
     expect(pipeline.undeliverable.map((r) => r.seq)).toEqual([2]);
     expect(sent.flatMap((s) => s.seqs).sort()).toEqual([0, 1, 3]);
     expect(logs.some((l) => l.includes("record 2 (300 bytes)"))).toBe(true);
+  });
+});
+
+describe("DropCap", () => {
+  const records = (n: number) =>
+    Array.from({ length: n }, (_, i) => ({
+      seq: i,
+      id: `${i}`,
+      bytes: Buffer.alloc(8),
+      attempts: 0,
+      losses: 0,
+    }));
+
+  it("halves below the largest batch cut off, doubles after 256 acknowledged messages, lifts at the bound", () => {
+    const cap = new DropCap();
+    expect(cap.bytes).toBe(Number.POSITIVE_INFINITY);
+    cap.cutOff(records(40)); // 400 bytes framed
+    expect(cap.bytes).toBe(200);
+    cap.cutOff(records(100)); // a larger batch cut off does not raise it
+    expect(cap.bytes).toBe(200);
+    for (let i = 0; i < 255; i++) cap.acknowledged(1000);
+    expect(cap.bytes).toBe(200);
+    cap.acknowledged(1000);
+    expect(cap.bytes).toBe(400);
+    cap.cutOff(records(10)); // a drop starts the count again
+    expect(cap.bytes).toBe(50);
+    for (let i = 0; i < 256 * 5; i++) cap.acknowledged(1000);
+    expect(cap.bytes).toBe(Number.POSITIVE_INFINITY); // 50 → 100 → 200 → 400 → 800 → lifted
   });
 });
