@@ -37,8 +37,8 @@ const TOPIC_REFUSALS = new Set([0x87, 0x90]);
  *   same id. A batch can itself be why the broker drops us (mosquitto answers one over its
  *   message_size_limit with a PUBACK code mqtt.js cannot parse): a batch of several records cut
  *   off halves the batch bytes for a while (`DropCap`); a record cut off alone counts a loss,
- *   and one at `SUSPECT_AFTER_LOSSES` losses is next sent alone; if the connection drops while it is alone,
- *   it is the cause and waits in the retry schedule, so it cannot block the others forever.
+ *   and one at `SUSPECT_AFTER_LOSSES` losses is next sent alone; if the connection drops while
+ *   it is alone, it is the cause and waits in the retry schedule, so it cannot block the others.
  *   After `UNDELIVERABLE_AFTER_SOLO_DROPS` such drops it is held apart as undeliverable (the
  *   broker cannot take it: larger than mosquitto's message_size_limit, for example), instead of
  *   dropping the connection (and firing the will) again every backoff period, forever. So is a
@@ -173,7 +173,7 @@ export class SendPipeline {
     while (this.inFlight.size < link.window && !this.solo && link === this.link && link.isUp()) {
       const next = this.batches.peek(now);
       if (next === undefined) break;
-      const linkMax = link.maxBatchBytes ?? Number.POSITIVE_INFINITY;
+      const linkMax = link.maxBatchBytes ?? Infinity;
       if (framedSize(next.bytes.length) > linkMax) {
         // Queued before this connection's limits were known (the first CONNACK), or stored by
         // an earlier run: the broker would drop the connection for it, never take it.
