@@ -8,7 +8,7 @@ import { type BillingTopics, billingTopics } from "../protocol/topics.js";
 import { backoff } from "./backoff.js";
 import { type BillingStats, collectStats } from "./billing-stats.js";
 import { Connection, closedError } from "./connection.js";
-import { connectionLimits } from "./connection-limits.js";
+import { connackProblem, connectionLimits } from "./connection-limits.js";
 import { Heartbeat } from "./heartbeat.js";
 import { KeySync } from "./key-sync.js";
 import { mqttPublishLink } from "./mqtt-publish-link.js";
@@ -104,6 +104,7 @@ export class BillingClient {
       // MQTT 5: the broker sends nothing larger (a flood of huge key updates never arrives).
       attemptOptions: (v) =>
         v === 5 ? { properties: { maximumPacketSize: maximumPacketSize(o) } } : {},
+      check: (connack) => connackProblem(o, this.topics.report, connack),
       up: (client, connack, version) => this.onUp(client, connack, version),
       down: () => {
         this.pipeline.detach();
@@ -177,8 +178,9 @@ export class BillingClient {
    * with `TIMEOUT` (saying how many remain) after `timeoutMs`. Default `timeoutMs`: `30_000`.
    */
   flush(timeoutMs = 30_000): Promise<void> {
-    this.pipeline.sendLingering();
-    return badTimeout(timeoutMs) ?? this.ledger.flush(timeoutMs);
+    const flushed = badTimeout(timeoutMs) ?? this.ledger.flush(timeoutMs);
+    this.pipeline.sendLingering(); // after: what flush waits for no longer lingers
+    return flushed;
   }
 
   /**

@@ -24,7 +24,8 @@ export interface BillingStats {
   retrying: number;
   /**
    * Records held as undeliverable: each dropped the connection every time it was sent alone (a
-   * broker that cannot take it). Still pending: `flush`/`close` report them; never retried in
+   * broker that cannot take it), or is larger than the broker's announced maximum packet size
+   * allows (queued before the first CONNACK told it, or stored by an earlier run). Still pending: `flush`/`close` report them; never retried in
    * this process (with a spool they stay in it). Logged at error level.
    */
   undeliverable: number;

@@ -1,4 +1,5 @@
 import type { IConnackPacket } from "mqtt";
+import { BillingError } from "../billing-error.js";
 import type { ResolvedOptions } from "./options.js";
 
 /**
@@ -34,7 +35,26 @@ export interface ConnectionLimits {
   maxRecordBytes: number;
 }
 
-/** The limits of a connection to a broker that answered `connack`. */
+/**
+ * Why a broker that answered `connack` cannot be used, if it cannot: its maximum packet size
+ * leaves no room for a record on `topic` (`PROTOCOL`). The attempt fails with this error.
+ */
+export function connackProblem(
+  o: ResolvedOptions,
+  topic: string,
+  connack: IConnackPacket,
+): BillingError | undefined {
+  const maxPacket = connack.properties?.maximumPacketSize;
+  if (maxPacket === undefined || connectionLimits(o, topic, connack).maxRecordBytes > 0) {
+    return undefined;
+  }
+  return new BillingError(
+    "PROTOCOL",
+    `the broker's maximum packet size (${maxPacket} bytes) leaves no room for a usage record on topic "${topic}" (a PUBLISH there takes ${Buffer.byteLength(topic) + PUBLISH_OVERHEAD} bytes besides the record): raise the broker's max_packet_size`,
+  );
+}
+
+/** The limits of a connection to a broker that answered `connack` (see `connackProblem`). */
 export function connectionLimits(
   o: ResolvedOptions,
   topic: string,

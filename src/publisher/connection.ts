@@ -36,6 +36,8 @@ export interface ConnectionEvents {
   attemptOptions?(version: 4 | 5): Partial<IClientOptions>;
   /** Called with each attempt's client before it sends CONNECT (to hook its packets). */
   prepare?(client: MqttClient): void;
+  /** Checks the broker's CONNACK: an error fails the attempt (it is retried after a backoff). */
+  check?(connack: IConnackPacket): BillingError | undefined;
   /** A connection is up. */
   up(client: MqttClient, connack: IConnackPacket, version: 4 | 5): void;
   /** The connection that was up is gone; a reconnect is scheduled. */
@@ -159,7 +161,12 @@ export class Connection {
           discard(client); // closed meanwhile
           return;
         }
-        this.onUp(broker, client, connack, version);
+        const refused = this.events.check?.(connack);
+        if (refused === undefined) this.onUp(broker, client, connack, version);
+        else {
+          discard(client);
+          this.attemptFailed(refused);
+        }
       },
       (err: BillingError) => {
         if (this.state.t !== "connecting") return;
@@ -169,12 +176,16 @@ export class Connection {
           this.attempt(broker);
           return;
         }
-        this.events.log("warn", `connection attempt failed: ${err.message}`, { code: err.code });
-        this.brokerIndex++;
-        this.settleWaiters(err);
-        this.backOff(err);
+        this.attemptFailed(err);
       },
     );
+  }
+
+  private attemptFailed(err: BillingError): void {
+    this.events.log("warn", `connection attempt failed: ${err.message}`, { code: err.code });
+    this.brokerIndex++;
+    this.settleWaiters(err);
+    this.backOff(err);
   }
 
   private backOff(error: BillingError): void {

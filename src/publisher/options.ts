@@ -89,7 +89,9 @@ export interface BillingClientOptions {
   maxBatchBytes?: number;
   /**
    * How long a batch that is not full may wait for more records before it is sent: fewer, fuller
-   * messages for up to this much latency. `flush()` and `close()` send at once. Default: `0`
+   * messages for up to this much latency. While `flush()` or `close()` waits, the records it waits
+   * for go at once (also ones put back by a reconnect, or stored by the spool after the call), and
+   * a record sent once never lingers again: so `lingerMs` may exceed `closeTimeoutMs`. Default: `0`
    * (records go as soon as the window has room; those of one event-loop turn go together).
    */
   lingerMs?: number;

@@ -74,6 +74,12 @@ export class PendingLedger {
     }
   }
 
+  /** Whether a pending `flush()` (or `close()`, which flushes) waits for the record `seq`. */
+  awaited(seq: number): boolean {
+    for (const w of this.waiters) if (seq <= w.watermark) return true;
+    return false;
+  }
+
   /**
    * Resolves once every record accepted before this call is settled; rejects with `TIMEOUT`
    * (saying how many of those remain) after `timeoutMs`.

@@ -1,8 +1,12 @@
+import { framedSize } from "../protocol/usage-batch.js";
 import { BatchBuilder, type BatchLimits, SUSPECT_AFTER_LOSSES } from "./batch-builder.js";
+import { DropCap } from "./drop-cap.js";
 import type { PendingRecord } from "./pending-record.js";
 import type { PublishLink, SendPipelineHooks } from "./publish-link.js";
 import { RecordQueue } from "./record-queue.js";
+import { RefusalLog } from "./refusal-log.js";
 import { RetrySchedule } from "./retry-schedule.js";
+import { holdUndeliverable } from "./undeliverable.js";
 
 export type { PublishLink, SendPipelineHooks } from "./publish-link.js";
 
@@ -16,8 +20,6 @@ const UNDELIVERABLE_AFTER_SOLO_DROPS = 3;
  * batch would be refused alike, so its records wait out their delay without splitting it.
  */
 const TOPIC_REFUSALS = new Set([0x87, 0x90]);
-/** Refusals are logged at most this often (a broker refusing everything refuses thousands/s). */
-const REFUSAL_LOG_MS = 10_000;
 
 /**
  * The send pipeline: queue, batches in flight, suspect isolation, retries. It knows nothing of
@@ -32,28 +34,30 @@ const REFUSAL_LOG_MS = 10_000;
  *   is split in halves, sent at once; a record refused alone waits out its own growing delay in
  *   the retry schedule without holding up the others, and goes again when due.
  * - Records cut off in flight by a lost connection go back in order and are sent again with the
- *   same id. A record can itself be why the broker drops us (mosquitto answers one over its
- *   message_size_limit with a PUBACK code mqtt.js cannot parse): a record in flight at
- *   `SUSPECT_AFTER_LOSSES` losses is next sent alone; if the connection drops while it is alone,
- *   it is the cause and waits in the retry schedule, so it cannot block the others forever.
+ *   same id. A batch can itself be why the broker drops us (mosquitto answers one over its
+ *   message_size_limit with a PUBACK code mqtt.js cannot parse): a batch of several records cut
+ *   off halves the batch bytes for a while (`DropCap`); a record cut off alone counts a loss,
+ *   and one at `SUSPECT_AFTER_LOSSES` losses is next sent alone; if the connection drops while
+ *   it is alone, it is the cause and waits in the retry schedule, so it cannot block the others.
  *   After `UNDELIVERABLE_AFTER_SOLO_DROPS` such drops it is held apart as undeliverable (the
  *   broker cannot take it: larger than mosquitto's message_size_limit, for example), instead of
- *   dropping the connection (and firing the will) again every backoff period, forever.
+ *   dropping the connection (and firing the will) again every backoff period, forever. So is a
+ *   record larger than the link's `maxBatchBytes` (queued before the first CONNACK), unsent.
  */
 export class SendPipeline {
   private readonly queue = new RecordQueue();
   private readonly retries: RetrySchedule;
   private readonly batches: BatchBuilder;
   private readonly inFlight = new Set<PendingRecord[]>();
+  private readonly dropCap = new DropCap();
+  private readonly refusals: RefusalLog;
   private inFlightRecords = 0;
   private link: PublishLink | undefined;
   private solo = false;
-  private refusedUnlogged = 0;
   /** Inside `pump` (a publish can call back synchronously): no nested pump, one more round. */
   private pumping = false;
   private pumpAgain = false;
   private pumpScheduled = false;
-  private lastRefusalLog = 0;
   private readonly maxBatchRecords: number;
   private readonly maxBatchBytes: number;
   private readonly lingerMs: number;
@@ -72,6 +76,7 @@ export class SendPipeline {
 
   constructor(private readonly hooks: SendPipelineHooks) {
     this.retries = new RetrySchedule(() => this.pump());
+    this.refusals = new RefusalLog(hooks.log);
     this.batches = new BatchBuilder(this.queue, this.retries);
     this.maxBatchRecords = hooks.maxBatchRecords ?? 500;
     this.maxBatchBytes = hooks.maxBatchBytes ?? 256 * 1024;
@@ -108,11 +113,12 @@ export class SendPipeline {
     });
   }
 
-  /** Sends what waits for a fuller batch (`lingerMs`) now: `flush()` waits for nothing more. */
+  /**
+   * Sends what waits for a fuller batch (`lingerMs`) now. Call it after `ledger.flush()`: the
+   * records that flush waits for never linger while it is pending (see `mayGo`).
+   */
   sendLingering(): void {
-    if (this.lingerMs === 0 || this.queue.length === 0) return;
-    this.lingerOver = true;
-    this.pump();
+    if (this.lingerMs > 0) this.pump();
   }
 
   /** A connection is up: send through it. */
@@ -124,9 +130,7 @@ export class SendPipeline {
   /** The connection is gone: what was in flight goes back, to be sent again. */
   detach(): void {
     this.link = undefined;
-    for (const batch of this.inFlight) {
-      for (const record of batch) this.lost(record);
-    }
+    for (const batch of this.inFlight) this.cutOff(batch);
     this.solo = false;
     this.inFlight.clear();
     this.inFlightRecords = 0;
@@ -162,13 +166,21 @@ export class SendPipeline {
     const now = Date.now();
     const limits: BatchLimits = {
       maxRecords: this.maxBatchRecords,
-      maxBytes: Math.min(this.maxBatchBytes, link.maxBatchBytes ?? Number.POSITIVE_INFINITY),
+      maxBytes: Math.min(this.maxBatchBytes, link.maxBatchBytes ?? Infinity, this.dropCap.bytes),
     };
     let corked = false;
     // A publish may fail at once (the connection is going down): stop as soon as it is.
     while (this.inFlight.size < link.window && !this.solo && link === this.link && link.isUp()) {
       const next = this.batches.peek(now);
-      if (next === undefined || !this.mayGo(next, now, limits)) break;
+      if (next === undefined) break;
+      const linkMax = link.maxBatchBytes ?? Infinity;
+      if (framedSize(next.bytes.length) > linkMax) {
+        // Queued before this connection's limits were known (the first CONNACK), or stored by
+        // an earlier run: the broker would drop the connection for it, never take it.
+        this.holdOversized(this.batches.take(now, { maxRecords: 1, maxBytes: linkMax }), linkMax);
+        continue;
+      }
+      if (!this.mayGo(next, now, limits)) break;
       if (next.losses >= SUSPECT_AFTER_LOSSES) {
         // A suspect goes out alone, once the window is empty.
         if (this.inFlight.size > 0) break;
@@ -191,10 +203,16 @@ export class SendPipeline {
     this.retries.armForLater(now);
   }
 
-  /** With `lingerMs`, a batch of queued records only that is not full waits (see `enqueue`). */
+  /**
+   * With `lingerMs`, a batch of queued records only that is not full waits (see `enqueue`),
+   * unless a pending `flush()`/`close()` waits for its first record (also one that reaches the
+   * queue after the call: with a spool, a record is queued once stored, a turn later), or that
+   * record was sent before (put back after a lost connection): a record never lingers twice.
+   */
   private mayGo(next: PendingRecord, now: number, limits: BatchLimits): boolean {
     if (this.lingerMs === 0 || this.lingerOver || this.batches.queueFull(limits)) return true;
     if (next !== this.queue.peek() || this.retries.peekDue(now) !== undefined) return true;
+    if (next.attempts > 0 || this.hooks.ledger.awaited(next.seq)) return true;
     this.armLinger();
     return false;
   }
@@ -216,6 +234,7 @@ export class SendPipeline {
     this.solo = false;
     if (!err) {
       this.messages++;
+      this.dropCap.acknowledged(Math.min(this.maxBatchBytes, link.maxBatchBytes ?? Infinity));
       this.published += batch.length;
       for (const record of batch) {
         record.losses = 0; // the broker answered: the connection survived this record
@@ -241,11 +260,29 @@ export class SendPipeline {
         }
       } else {
         this.failed += batch.length;
-        for (const record of batch) this.queue.putBack(record);
+        for (const record of batch) {
+          record.attempts++;
+          this.queue.putBack(record);
+        }
         return; // the connection is going down; detach() follows
       }
     }
     this.pump();
+  }
+
+  /**
+   * A batch cut off by a lost connection (each record counts in `failed`). One of several records
+   * goes back in order and halves the batch bytes for now (see `DropCap`): it may be why the
+   * broker dropped us. Only a record cut off alone moves toward suspect.
+   */
+  private cutOff(batch: PendingRecord[]): void {
+    if (batch.length === 1) return this.lost(batch[0] as PendingRecord);
+    this.failed += batch.length;
+    this.dropCap.cutOff(batch);
+    for (const record of batch) {
+      record.attempts++;
+      this.queue.putBack(record);
+    }
   }
 
   private lost(record: PendingRecord): void {
@@ -253,12 +290,8 @@ export class SendPipeline {
     record.attempts++;
     record.losses++;
     if (this.solo && record.losses >= SUSPECT_AFTER_LOSSES + UNDELIVERABLE_AFTER_SOLO_DROPS) {
-      this.undeliverable.push(record);
-      this.hooks.log(
-        "error",
-        `record ${record.id} (${record.bytes.length} bytes) dropped the connection each of the ${UNDELIVERABLE_AFTER_SOLO_DROPS} times it was sent alone: held as undeliverable, not retried (is it larger than the broker's message size limit?)`,
-        { undeliverable: this.undeliverable.length },
-      );
+      const why = `dropped the connection each of the ${UNDELIVERABLE_AFTER_SOLO_DROPS} times it was sent alone (is it larger than the broker's message size limit?)`;
+      holdUndeliverable(this.undeliverable, record, why, this.hooks.log);
     } else if (this.solo) {
       this.retryLater(record, "the connection dropped while it was the only record in flight");
     } else {
@@ -266,19 +299,15 @@ export class SendPipeline {
     }
   }
 
+  /** A record larger than any batch the connection allows: held as undeliverable, never sent. */
+  private holdOversized(batch: PendingRecord[], maxBytes: number): void {
+    const why = `is larger than the largest batch this connection allows (${maxBytes} bytes: maxBatchBytes within the broker's maximum packet size)`;
+    for (const r of batch)
+      holdUndeliverable(this.undeliverable, r, why, this.hooks.log, { maxBytes });
+  }
+
   private retryLater(record: PendingRecord, why: string): void {
-    const delay = this.hooks.retryDelay(record.attempts);
-    this.retries.add(record, delay);
-    this.refusedUnlogged++;
-    const now = Date.now();
-    if (now - this.lastRefusalLog >= REFUSAL_LOG_MS) {
-      this.hooks.log(
-        "warn",
-        `${this.refusedUnlogged} record(s) refused since the last report, e.g. ${record.id} (${why}); each is retried after a growing delay`,
-        { refused: this.refusedUnlogged, retrying: this.retries.size, attempts: record.attempts },
-      );
-      this.refusedUnlogged = 0;
-      this.lastRefusalLog = now;
-    }
+    this.retries.add(record, this.hooks.retryDelay(record.attempts));
+    this.refusals.refused(record, why, this.retries.size);
   }
 }

@@ -78,6 +78,42 @@ describe.runIf(mosquittoAvailable())("batches on a real mosquitto", () => {
     }
   });
 
+  it("a maximum packet size too small for any record: connect() fails with PROTOCOL naming it", async () => {
+    const b = await withBroker(["max_packet_size 140"]);
+    try {
+      const client = new BillingClient(b.options());
+      const err = await client.connect(5000).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toMatchObject({ code: "PROTOCOL" });
+      expect(String(err)).toMatch(/maximum packet size \(140 bytes\).*topic "billing\/report"/);
+      expect(client.isConnected()).toBe(false);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it("a record queued before the first CONNACK, over the announced maximum packet size: undeliverable, no drop", async () => {
+    const b = await withBroker(["max_packet_size 4000"]);
+    const logs: string[] = [];
+    try {
+      const client = new BillingClient(b.options({ logger: (_l, m) => logs.push(m) }));
+      // Before the CONNACK, only maxRecordBytes (64 KiB) bounds a record.
+      const big = report(client, 1, { metadata: { prompt: "x".repeat(6000) } });
+      const small = await Promise.all(Array.from({ length: 20 }, (_, i) => report(client, i)));
+      await big;
+      await client.connect();
+      await until(() => count(b.payloads) >= 20, 10_000, "the 20 small records");
+      expect(recordIds(b.payloads)).toEqual(small);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(client.stats()).toMatchObject({ published: 20, undeliverable: 1, reconnects: 0 });
+      expect(logs.join("\n")).toMatch(/larger than the largest batch .*maximum packet size/);
+    } finally {
+      await b.close();
+    }
+  });
+
   // mosquitto's message_size_limit is not announced: it answers a larger message with PUBACK
   // 0x95, which mqtt.js cannot parse, and the connection drops. The batch's records are then
   // sent alone as suspects: slow, but every record arrives; set maxBatchBytes below such a limit.
@@ -102,6 +138,30 @@ describe.runIf(mosquittoAvailable())("batches on a real mosquitto", () => {
       await until(() => count(b.payloads) >= 300, 10_000, "300 records");
       expect(recordIds(b.payloads)).toEqual(more);
       expect(fitted.stats()).toMatchObject({ published: 300, failed: 0, reconnects: 0 });
+    } finally {
+      await b.close();
+    }
+  }, 90_000);
+
+  // A drop with batches in flight halves the batch bytes (DropCap), so batches narrow down to
+  // what the limit takes in a few drops; before, every record in flight became a suspect, sent
+  // alone: one message per round trip (1,000 messages, 3 reconnects, 3,000 failed).
+  it("past a limit the broker does not announce: few reconnects and messages per 1,000 records", async () => {
+    const b = await withBroker(["message_size_limit 6000"]);
+    try {
+      const client = new BillingClient(b.options({ inFlightWindow: 4 }));
+      await client.connect();
+      const ids = await Promise.all(Array.from({ length: 1000 }, (_, i) => report(client, i)));
+      await client.flush(60_000);
+      await until(() => new Set(recordIds(b.payloads)).size === 1000, 10_000, "1000 records");
+      expect(new Set(recordIds(b.payloads))).toEqual(new Set(ids));
+      const s = client.stats();
+      console.log(
+        `1,000 records: ${s.publishedMessages} messages, ${s.reconnects} reconnects, ${s.failed} failed`,
+      );
+      expect(s).toMatchObject({ published: 1000, queued: 0, undeliverable: 0 });
+      expect(s.publishedMessages).toBeLessThan(250); // ~280-byte records: ≤ 21 fit in 6,000 bytes
+      expect(s.reconnects).toBeLessThan(10); // ~log2(140 KB / 6 KB) drops
     } finally {
       await b.close();
     }

@@ -153,24 +153,22 @@ describe("SendPipeline batches", () => {
     expect(sent.length).toBeLessThanOrEqual(3); // the due retries go together again
   });
 
-  it("a connection lost mid-batch puts all its records back, in order, before newer ones", async () => {
-    const { pipeline, add, sent, link } = setup({ maxBatchRecords: 3 });
+  it("a connection lost mid-batch puts all its records back, in order, in batches of half its bytes", async () => {
+    const { pipeline, add, sent, link, acked } = setup({ maxBatchRecords: 4 });
     pipeline.attach(link(2));
     add(8);
     await turn();
     expect(sent.map((s) => s.seqs)).toEqual([
-      [0, 1, 2],
-      [3, 4, 5],
+      [0, 1, 2, 3],
+      [4, 5, 6, 7],
     ]);
     pipeline.detach();
-    expect(pipeline.failed).toBe(6);
+    expect(pipeline.failed).toBe(8);
     add(1);
-    pipeline.attach(link(10));
-    expect(sent.slice(2).map((s) => s.seqs)).toEqual([
-      [0, 1, 2],
-      [3, 4, 5],
-      [6, 7, 8],
-    ]);
+    pipeline.attach(link(10, (s) => s.done(null)));
+    // 40 bytes framed were cut off: batches of at most 20 bytes now (it may be why we lost it).
+    expect(sent.slice(2).map((s) => s.seqs)).toEqual([[0, 1], [2, 3], [4, 5], [6, 7], [8]]);
+    expect(acked).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
   });
 
   it("lingerMs: a batch that is not full waits up to lingerMs; a full one and flush go at once", async () => {
@@ -189,8 +187,9 @@ describe("SendPipeline batches", () => {
       [0, 1, 2],
       [3, 4, 5, 6, 7],
     ]);
+    const flushed = ledger.flush(1000);
     pipeline.sendLingering(); // what flush() does
-    await ledger.flush(1000);
+    await flushed;
     expect(sent.map((s) => s.seqs)).toEqual([
       [0, 1, 2],
       [3, 4, 5, 6, 7],
