@@ -77,9 +77,9 @@ export function keyRulesProblem(r: KeyRulesInit): { field: string; problem: stri
   const limits = r.rateLimits ?? [];
   for (let i = 0; i < limits.length; i++) {
     const l = limits[i] as NonNullable<KeyRulesInit["rateLimits"]>[number];
-    const limit = Number(l.limit);
-    if (!(limit > 0) || !Number.isSafeInteger(limit)) {
-      return { field: `rateLimits[${i}].limit`, problem: "must be an integer in 1..2^53-1" };
+    const limit = Number(l.limit); // above 2^53-1: clamped to it (see planOf)
+    if (!(limit >= 1) || !Number.isInteger(limit)) {
+      return { field: `rateLimits[${i}].limit`, problem: "must be a positive integer" };
     }
     if (!Number.isInteger(l.windowSeconds) || l.windowSeconds <= 0) {
       return { field: `rateLimits[${i}].windowSeconds`, problem: "must be a positive integer" };
@@ -102,7 +102,8 @@ export function keyRulesProblem(r: KeyRulesInit): { field: string; problem: stri
 function planOf(r: KeyRulesInit): KeyPlan {
   const m = r.allowedMethods ?? [];
   const limits = (r.rateLimits ?? []).map((x) => ({
-    limit: Number(x.limit),
+    // uint64 on the wire: a limit above 2^53-1 is kept as 2^53-1 (no process counts that far).
+    limit: Math.min(Number(x.limit), Number.MAX_SAFE_INTEGER),
     windowMs: x.windowSeconds * 1000,
     module: x.module ?? "",
   }));
