@@ -8,8 +8,10 @@ import {
   KeyUpdateSchema,
   SignedKeyUpdateSchema,
 } from "../../gen/billing/v1/usage_pb.js";
+import { requireApiKey } from "../../src/index.js";
+import { startServer } from "../helpers/echo-server.js";
 import { type KeyEntry, keyUpdateMessage, testSigner } from "../helpers/fixtures.js";
-import { active, errorOf, say, startRulesWorld } from "../helpers/rules-world.js";
+import { active, errorOf, routes, say, startRulesWorld } from "../helpers/rules-world.js";
 
 // Review of issue 14: one key's rules that the client cannot enforce fail closed for that key
 // only; the rest of the signed update (a block of another key above all) takes effect.
@@ -101,4 +103,41 @@ describe("a signed update with one key's rules out of range", () => {
     expect(((await errorOf(say(t, "f2-d"))) as ConnectError).code).toBe(Code.PermissionDenied);
     expect(await errorOf(say(t, "f2-e"))).toBe("ok");
   });
+});
+
+describe("the verify cache under a flood of unknown keys", () => {
+  it("keeps a valid key's bucket: 10,000 unknown keys between rounds refill nothing", async () => {
+    let verifierCalls = 0;
+    const server = await startServer(routes, [
+      requireApiKey({
+        verify: async (k) => {
+          verifierCalls++;
+          return k === "f1-good"
+            ? { appId: "a", rateLimits: [{ limit: 3, windowSeconds: 3600 }] }
+            : null;
+        },
+      }),
+    ]);
+    try {
+      const t = createConnectTransport({ baseUrl: server.url, httpVersion: "2" });
+      const round = async () => {
+        const out: string[] = [];
+        for (let i = 0; i < 4; i++) {
+          const e = await errorOf(say(t, "f1-good"));
+          out.push(e === "ok" ? "ok" : Code[e.code]);
+        }
+        return out;
+      };
+      expect(await round()).toEqual(["ok", "ok", "ok", "ResourceExhausted"]);
+      for (let i = 0; i < 10_000; i += 200) {
+        const batch = Array.from({ length: 200 }, (_, j) => errorOf(say(t, `f1-bogus-${i + j}`)));
+        for (const e of await Promise.all(batch))
+          expect((e as ConnectError).code).toBe(Code.Unauthenticated);
+      }
+      expect(await round()).toEqual(Array(4).fill("ResourceExhausted"));
+      expect(verifierCalls).toBe(1 + 10_000); // the valid key's answer stayed cached
+    } finally {
+      await server.close();
+    }
+  }, 60_000);
 });
