@@ -14,7 +14,11 @@ export interface VerifiedKey {
   state?: KeyState;
   /** Why the key is blocked (shown to the caller). */
   reason?: string;
-  /** When the key expires (a Date or ms since the epoch). Default: never. */
+  /**
+   * When the key expires: a `Date` with a valid time, or a finite number of ms since the epoch.
+   * Anything else (an ISO string, an Invalid Date, NaN, Infinity) is malformed: the call is refused
+   * `Unavailable`, as for other malformed rules. Default (or null): never.
+   */
   expiresAt?: Date | number;
   /** `"pkg.Service/Method"` or `"pkg.Service/*"` names the key may call. Default: all methods. */
   allowedMethods?: string[];
@@ -26,15 +30,22 @@ export interface VerifiedKey {
 
 /** A verifier's answer as a key-list entry; throws when its rules are malformed. */
 function infoOfVerified(found: VerifiedKey): KeyInfo {
-  const problem = keyRulesProblem(found);
+  const e: unknown = found.expiresAt;
+  // Anything else (an ISO string, an Invalid Date, NaN) is malformed, not "never expires".
+  const expiresAtMs =
+    e === undefined || e === null
+      ? undefined
+      : e instanceof Date
+        ? e.getTime()
+        : typeof e === "number"
+          ? e
+          : NaN;
+  const init = { ...found, expiresAtMs };
+  const problem = keyRulesProblem(init);
   if (problem !== undefined) {
     throw new Error(`the verifier's answer: ${problem.field} ${problem.problem}`);
   }
-  const e = found.expiresAt;
-  const rules = keyRulesOf({
-    ...found,
-    expiresAtMs: e === undefined ? undefined : e instanceof Date ? e.getTime() : e,
-  });
+  const rules = keyRulesOf(init);
   const info = {
     appId: found.appId,
     state: found.state ?? KeyState.ACTIVE,

@@ -65,6 +65,10 @@ const moduleProblem = (m: string) =>
 
 /** Why the rules cannot be applied (field relative to the key, and problem), or undefined. */
 export function keyRulesProblem(r: KeyRulesInit): { field: string; problem: string } | undefined {
+  const e = r.expiresAtMs;
+  if (e !== undefined && (typeof e !== "number" || !Number.isFinite(e))) {
+    return { field: "expiresAt", problem: "must be a valid Date or a finite number of ms" };
+  }
   const methods = r.allowedMethods ?? [];
   for (let i = 0; i < methods.length; i++) {
     if (!METHOD.test(methods[i] as string)) {

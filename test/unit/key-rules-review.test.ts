@@ -141,3 +141,48 @@ describe("the verify cache under a flood of unknown keys", () => {
     }
   }, 60_000);
 });
+
+describe("a verifier's expiresAt that is not a time", () => {
+  it("refuses the call Unavailable (an ISO string, an Invalid Date, NaN, Infinity), not never-expires", async () => {
+    const answers: Record<string, unknown> = {
+      iso: "2020-01-01T00:00:00Z",
+      invalidDate: new Date("garbage"),
+      nan: Number.NaN,
+      inf: Number.POSITIVE_INFINITY,
+      past: new Date(Date.now() - 1000),
+      pastMs: Date.now() - 1000,
+      future: new Date(Date.now() + 3_600_000),
+      none: null,
+    };
+    const server = await startServer(routes, [
+      requireApiKey({
+        verify: async (k) =>
+          k in answers ? ({ appId: "a", expiresAt: answers[k] } as never) : null,
+      }),
+    ]);
+    try {
+      for (const t of [
+        createConnectTransport({ baseUrl: server.url, httpVersion: "2" }),
+        createGrpcTransport({ baseUrl: server.url }),
+      ]) {
+        const seen: Record<string, string> = {};
+        for (const k of Object.keys(answers)) {
+          const e = await errorOf(say(t, k));
+          seen[k] = e === "ok" ? "ok" : `${Code[e.code]} ${e.rawMessage}`;
+        }
+        expect(seen).toEqual({
+          iso: "Unavailable API key check unavailable",
+          invalidDate: "Unavailable API key check unavailable",
+          nan: "Unavailable API key check unavailable",
+          inf: "Unavailable API key check unavailable",
+          past: "Unauthenticated API key expired",
+          pastMs: "Unauthenticated API key expired",
+          future: "ok",
+          none: "ok",
+        });
+      }
+    } finally {
+      await server.close();
+    }
+  });
+});
