@@ -112,8 +112,12 @@ function planOf(r: KeyRulesInit): KeyPlan {
     module: x.module ?? "",
   }));
   const quotaModules = (r.quotas ?? []).map((x) => x.module);
-  const sorted = [...m].sort();
-  const id = JSON.stringify([sorted, limits, quotaModules]);
+  const sorted = m.length > 1 ? [...m].sort() : m;
+  // Names hold no control characters (checked), so "\n" and "\u0001" separate unambiguously;
+  // cheaper per key than JSON.stringify (the id is computed for every key with rules).
+  let id = sorted.join("\n");
+  for (const l of limits) id += `\u0001${l.limit} ${l.windowMs} ${l.module}`;
+  id += `\u0001\u0001${quotaModules.join("\n")}`;
   const hit = plans.get(id);
   if (hit !== undefined) return hit;
   let methods: AllowedMethods | undefined;

@@ -9,6 +9,7 @@ import {
   SignedKeyUpdateSchema,
 } from "../../gen/billing/v1/usage_pb.js";
 import { meteredStream, requireApiKey } from "../../src/index.js";
+import { keyRulesOf } from "../../src/keys/key-rules.js";
 import { EchoService } from "../gen/test/v1/echo_pb.js";
 import { startServer } from "../helpers/echo-server.js";
 import { type KeyEntry, keyUpdateMessage, testSigner } from "../helpers/fixtures.js";
@@ -256,5 +257,35 @@ describe("retry-after after a deep usage debt", () => {
       expect(e.metadata.get("retry-after")).toBe("2147483647");
       expect(e.rawMessage).toBe("rate limit exceeded (retry after 2147483647 s)");
     }
+  });
+});
+
+describe("plan ids", () => {
+  it("share a plan only between equal rules (method order aside)", () => {
+    const plan = (r: Parameters<typeof keyRulesOf>[0]) => keyRulesOf(r)?.plan;
+    const a = plan({
+      allowedMethods: ["a.B/C", "a.B/*"],
+      rateLimits: [{ limit: 5, windowSeconds: 2 }],
+    });
+    expect(
+      plan({ allowedMethods: ["a.B/*", "a.B/C"], rateLimits: [{ limit: 5, windowSeconds: 2 }] }),
+    ).toBe(a);
+    const others = [
+      plan({ allowedMethods: ["a.B/C"], rateLimits: [{ limit: 5, windowSeconds: 2 }] }),
+      plan({ allowedMethods: ["a.B/C", "a.B/*"], rateLimits: [{ limit: 5, windowSeconds: 20 }] }),
+      plan({ allowedMethods: ["a.B/C", "a.B/*"], rateLimits: [{ limit: 52, windowSeconds: 2 }] }),
+      plan({
+        allowedMethods: ["a.B/C", "a.B/*"],
+        rateLimits: [{ limit: 5, windowSeconds: 2, module: "x" }],
+      }),
+      plan({
+        allowedMethods: ["a.B/C", "a.B/*"],
+        rateLimits: [{ limit: 5, windowSeconds: 2 }],
+        quotas: [{ module: "x", remaining: 1 }],
+      }),
+      plan({ rateLimits: [{ limit: 5, windowSeconds: 2, module: "x" }] }),
+      plan({ quotas: [{ module: "x", remaining: 1 }] }),
+    ];
+    expect(new Set([a, ...others]).size).toBe(others.length + 1);
   });
 });
