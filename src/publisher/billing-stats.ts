@@ -67,7 +67,8 @@ export interface BillingStats {
   keysAgeMs: number | undefined;
   /**
    * Key updates refused, by reason (the list stayed as it was): `missingSignature`,
-   * `unknownSigner`, `badSignature`, `undecodable`, `invalid`, `replayed` (an older version),
+   * `unknownSigner`, `badSignature`, `undecodable`, `invalid` (no version or `sentAt`, a key that
+   * is not a fingerprint; one key's bad rules only block that key), `replayed` (an older version),
    * `duplicate` (the same version again: benign), `tooLarge` (`maxKeys`, `maxKeyUpdateBytes`).
    */
   keyUpdatesRefused: KeyUpdateRefusals;
