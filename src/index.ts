@@ -33,6 +33,7 @@ export type { BillingLogger, LogLevel } from "./common/logger.js";
 export type { BillingCaller } from "./interceptor/billing-caller.js";
 export { billingCaller } from "./interceptor/billing-caller.js";
 export type { DecisionCounts, DecisionOutcome } from "./interceptor/decision-counts.js";
+export type { MeteredStreamOptions } from "./interceptor/metered-stream.js";
 export { meteredStream } from "./interceptor/metered-stream.js";
 export type { CallerUsage } from "./interceptor/report-usage-for.js";
 export { reportUsageFor } from "./interceptor/report-usage-for.js";

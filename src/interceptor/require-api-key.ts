@@ -45,7 +45,9 @@ export interface RequireApiKeyOptions {
    */
   verify?: ((apiKey: string) => Promise<VerifiedKey | null>) | undefined;
   /**
-   * Cache of `verify`'s answers. `ttlMs` bounds how long a revoked key still passes.
+   * Cache of `verify`'s answers. `ttlMs` bounds how long a revoked key still passes. Valid keys
+   * (with their rate-limit and quota state) and unknown keys are kept apart, at most `maxEntries`
+   * of each, least recently used out first: unknown keys cannot push a valid key's state out.
    * Default: `{ ttlMs: 60_000, negativeTtlMs: 5_000, maxEntries: 10_000 }`.
    */
   cache?: { ttlMs?: number; negativeTtlMs?: number; maxEntries?: number } | undefined;

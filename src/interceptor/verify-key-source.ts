@@ -1,5 +1,6 @@
 import { KeyState } from "../../gen/billing/v1/usage_pb.js";
 import { withDeadline } from "../common/deadline.js";
+import { LruMap } from "../common/lru-map.js";
 import type { KeyInfo } from "../keys/key-list.js";
 import { carryOver, type KeyRules, keyRulesOf, keyRulesProblem } from "../keys/key-rules.js";
 import { debitedByReports } from "../publisher/usage-debits.js";
@@ -13,7 +14,11 @@ export interface VerifiedKey {
   state?: KeyState;
   /** Why the key is blocked (shown to the caller). */
   reason?: string;
-  /** When the key expires (a Date or ms since the epoch). Default: never. */
+  /**
+   * When the key expires: a `Date` with a valid time, or a finite number of ms since the epoch.
+   * Anything else (an ISO string, an Invalid Date, NaN, Infinity) is malformed: the call is refused
+   * `Unavailable`, as for other malformed rules. Default (or null): never.
+   */
   expiresAt?: Date | number;
   /** `"pkg.Service/Method"` or `"pkg.Service/*"` names the key may call. Default: all methods. */
   allowedMethods?: string[];
@@ -25,15 +30,22 @@ export interface VerifiedKey {
 
 /** A verifier's answer as a key-list entry; throws when its rules are malformed. */
 function infoOfVerified(found: VerifiedKey): KeyInfo {
-  const problem = keyRulesProblem(found);
+  const e: unknown = found.expiresAt;
+  // Anything else (an ISO string, an Invalid Date, NaN) is malformed, not "never expires".
+  const expiresAtMs =
+    e === undefined || e === null
+      ? undefined
+      : e instanceof Date
+        ? e.getTime()
+        : typeof e === "number"
+          ? e
+          : NaN;
+  const init = { ...found, expiresAtMs };
+  const problem = keyRulesProblem(init);
   if (problem !== undefined) {
     throw new Error(`the verifier's answer: ${problem.field} ${problem.problem}`);
   }
-  const e = found.expiresAt;
-  const rules = keyRulesOf({
-    ...found,
-    expiresAtMs: e === undefined ? undefined : e instanceof Date ? e.getTime() : e,
-  });
+  const rules = keyRulesOf(init);
   const info = {
     appId: found.appId,
     state: found.state ?? KeyState.ACTIVE,
@@ -56,30 +68,35 @@ interface Entry {
 }
 
 /**
- * A custom verifier as a key source. Answers are cached by key fingerprint: hits for `ttlMs`,
- * misses for `negativeTtlMs`, at most `maxEntries` (the oldest entry goes first). Concurrent
- * lookups of one key share a single verifier call (single flight). A verifier that throws or
- * misses its deadline, or answers with malformed rules, rejects the lookup, and nothing is cached.
- * Usage reported for a cached key debits its cached quotas and usage limits.
+ * A custom verifier as a key source. Answers are cached by key fingerprint: valid keys for `ttlMs`,
+ * unknown keys for `negativeTtlMs`, in two separate maps of at most `maxEntries` each, least
+ * recently used out first. A valid key's entry also holds its rate-limit and quota state, and it
+ * stays (expired answers included, until evicted) so a fresh answer keeps the buckets: callers
+ * flooding the cache with unknown keys cannot evict it and refill a bucket; only more than
+ * `maxEntries` valid keys in use can. Concurrent lookups of one key share a single verifier call
+ * (single flight). A verifier that throws or misses its deadline, or answers with malformed rules,
+ * rejects the lookup, and nothing is cached. Usage reported for a cached key debits its cached
+ * quotas and usage limits.
  */
 export function verifyKeySource(
   verify: (apiKey: string) => Promise<VerifiedKey | null>,
   o: VerifyCacheOptions,
 ): KeySource {
-  const entries = new Map<string, Entry>();
+  const valid = new LruMap<Entry>(o.maxEntries);
+  const unknown = new LruMap<number>(o.maxEntries); // fingerprint → expiry (ms since the epoch)
   const inflight = new Map<string, Promise<KeyInfo | undefined>>();
 
   const store = (hash: string, value: KeyInfo | undefined) => {
-    const ttl = value === undefined ? o.negativeTtlMs : o.ttlMs;
-    if (ttl <= 0) return;
-    // A fresh answer brings fresh quota figures; rate-limit state stays while the limits do.
-    carryOver(entries.get(hash)?.value?.rules, value?.rules);
-    entries.delete(hash);
-    if (entries.size >= o.maxEntries) {
-      const oldest = entries.keys().next().value;
-      if (oldest !== undefined) entries.delete(oldest);
+    if (value === undefined) {
+      valid.delete(hash);
+      if (o.negativeTtlMs > 0) unknown.set(hash, Date.now() + o.negativeTtlMs);
+      return;
     }
-    entries.set(hash, { value, expiresAt: Date.now() + ttl });
+    unknown.delete(hash);
+    if (o.ttlMs <= 0) return;
+    // A fresh answer brings fresh quota figures; rate-limit state stays while the limits do.
+    carryOver(valid.peek(hash)?.value?.rules, value.rules);
+    valid.set(hash, { value, expiresAt: Date.now() + o.ttlMs });
   };
 
   const call = async (apiKey: string): Promise<KeyInfo | undefined> => {
@@ -93,11 +110,13 @@ export function verifyKeySource(
   };
 
   const source: KeySource & { rulesOf(hash: string): KeyRules | undefined } = {
-    rulesOf: (hash) => entries.get(hash)?.value?.rules,
+    rulesOf: (hash) => valid.peek(hash)?.value?.rules,
     loaded: () => true,
     lookup(hash, apiKey) {
-      const hit = entries.get(hash);
-      if (hit !== undefined && hit.expiresAt > Date.now()) return hit.value;
+      const now = Date.now();
+      const hit = valid.get(hash);
+      if (hit !== undefined && hit.expiresAt > now) return hit.value;
+      if (hit === undefined && (unknown.peek(hash) ?? 0) > now) return undefined;
       let pending = inflight.get(hash);
       if (pending === undefined) {
         pending = call(apiKey).then(

@@ -1,6 +1,12 @@
 import { KeyState, type KeyStatus, type KeyUpdate } from "../../gen/billing/v1/usage_pb.js";
 import { hashApiKey, MAX_API_KEY_LENGTH } from "../common/api-key-hash.js";
-import { carryOver, type KeyRules, keyRulesOf } from "./key-rules.js";
+import {
+  carryOver,
+  type KeyRules,
+  type KeyRulesInit,
+  keyRulesOf,
+  keyRulesProblem,
+} from "./key-rules.js";
 
 /** What the key list says about one API key. */
 export interface KeyInfo {
@@ -14,15 +20,29 @@ export interface KeyInfo {
   readonly rules?: KeyRules | undefined;
 }
 
-/** The entry of a pushed key, keeping the rate-limit state of `previous` when its limits stay. */
-function infoOf(k: KeyStatus, previous: KeyInfo | undefined): KeyInfo {
+/** The reason a key whose rules cannot be enforced is refused with (it is kept blocked). */
+export const INVALID_RULES_REASON = "invalid rules";
+
+/**
+ * The entry of a pushed key, keeping the rate-limit state of `previous` when its limits stay; a
+ * key whose rules cannot be enforced (a rate limit of 0, the proto default when unset; a window of
+ * 0; a malformed method or module name) fails closed on its own: it is kept BLOCKED with the
+ * reason "invalid rules" (a blocked key keeps its own reason), and `invalid` is told.
+ */
+function infoOf(k: KeyStatus, previous: KeyInfo | undefined, invalid: () => void): KeyInfo {
   const e = k.expiresAt;
-  const rules = keyRulesOf({
+  const init: KeyRulesInit = {
     expiresAtMs: e === undefined ? undefined : Number(e.seconds) * 1000 + e.nanos / 1e6,
     allowedMethods: k.allowedMethods,
     rateLimits: k.rateLimits,
     quotas: k.quotas,
-  });
+  };
+  if (keyRulesProblem(init) !== undefined) {
+    invalid();
+    const reason = k.state === KeyState.BLOCKED ? k.reason : INVALID_RULES_REASON;
+    return { state: KeyState.BLOCKED, appId: k.appId, reason };
+  }
+  const rules = keyRulesOf(init);
   if (rules === undefined) return { state: k.state, appId: k.appId, reason: k.reason };
   carryOver(previous?.rules, rules);
   return { state: k.state, appId: k.appId, reason: k.reason, rules };
@@ -46,6 +66,8 @@ export class KeyList {
   private entries = new Map<string, KeyInfo>();
   private listeners = new Set<KeyListener>();
   private loadedFlag = false;
+  /** Key entries received whose rules could not be enforced (each kept blocked: fail closed). */
+  invalidRules = 0;
   /**
    * Until when (ms since the epoch) the list may be decided on; `Infinity`: no bound. Set by the
    * client from `maxKeyListAgeMs` each time a fresh update is applied.
@@ -53,6 +75,10 @@ export class KeyList {
   usableUntil = Number.POSITIVE_INFINITY;
 
   constructor(private readonly onListenerError: (err: unknown) => void = () => {}) {}
+
+  private readonly countInvalid = () => {
+    this.invalidRules++;
+  };
 
   /** True once a snapshot has arrived. */
   get loaded(): boolean {
@@ -110,7 +136,7 @@ export class KeyList {
       const hash = k.apiKeySha256.toLowerCase();
       touched?.add(hash);
       if (k.state === KeyState.ACTIVE || k.state === KeyState.BLOCKED) {
-        next.set(hash, infoOf(k, this.entries.get(hash)));
+        next.set(hash, infoOf(k, this.entries.get(hash), this.countInvalid));
       } else {
         next.delete(hash);
       }

@@ -65,6 +65,10 @@ const moduleProblem = (m: string) =>
 
 /** Why the rules cannot be applied (field relative to the key, and problem), or undefined. */
 export function keyRulesProblem(r: KeyRulesInit): { field: string; problem: string } | undefined {
+  const e = r.expiresAtMs;
+  if (e !== undefined && (typeof e !== "number" || !Number.isFinite(e))) {
+    return { field: "expiresAt", problem: "must be a valid Date or a finite number of ms" };
+  }
   const methods = r.allowedMethods ?? [];
   for (let i = 0; i < methods.length; i++) {
     if (!METHOD.test(methods[i] as string)) {
@@ -77,9 +81,9 @@ export function keyRulesProblem(r: KeyRulesInit): { field: string; problem: stri
   const limits = r.rateLimits ?? [];
   for (let i = 0; i < limits.length; i++) {
     const l = limits[i] as NonNullable<KeyRulesInit["rateLimits"]>[number];
-    const limit = Number(l.limit);
-    if (!(limit > 0) || !Number.isSafeInteger(limit)) {
-      return { field: `rateLimits[${i}].limit`, problem: "must be an integer in 1..2^53-1" };
+    const limit = Number(l.limit); // above 2^53-1: clamped to it (see planOf)
+    if (!(limit >= 1) || !Number.isInteger(limit)) {
+      return { field: `rateLimits[${i}].limit`, problem: "must be a positive integer" };
     }
     if (!Number.isInteger(l.windowSeconds) || l.windowSeconds <= 0) {
       return { field: `rateLimits[${i}].windowSeconds`, problem: "must be a positive integer" };
@@ -102,13 +106,18 @@ export function keyRulesProblem(r: KeyRulesInit): { field: string; problem: stri
 function planOf(r: KeyRulesInit): KeyPlan {
   const m = r.allowedMethods ?? [];
   const limits = (r.rateLimits ?? []).map((x) => ({
-    limit: Number(x.limit),
+    // uint64 on the wire: a limit above 2^53-1 is kept as 2^53-1 (no process counts that far).
+    limit: Math.min(Number(x.limit), Number.MAX_SAFE_INTEGER),
     windowMs: x.windowSeconds * 1000,
     module: x.module ?? "",
   }));
   const quotaModules = (r.quotas ?? []).map((x) => x.module);
-  const sorted = [...m].sort();
-  const id = JSON.stringify([sorted, limits, quotaModules]);
+  const sorted = m.length > 1 ? [...m].sort() : m;
+  // Names hold no control characters (checked), so "\n" and "\u0001" separate unambiguously;
+  // cheaper per key than JSON.stringify (the id is computed for every key with rules).
+  let id = sorted.join("\n");
+  for (const l of limits) id += `\u0001${l.limit} ${l.windowMs} ${l.module}`;
+  id += `\u0001\u0001${quotaModules.join("\n")}`;
   const hit = plans.get(id);
   if (hit !== undefined) return hit;
   let methods: AllowedMethods | undefined;

@@ -205,7 +205,7 @@ export class KeyUpdateGate {
     } catch {
       return refuse("undecodable", "its key_update is not a KeyUpdate");
     }
-    const problem = keyUpdateProblem(update);
+    const problem = keyUpdateProblem(update, false); // rules: decided per key by KeyList
     if (problem !== undefined) return refuse("invalid", `${problem.field}: ${problem.problem}`);
     if (!update.snapshot && this.keys.size + head.entries > maxKeys) {
       const size = this.keys.size + growth(this.keys, update);

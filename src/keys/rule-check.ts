@@ -18,6 +18,13 @@ export type RuleRefusal =
  * State: two numbers per limit, made on first use. Time: `performance.now()` (monotonic).
  */
 
+/**
+ * The longest wait told (`retry-after`), in seconds: 2^31-1 (about 68 years). A usage debt may
+ * legitimately need several windows to repay, so the wait is not capped at one window; the cap
+ * keeps it an integer in plain digits (no "4.7e+21") that any client parses.
+ */
+export const MAX_RETRY_AFTER_S = 2 ** 31 - 1;
+
 function bucket(rules: KeyRules, now: number): number[] {
   let b = rules.buckets;
   if (b === undefined) {
@@ -76,7 +83,11 @@ export function admitCall(
       }
     }
     if (waitMs >= 0) {
-      return { outcome: "rate_limited", retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)) };
+      const s = Math.ceil(waitMs / 1000);
+      return {
+        outcome: "rate_limited",
+        retryAfterSeconds: s < MAX_RETRY_AFTER_S ? Math.max(1, s) : MAX_RETRY_AFTER_S,
+      };
     }
   }
   const q = rules.plan.quotaModules;

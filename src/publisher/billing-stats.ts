@@ -55,6 +55,12 @@ export interface BillingStats {
   /** Key updates applied. */
   keyUpdates: number;
   /**
+   * Key entries received (in applied updates) whose rules could not be enforced — a rate limit
+   * of 0 or a window of 0, a malformed method or module name. Each such key is refused as blocked
+   * ("invalid rules") while the rest of its update applies.
+   */
+  keysInvalidRules: number;
+  /**
    * The key list's age in ms: since the last update that refreshed it was sent (or arrived, if
    * earlier; a delta after a gap does not refresh it), as `maxKeyListAgeMs` counts it. Undefined
    * before the first update.
@@ -62,7 +68,8 @@ export interface BillingStats {
   keysAgeMs: number | undefined;
   /**
    * Key updates refused, by reason (the list stayed as it was): `missingSignature`,
-   * `unknownSigner`, `badSignature`, `undecodable`, `invalid`, `replayed` (an older version),
+   * `unknownSigner`, `badSignature`, `undecodable`, `invalid` (no version or `sentAt`, a key that
+   * is not a fingerprint; one key's bad rules only block that key), `replayed` (an older version),
    * `duplicate` (the same version again: benign), `tooLarge` (`maxKeys`, `maxKeyUpdateBytes`).
    */
   keyUpdatesRefused: KeyUpdateRefusals;
@@ -105,6 +112,7 @@ export function collectStats(
     keysStale: keySync.keys.loaded && !keySync.keys.usable,
     keysVersion: String(keySync.gate.version),
     keyUpdates: keySync.gate.applied,
+    keysInvalidRules: keySync.keys.invalidRules,
     keysAgeMs: currentAt === undefined ? undefined : Math.max(0, Date.now() - currentAt),
     keyUpdatesRefused: { ...keySync.gate.refused },
     decisions: decisionCounts(),

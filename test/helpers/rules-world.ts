@@ -43,10 +43,14 @@ export function routes(router: ConnectRouter) {
           yield { text: `${req.text}${i}` };
         }
       }
-      yield* meteredStream(ten(), async (sent) => {
-        billedStreams.push(sent);
-        await reportUsageFor(ctx, { module: "llm", model: "stream", usage: sent });
-      });
+      yield* meteredStream(
+        ten(),
+        async (sent) => {
+          billedStreams.push(sent);
+          await reportUsageFor(ctx, { module: "llm", model: "stream", usage: sent });
+        },
+        { signal: ctx.signal },
+      );
     },
     health: () => ({ text: "ok" }),
   });
