@@ -276,7 +276,10 @@ export class SendPipeline {
    * broker dropped us. Only a record cut off alone moves toward suspect.
    */
   private cutOff(batch: PendingRecord[]): void {
-    if (batch.length === 1) return this.lost(batch[0] as PendingRecord);
+    if (batch.length === 1) {
+      this.lost(batch[0] as PendingRecord);
+      return;
+    }
     this.failed += batch.length;
     this.dropCap.cutOff(batch);
     for (const record of batch) {
