@@ -1,6 +1,6 @@
 import type { BatchObservableResult, Observable } from "@opentelemetry/api";
 import type { BillingClient } from "../publisher/billing-client.js";
-import { type MetricsHandle, type MetricsOptions, meterOf } from "./meter-of.js";
+import { type MetricsHandle, type MetricsOptions, meterOf, observables } from "./meter-of.js";
 
 /**
  * Reports a `BillingClient`'s counters and state as OpenTelemetry observable instruments. Every
@@ -10,12 +10,7 @@ import { type MetricsHandle, type MetricsOptions, meterOf } from "./meter-of.js"
  */
 export function instrumentClient(client: BillingClient, options?: MetricsOptions): MetricsHandle {
   const meter = meterOf(options);
-  const counter = (name: string, unit: string, description: string) =>
-    meter.createObservableCounter(name, { unit, description });
-  const upDown = (name: string, unit: string, description: string) =>
-    meter.createObservableUpDownCounter(name, { unit, description });
-  const gauge = (name: string, unit: string, description: string) =>
-    meter.createObservableGauge(name, { unit, description });
+  const { counter, upDown, gauge } = observables(meter);
 
   const accepted = counter(
     "billing.publisher.accepted.records",

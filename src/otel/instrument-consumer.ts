@@ -1,6 +1,6 @@
 import type { BatchObservableResult, Observable } from "@opentelemetry/api";
 import type { UsageConsumer } from "../consumer/usage-consumer-api.js";
-import { type MetricsHandle, type MetricsOptions, meterOf } from "./meter-of.js";
+import { type MetricsHandle, type MetricsOptions, meterOf, observables } from "./meter-of.js";
 
 /** Store commit times, 1 ms to 60 s (in seconds). */
 const DURATION_BUCKETS = [
@@ -23,8 +23,7 @@ export function instrumentConsumer(
   options?: MetricsOptions,
 ): MetricsHandle {
   const meter = meterOf(options);
-  const counter = (name: string, unit: string, description: string) =>
-    meter.createObservableCounter(name, { unit, description });
+  const { counter, upDown, gauge } = observables(meter);
   const messages = counter(
     "billing.consumer.received.messages",
     "{message}",
@@ -60,14 +59,16 @@ export function instrumentConsumer(
     "{connection}",
     "Connections made after the first one",
   );
-  const pending = meter.createObservableUpDownCounter("billing.consumer.pending.count", {
-    unit: "{message}",
-    description: "Messages received and not yet handled (unacknowledged)",
-  });
-  const connected = meter.createObservableGauge("billing.consumer.connection.up", {
-    unit: "1",
-    description: "1 while the consumer's MQTT connection is up, else 0",
-  });
+  const pending = upDown(
+    "billing.consumer.pending.count",
+    "{message}",
+    "Messages received and not yet handled (unacknowledged)",
+  );
+  const connected = gauge(
+    "billing.consumer.connection.up",
+    "1",
+    "1 while the consumer's MQTT connection is up, else 0",
+  );
   const duration = meter.createHistogram("billing.consumer.batch.duration", {
     unit: "s",
     description: "Time a successful store.write (one batch, one transaction) or onRecord call took",

@@ -22,3 +22,15 @@ export interface MetricsHandle {
   /** Unregisters the callbacks: the instruments stop reporting. A second call does nothing. */
   stop(): void;
 }
+
+/** Makers of the observable instruments of `meter`, by kind: (name, unit, description). */
+export function observables(meter: Meter) {
+  return {
+    counter: (name: string, unit: string, description: string) =>
+      meter.createObservableCounter(name, { unit, description }),
+    upDown: (name: string, unit: string, description: string) =>
+      meter.createObservableUpDownCounter(name, { unit, description }),
+    gauge: (name: string, unit: string, description: string) =>
+      meter.createObservableGauge(name, { unit, description }),
+  };
+}
