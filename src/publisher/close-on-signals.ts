@@ -78,7 +78,12 @@ export function closeOnSignals(
   };
   function onSignal(signal: NodeJS.Signals): void {
     if (closing) {
-      say("error", `${signal} again: leaving without waiting for the billing client`);
+      say(
+        "error",
+        exit === "signal"
+          ? `${signal} again: leaving without waiting for the billing client`
+          : `${signal} again: the billing client is still closing; its listener is removed`,
+      );
       end(signal);
       return;
     }
@@ -87,7 +92,17 @@ export function closeOnSignals(
     client
       .close(timeoutMs)
       .then(
-        () => say("info", "billing client closed: every accepted record was acknowledged"),
+        () => {
+          // With a spool, a close that ran out of time resolves: what is left stays there.
+          const left = client.stats().queued;
+          if (left === 0)
+            say("info", "billing client closed: every accepted record was acknowledged");
+          else
+            say(
+              "error",
+              `billing client closed: ${left} records not acknowledged stay in the spool for the next start`,
+            );
+        },
         (err: unknown) => say("error", `billing client closed: ${(err as Error).message}`),
       )
       .finally(() => end(signal));

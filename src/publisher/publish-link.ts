@@ -31,6 +31,8 @@ export interface SendPipelineHooks {
   maxBatchRecords?: number;
   /** The most bytes of one message's batch (also capped by the link). Default: 262,144. */
   maxBatchBytes?: number;
+  /** How long a record held after solo drops waits to be tried again (tests). Default: 5 min. */
+  heldRetryMs?: number | undefined;
   /** How long a batch that is not full may wait for more records. Default: 0. */
   lingerMs?: number;
 }

@@ -30,12 +30,13 @@ export function register(client: BillingClient, onExit: () => void): void {
   }
 }
 
-/** Forgets `client` if it is the process-wide one. */
+/**
+ * Forgets `client` if it is the process-wide one. Its exit hook stays until another client
+ * registers: a process that exits while `close()` still flushes says what it leaves behind (a
+ * closed client has nothing pending and says nothing).
+ */
 export function unregister(client: BillingClient): void {
-  if (registry[INSTANCE] === client) {
-    delete registry[INSTANCE];
-    atExit = undefined;
-  }
+  if (registry[INSTANCE] === client) delete registry[INSTANCE];
 }
 
 /** Says what is left behind when the process exits with records not acknowledged. */
@@ -44,7 +45,7 @@ export function warnAtExit(pending: number, spooled: boolean, log: BillingLogger
   log(
     "error",
     spooled
-      ? `the process is exiting with ${pending} usage records not acknowledged and the client not closed: they stay in the spool and are sent by the next start`
-      : `the process is exiting with ${pending} usage records not acknowledged and the client not closed: they are lost (await client.close() before the process ends, or use closeOnSignals)`,
+      ? `the process is exiting with ${pending} usage records not acknowledged: they stay in the spool and are sent by the next start`
+      : `the process is exiting with ${pending} usage records not acknowledged: they are lost (await client.close() before the process ends, or use closeOnSignals)`,
   );
 }

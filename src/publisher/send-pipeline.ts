@@ -6,7 +6,7 @@ import type { PublishLink, SendPipelineHooks } from "./publish-link.js";
 import { RecordQueue } from "./record-queue.js";
 import { RefusalLog } from "./refusal-log.js";
 import { RetrySchedule } from "./retry-schedule.js";
-import { holdUndeliverable } from "./undeliverable.js";
+import { HELD_RETRY_MS, holdUndeliverable, releaseLater } from "./undeliverable.js";
 
 export type { PublishLink, SendPipelineHooks } from "./publish-link.js";
 
@@ -73,6 +73,7 @@ export class SendPipeline {
   failed = 0;
   /** Records that dropped the connection each time they were sent alone (see above). */
   readonly undeliverable: PendingRecord[] = [];
+  private readonly heldTimers = new Set<NodeJS.Timeout>();
 
   constructor(private readonly hooks: SendPipelineHooks) {
     this.retries = new RetrySchedule(() => this.pump());
@@ -139,6 +140,7 @@ export class SendPipeline {
   /** Stops the retry and linger timers (records stay where they are). */
   stop(): void {
     this.retries.stop();
+    for (const t of this.heldTimers) clearTimeout(t);
     clearTimeout(this.lingerTimer);
     this.lingerTimer = undefined;
   }
@@ -295,6 +297,13 @@ export class SendPipeline {
     if (this.solo && record.losses >= SUSPECT_AFTER_LOSSES + UNDELIVERABLE_AFTER_SOLO_DROPS) {
       const why = `dropped the connection each of the ${UNDELIVERABLE_AFTER_SOLO_DROPS} times it was sent alone (is it larger than the broker's message size limit?)`;
       holdUndeliverable(this.undeliverable, record, why, this.hooks.log);
+      const ms = this.hooks.heldRetryMs ?? HELD_RETRY_MS;
+      releaseLater(this.undeliverable, record, ms, this.heldTimers, (r) => {
+        r.losses--; // one more drop alone holds it again
+        this.queue.putBack(r);
+        this.hooks.log("warn", `record ${r.id}, held as undeliverable, is tried once more`);
+        this.pump();
+      });
     } else if (this.solo) {
       this.retryLater(record, "the connection dropped while it was the only record in flight");
     } else {

@@ -6,6 +6,7 @@ import { BillingClient, closeOnSignals } from "../../src/index.js";
 import { AedesBroker, until } from "../helpers/aedes-broker.js";
 import { decodeRecords } from "../helpers/fixtures.js";
 import { LatencyProxy } from "../helpers/latency-proxy.js";
+import { MemorySpool } from "../helpers/memory-spool.js";
 import { freePort } from "../helpers/mosquitto.js";
 
 // A child process reports records in a loop against an embedded broker behind a proxy that adds
@@ -173,6 +174,34 @@ describe("closeOnSignals in this process", () => {
       expect(own).toBe(2);
     } finally {
       process.off("SIGUSR2", ownListener);
+    }
+  });
+
+  // A close that ran out of time resolves when there is a spool (what is left stays there): the
+  // helper said "every accepted record was acknowledged" all the same (a review found it).
+  it("with a spool and records left, says they stay in the spool, not that all were acknowledged", async () => {
+    const lines: string[] = [];
+    const client = new BillingClient({
+      brokerHost: "127.0.0.1",
+      brokerPort: await freePort(),
+      tls: false,
+      heartbeatIntervalMs: 0,
+      logger: () => {},
+      spool: new MemorySpool(`close-on-signals-${Math.random()}`),
+    });
+    await client.reportUsage({ apiKey: "k", module: "llm", model: "m", usage: 1 });
+    const logger = (level: string, message: string) => void lines.push(`${level}: ${message}`);
+    const own = () => {};
+    process.on("SIGUSR2", own);
+    try {
+      closeOnSignals(client, { signals: ["SIGUSR2"], timeoutMs: 50, logger, exit: "none" });
+      process.kill(process.pid, "SIGUSR2");
+      await until(() => lines.length === 2, 5000, "closed");
+      expect(lines[1]).toBe(
+        "error: billing client closed: 1 records not acknowledged stay in the spool for the next start",
+      );
+    } finally {
+      process.off("SIGUSR2", own);
     }
   });
 });
