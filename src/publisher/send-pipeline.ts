@@ -6,13 +6,13 @@ import type { PublishLink, SendPipelineHooks } from "./publish-link.js";
 import { RecordQueue } from "./record-queue.js";
 import { RefusalLog } from "./refusal-log.js";
 import { RetrySchedule } from "./retry-schedule.js";
-import { HELD_RETRY_MS, holdUndeliverable, releaseLater } from "./undeliverable.js";
+import { HELD_RETRY_MS, HeldRecords } from "./undeliverable.js";
 
 export type { PublishLink, SendPipelineHooks } from "./publish-link.js";
 
 /**
  * Connections a suspect dropped while alone after which it is held as undeliverable: kept (and
- * pending, so flush and close report it), counted, logged, never retried in this process.
+ * pending, so flush and close report it), counted, logged, tried once more after 5 minutes.
  */
 const UNDELIVERABLE_AFTER_SOLO_DROPS = 3;
 /**
@@ -25,24 +25,15 @@ const TOPIC_REFUSALS = new Set([0x87, 0x90]);
  * The send pipeline: queue, batches in flight, suspect isolation, retries. It knows nothing of
  * MQTT (it is given a `PublishLink` while a connection is up), so it is tested without a broker.
  *
- * - Records go in batches, one message each (see `BatchBuilder`): what is ready when the window
- *   has room goes together, up to `maxBatchRecords` and `maxBatchBytes`. New records are sent
- *   at the end of the current turn (a microtask), so a burst of calls makes few messages and a
- *   lone call waits for nothing; with `lingerMs`, a batch that is not full waits up to that long
- *   for more. At most `link.window` messages await their PUBACK; each PUBACK lets the next go.
- * - A PUBACK acknowledges every record of its batch. A batch the broker refuses (PUBACK ≥ 0x80)
- *   is split in halves, sent at once; a record refused alone waits out its own growing delay in
- *   the retry schedule without holding up the others, and goes again when due.
- * - Records cut off in flight by a lost connection go back in order and are sent again with the
- *   same id. A batch can itself be why the broker drops us (mosquitto answers one over its
- *   message_size_limit with a PUBACK code mqtt.js cannot parse): a batch of several records cut
- *   off halves the batch bytes for a while (`DropCap`); a record cut off alone counts a loss,
- *   and one at `SUSPECT_AFTER_LOSSES` losses is next sent alone; if the connection drops while
- *   it is alone, it is the cause and waits in the retry schedule, so it cannot block the others.
- *   After `UNDELIVERABLE_AFTER_SOLO_DROPS` such drops it is held apart as undeliverable (the
- *   broker cannot take it: larger than mosquitto's message_size_limit, for example), instead of
- *   dropping the connection (and firing the will) again every backoff period, forever. So is a
- *   record larger than the link's `maxBatchBytes` (queued before the first CONNACK), unsent.
+ * - What is ready when the window has room goes together, one message per batch (`BatchBuilder`,
+ *   up to `maxBatchRecords` and `maxBatchBytes`), at the end of the turn; `lingerMs` lets a batch
+ *   that is not full wait. One PUBACK acknowledges its batch; a refused batch (≥ 0x80) is split
+ *   in halves; a record refused alone waits out its own delay in the retry schedule.
+ * - Records cut off by a lost connection go back in order, same ids. A batch of several cut off
+ *   halves the batch bytes for a while (`DropCap`: the broker may drop batches over a limit it
+ *   does not announce); a record cut off alone counts a loss, is sent alone at
+ *   `SUSPECT_AFTER_LOSSES`, and after `UNDELIVERABLE_AFTER_SOLO_DROPS` drops alone is held apart
+ *   (`HeldRecords`), as is a record larger than the link's `maxBatchBytes`.
  */
 export class SendPipeline {
   private readonly queue = new RecordQueue();
@@ -71,17 +62,21 @@ export class SendPipeline {
   messages = 0;
   /** Failed attempts, per record (refused, or cut off by a lost connection). */
   failed = 0;
-  /** Records that dropped the connection each time they were sent alone (see above). */
-  readonly undeliverable: PendingRecord[] = [];
-  private readonly heldTimers = new Set<NodeJS.Timeout>();
+  private readonly held: HeldRecords;
 
   constructor(private readonly hooks: SendPipelineHooks) {
     this.retries = new RetrySchedule(() => this.pump());
     this.refusals = new RefusalLog(hooks.log);
+    this.held = new HeldRecords(hooks.log, hooks.heldRetryMs ?? HELD_RETRY_MS);
     this.batches = new BatchBuilder(this.queue, this.retries);
     this.maxBatchRecords = hooks.maxBatchRecords ?? 500;
     this.maxBatchBytes = hooks.maxBatchBytes ?? 256 * 1024;
     this.lingerMs = hooks.lingerMs ?? 0;
+  }
+
+  /** Records held as undeliverable (see above). */
+  get undeliverable(): readonly PendingRecord[] {
+    return this.held.records;
   }
 
   /** Records ready to go (not in flight, not waiting to retry). */
@@ -140,7 +135,7 @@ export class SendPipeline {
   /** Stops the retry and linger timers (records stay where they are). */
   stop(): void {
     this.retries.stop();
-    for (const t of this.heldTimers) clearTimeout(t);
+    this.held.stop();
     clearTimeout(this.lingerTimer);
     this.lingerTimer = undefined;
   }
@@ -179,7 +174,7 @@ export class SendPipeline {
       if (framedSize(next.bytes.length) > linkMax) {
         // Queued before this connection's limits were known (the first CONNACK), or stored by
         // an earlier run: the broker would drop the connection for it, never take it.
-        this.holdOversized(this.batches.take(now, { maxRecords: 1, maxBytes: linkMax }), linkMax);
+        this.held.oversized(this.batches.take(now, { maxRecords: 1, maxBytes: linkMax }), linkMax);
         continue;
       }
       if (!this.mayGo(next, now, limits)) break;
@@ -295,13 +290,9 @@ export class SendPipeline {
     record.attempts++;
     record.losses++;
     if (this.solo && record.losses >= SUSPECT_AFTER_LOSSES + UNDELIVERABLE_AFTER_SOLO_DROPS) {
-      const why = `dropped the connection each of the ${UNDELIVERABLE_AFTER_SOLO_DROPS} times it was sent alone (is it larger than the broker's message size limit?)`;
-      holdUndeliverable(this.undeliverable, record, why, this.hooks.log);
-      const ms = this.hooks.heldRetryMs ?? HELD_RETRY_MS;
-      releaseLater(this.undeliverable, record, ms, this.heldTimers, (r) => {
+      this.held.dropped(record, UNDELIVERABLE_AFTER_SOLO_DROPS, (r) => {
         r.losses--; // one more drop alone holds it again
         this.queue.putBack(r);
-        this.hooks.log("warn", `record ${r.id}, held as undeliverable, is tried once more`);
         this.pump();
       });
     } else if (this.solo) {
@@ -309,13 +300,6 @@ export class SendPipeline {
     } else {
       this.queue.putBack(record);
     }
-  }
-
-  /** A record larger than any batch the connection allows: held as undeliverable, never sent. */
-  private holdOversized(batch: PendingRecord[], maxBytes: number): void {
-    const why = `is larger than the largest batch this connection allows (${maxBytes} bytes: maxBatchBytes within the broker's maximum packet size)`;
-    for (const r of batch)
-      holdUndeliverable(this.undeliverable, r, why, this.hooks.log, { maxBytes });
   }
 
   private retryLater(record: PendingRecord, why: string): void {

@@ -47,3 +47,41 @@ export function releaseLater(
   timer.unref();
   timers.add(timer);
 }
+
+/**
+ * The records held as undeliverable (`records`, counted in `stats().undeliverable`): an
+ * oversized one for good, one that dropped the connection alone until `retryMs` have passed.
+ */
+export class HeldRecords {
+  readonly records: PendingRecord[] = [];
+  private readonly timers = new Set<NodeJS.Timeout>();
+
+  constructor(
+    private readonly log: (
+      level: LogLevel,
+      message: string,
+      fields?: Record<string, unknown>,
+    ) => void,
+    private readonly retryMs: number,
+  ) {}
+
+  /** Holds a record larger than any batch the connection allows (`maxBytes`): never sent. */
+  oversized(batch: readonly PendingRecord[], maxBytes: number): void {
+    const why = `is larger than the largest batch this connection allows (${maxBytes} bytes: maxBatchBytes within the broker's maximum packet size)`;
+    for (const r of batch) holdUndeliverable(this.records, r, why, this.log, { maxBytes });
+  }
+
+  /** Holds a record that dropped the connection `drops` times alone; `retry` gets it back later. */
+  dropped(record: PendingRecord, drops: number, retry: (record: PendingRecord) => void): void {
+    const why = `dropped the connection each of the ${drops} times it was sent alone (is it larger than the broker's message size limit?)`;
+    holdUndeliverable(this.records, record, why, this.log);
+    releaseLater(this.records, record, this.retryMs, this.timers, (r) => {
+      this.log("warn", `record ${r.id}, held as undeliverable, is tried once more`);
+      retry(r);
+    });
+  }
+
+  stop(): void {
+    for (const t of this.timers) clearTimeout(t);
+  }
+}
