@@ -1,6 +1,7 @@
 import { framedSize } from "../protocol/usage-batch.js";
 import { BatchBuilder, type BatchLimits, SUSPECT_AFTER_LOSSES } from "./batch-builder.js";
 import { DropCap } from "./drop-cap.js";
+import { LingerTimer } from "./linger-timer.js";
 import type { PendingRecord } from "./pending-record.js";
 import type { PublishLink, SendPipelineHooks } from "./publish-link.js";
 import { RecordQueue } from "./record-queue.js";
@@ -51,11 +52,8 @@ export class SendPipeline {
   private pumpScheduled = false;
   private readonly maxBatchRecords: number;
   private readonly maxBatchBytes: number;
-  private readonly lingerMs: number;
-  /** With `lingerMs`: the timer of the oldest record waiting for a fuller batch. */
-  private lingerTimer: NodeJS.Timeout | undefined;
-  /** With `lingerMs`: a batch that is not full may go now (its wait is over, or flush asked). */
-  private lingerOver = false;
+  /** With `lingerMs`: the wait of the oldest record for a fuller batch. */
+  private readonly linger: LingerTimer;
   /** Acknowledged records. */
   published = 0;
   /** Messages acknowledged (each carried a batch of one or more records). */
@@ -71,7 +69,7 @@ export class SendPipeline {
     this.batches = new BatchBuilder(this.queue, this.retries);
     this.maxBatchRecords = hooks.maxBatchRecords ?? 500;
     this.maxBatchBytes = hooks.maxBatchBytes ?? 256 * 1024;
-    this.lingerMs = hooks.lingerMs ?? 0;
+    this.linger = new LingerTimer(hooks.lingerMs ?? 0, () => this.pump());
   }
 
   /** Records held as undeliverable (see above). */
@@ -100,7 +98,7 @@ export class SendPipeline {
    */
   enqueue(record: PendingRecord): void {
     this.queue.push(record);
-    if (this.lingerMs > 0) this.armLinger();
+    this.linger.arm();
     if (this.pumpScheduled) return;
     this.pumpScheduled = true;
     queueMicrotask(() => {
@@ -114,7 +112,7 @@ export class SendPipeline {
    * records that flush waits for never linger while it is pending (see `mayGo`).
    */
   sendLingering(): void {
-    if (this.lingerMs > 0) this.pump();
+    if (this.linger.enabled) this.pump();
   }
 
   /** A connection is up: send through it. */
@@ -136,8 +134,7 @@ export class SendPipeline {
   stop(): void {
     this.retries.stop();
     this.held.stop();
-    clearTimeout(this.lingerTimer);
-    this.lingerTimer = undefined;
+    this.linger.stop();
   }
 
   /** Sends what the window allows: parts of refused batches, due retries, then the queue. */
@@ -192,11 +189,7 @@ export class SendPipeline {
       this.inFlightRecords += batch.length;
       link.send(batch, (err) => this.settled(link, batch, err));
     }
-    if (this.queue.length === 0) {
-      this.lingerOver = false;
-      clearTimeout(this.lingerTimer);
-      this.lingerTimer = undefined;
-    }
+    if (this.queue.length === 0) this.linger.reset();
     this.retries.armForLater(now);
   }
 
@@ -207,21 +200,11 @@ export class SendPipeline {
    * record was sent before (put back after a lost connection): a record never lingers twice.
    */
   private mayGo(next: PendingRecord, now: number, limits: BatchLimits): boolean {
-    if (this.lingerMs === 0 || this.lingerOver || this.batches.queueFull(limits)) return true;
+    if (!this.linger.enabled || this.linger.over || this.batches.queueFull(limits)) return true;
     if (next !== this.queue.peek() || this.retries.peekDue(now) !== undefined) return true;
     if (next.attempts > 0 || this.hooks.ledger.awaited(next.seq)) return true;
-    this.armLinger();
+    this.linger.arm();
     return false;
-  }
-
-  private armLinger(): void {
-    if (this.lingerTimer !== undefined) return;
-    this.lingerTimer = setTimeout(() => {
-      this.lingerTimer = undefined;
-      this.lingerOver = true;
-      this.pump();
-    }, this.lingerMs);
-    this.lingerTimer.unref();
   }
 
   private settled(link: PublishLink, batch: PendingRecord[], err: Error | null | undefined): void {

@@ -158,3 +158,20 @@ export async function durableBackend(
   await backend.subscribeAsync("billing/report", { qos: 1 });
   return backend;
 }
+
+/** A client of the plain (no TLS) embedded broker on `port`: quick to reconnect, no heartbeat, quiet. */
+export function plainClientOptions(
+  port: number,
+  extra: BillingClientOptions = {},
+): BillingClientOptions {
+  return {
+    brokerHost: "127.0.0.1",
+    brokerPort: port,
+    tls: false,
+    reconnectBaseMs: 50,
+    reconnectMaxMs: 200,
+    heartbeatIntervalMs: 0,
+    logger: quiet,
+    ...extra,
+  };
+}

@@ -2,7 +2,7 @@ import { connectAsync, type MqttClient } from "mqtt";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { BillingClient, type BillingClientOptions, getBillingClient } from "../../src/index.js";
 import { AedesBroker, until } from "../helpers/aedes-broker.js";
-import { decodeRecords, quiet } from "../helpers/fixtures.js";
+import { decodeRecords, plainClientOptions } from "../helpers/fixtures.js";
 
 // Batching through a real broker (Aedes) and a raw mqtt.js subscriber that counts messages.
 
@@ -32,16 +32,7 @@ afterEach(async () => {
 });
 
 function options(extra: BillingClientOptions = {}): BillingClientOptions {
-  return {
-    brokerHost: "127.0.0.1",
-    brokerPort: broker.port,
-    tls: false,
-    reconnectBaseMs: 50,
-    reconnectMaxMs: 200,
-    heartbeatIntervalMs: 0,
-    logger: quiet,
-    ...extra,
-  };
+  return plainClientOptions(broker.port, extra);
 }
 
 const report = (client: BillingClient, usage: number) =>

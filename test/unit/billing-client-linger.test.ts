@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { BillingClient, type BillingClientOptions, getBillingClient } from "../../src/index.js";
 import { AedesBroker, until } from "../helpers/aedes-broker.js";
-import { quiet } from "../helpers/fixtures.js";
+import { plainClientOptions } from "../helpers/fixtures.js";
 import { MemorySpool } from "../helpers/memory-spool.js";
 
 // lingerMs with close() and flush() on a real broker (Aedes): what they wait for never lingers,
@@ -26,17 +26,7 @@ afterEach(async () => {
 });
 
 function options(extra: BillingClientOptions = {}): BillingClientOptions {
-  return {
-    brokerHost: "127.0.0.1",
-    brokerPort: broker.port,
-    tls: false,
-    reconnectBaseMs: 50,
-    reconnectMaxMs: 200,
-    heartbeatIntervalMs: 0,
-    logger: quiet,
-    lingerMs: 20_000,
-    ...extra,
-  };
+  return plainClientOptions(broker.port, { lingerMs: 20_000, ...extra });
 }
 
 const report = (client: BillingClient, usage: number) =>

@@ -15,7 +15,12 @@ import {
   reportUsage,
 } from "../../src/index.js";
 import { AedesBroker, until } from "../helpers/aedes-broker.js";
-import { decodeRecords, keyUpdate, testPublicKeys } from "../helpers/fixtures.js";
+import {
+  decodeRecords,
+  keyUpdate,
+  plainClientOptions,
+  testPublicKeys,
+} from "../helpers/fixtures.js";
 import { freePort } from "../helpers/mosquitto.js";
 
 let broker: AedesBroker;
@@ -36,17 +41,11 @@ afterEach(async () => {
 });
 
 function options(extra: BillingClientOptions = {}): BillingClientOptions {
-  return {
-    brokerHost: "127.0.0.1",
-    brokerPort: broker.port,
-    tls: false,
-    reconnectBaseMs: 50,
-    reconnectMaxMs: 200,
-    heartbeatIntervalMs: 0,
+  return plainClientOptions(broker.port, {
     logger: quiet,
     keyUpdatePublicKeys: testPublicKeys,
     ...extra,
-  };
+  });
 }
 
 const report = (client: BillingClient, usage: number | bigint = 1, extra = {}) =>
