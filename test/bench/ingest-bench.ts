@@ -5,17 +5,23 @@
 // Method, N records each:
 // 1. producer alone: a BillingClient reports N records, 100 per event-loop turn, until flush()
 //    says all were acknowledged; the ingest process is away, its persistent session queues them.
-// 2. ingest alone: the ingest process starts and drains that backlog; the clock stops when the
-//    N-th row is committed (polled).
+// 2. ingest alone: the ingest process starts and drains that backlog. Its rate is the steady one,
+//    from the first committed rows to the N-th (polled on the small rollup table, whose records
+//    column is committed with the rows); the process start (node, PostgreSQL connection and
+//    migrations, MQTT session) is printed apart.
 // 3. both at once: the producer reports N more while ingest runs; how long after the producer's
 //    flush the last record was stored says whether ingest keeps up.
+// CPU per record of each process (from /proc) says what bounds the rates: on a machine whose
+// cores the producer, the broker, the ingest process and PostgreSQL all share, the sum does.
 // Numbers move with the machine (2 cores shared here): compare the ratio, not absolutes.
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
+import { availableParallelism } from "node:os";
 import pg from "pg";
 import { findMosquitto, Mosquitto } from "../helpers/mosquitto.js";
 import { findPostgresBin, PostgresServer } from "../helpers/postgres.js";
+import { cpuMs } from "./process-cpu.js";
 
 const dist = new URL("../../dist/", import.meta.url).href;
 const { BillingClient } = (await import(
@@ -25,6 +31,7 @@ const cli = new URL("../../dist/src/cli/main.js", import.meta.url).pathname;
 
 const N = Number(process.env.BENCH_INGEST_RECORDS ?? 50_000);
 const f = (n: number) => Math.round(n).toLocaleString("en-US");
+const us = (ms: number, records: number) => ((ms * 1000) / records).toFixed(1);
 const metadata = { prompt_tokens: 100, completion_tokens: 50, temperature: 0.7 };
 
 async function startIngest(db: PostgresServer, port: number): Promise<ChildProcess> {
@@ -108,20 +115,42 @@ async function main() {
     PostgresServer.start(),
   ]);
   const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+  // The rollups' count, committed with the rows: a few rows to read, where count(*) over
+  // usage_records would cost PostgreSQL more with every poll.
   const rows = async () =>
-    Number((await pool.query("SELECT count(*) AS n FROM billing.usage_records")).rows[0].n);
+    Number(
+      (await pool.query("SELECT coalesce(sum(records), 0) AS n FROM billing.usage_minutely"))
+        .rows[0].n,
+    );
   const until = async (n: number) => {
-    while ((await rows()) < n) await new Promise((r) => setTimeout(r, 20));
+    while ((await rows()) < n) await new Promise((r) => setTimeout(r, 10));
     return performance.now();
   };
   try {
     // The session exists (and queues) from here on.
     await stop(await startIngest(db, broker.plainPort));
 
+    const cpu0 = { self: process.cpuUsage(), broker: cpuMs(broker.pid) };
     const producerMs = await produce(broker.plainPort);
+    const own = process.cpuUsage(cpu0.self);
+    const producerCpu = {
+      self: (own.user + own.system) / 1000,
+      broker: cpuMs(broker.pid) - cpu0.broker,
+    };
+
     const t0 = performance.now();
     let ingest = await startIngest(db, broker.plainPort);
-    const drainMs = (await until(N)) - t0;
+    const startMs = performance.now() - t0;
+    const c0 = { ingest: cpuMs(ingest.pid), db: cpuMs(db.pid), broker: cpuMs(broker.pid) };
+    let first = 0;
+    while ((first = await rows()) === 0) await new Promise((r) => setTimeout(r, 10));
+    const tFirst = performance.now();
+    const tLast = await until(N);
+    const ingestCpu = {
+      ingest: cpuMs(ingest.pid) - c0.ingest,
+      db: cpuMs(db.pid) - c0.db,
+      broker: cpuMs(broker.pid) - c0.broker,
+    };
 
     const p0 = performance.now();
     const liveProducerMs = await produce(broker.plainPort);
@@ -130,13 +159,19 @@ async function main() {
     ingest = undefined as never;
 
     const producerRate = N / (producerMs / 1000);
-    const ingestRate = N / (drainMs / 1000);
+    const ingestRate = first >= N ? Number.NaN : (N - first) / ((tLast - tFirst) / 1000);
+    const ingestUs = (ingestCpu.ingest + ingestCpu.db + ingestCpu.broker) * (1000 / N);
     console.log(
       `ingest bench: ${f(N)} records per phase, one ingest process, PostgreSQL ${db.port}`,
     );
-    console.log(`producer alone (reportUsage → broker)   : ${f(producerRate)} rec/s`);
     console.log(
-      `ingest alone (broker → PostgreSQL)      : ${f(ingestRate)} rec/s   (a backlog of ${f(N)})`,
+      `producer alone (reportUsage → broker)   : ${f(producerRate)} rec/s   (CPU per record: producer ${us(producerCpu.self, N)} µs, mosquitto ${us(producerCpu.broker, N)} µs)`,
+    );
+    console.log(
+      `ingest alone (broker → PostgreSQL)      : ${f(ingestRate)} rec/s   (a backlog of ${f(N)}; steady: from the first ${f(first)} rows committed to the last; process start to consuming ${f(startMs)} ms)`,
+    );
+    console.log(
+      `ingest CPU per record                   : ingest process ${us(ingestCpu.ingest, N)} µs, PostgreSQL ${us(ingestCpu.db, N)} µs, mosquitto ${us(ingestCpu.broker, N)} µs; ${ingestUs.toFixed(1)} µs in all on ${availableParallelism()} cores: at most ${f((availableParallelism() * 1e6) / ingestUs)} rec/s here`,
     );
     console.log(
       `ratio ingest/producer                   : ${(ingestRate / producerRate).toFixed(2)}   (target >= 1: ingest keeps up)`,

@@ -165,6 +165,11 @@ export class Mosquitto {
     this.file("mosquitto.conf", `${lines.join("\n")}\n`);
   }
 
+  /** The broker's process id, while it runs. */
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
   get running(): boolean {
     return this.proc !== undefined;
   }

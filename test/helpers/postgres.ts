@@ -5,6 +5,7 @@ import {
   existsSync,
   mkdtempSync,
   readdirSync,
+  readFileSync,
   rmSync,
   writeFileSync,
 } from "node:fs";
@@ -136,6 +137,12 @@ export class PostgresServer {
       "start",
     ]);
     this.running = true;
+  }
+
+  /** The server's main process (the postmaster), while it runs: its children are the backends. */
+  get pid(): number | undefined {
+    if (!this.running) return undefined;
+    return Number(readFileSync(join(this.data, "postmaster.pid"), "utf8").split("\n")[0]);
   }
 
   /** `immediate`: a crash (recovery from the WAL at the next start); `fast`: a clean stop. */
