@@ -142,8 +142,11 @@ async function main() {
     let ingest = await startIngest(db, broker.plainPort);
     const startMs = performance.now() - t0;
     const c0 = { ingest: cpuMs(ingest.pid), db: cpuMs(db.pid), broker: cpuMs(broker.pid) };
-    let first = 0;
-    while ((first = await rows()) === 0) await new Promise((r) => setTimeout(r, 10));
+    let first = await rows();
+    while (first === 0) {
+      await new Promise((r) => setTimeout(r, 10));
+      first = await rows();
+    }
     const tFirst = performance.now();
     const tLast = await until(N);
     const ingestCpu = {
