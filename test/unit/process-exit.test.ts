@@ -20,7 +20,8 @@ afterAll(async () => {
 });
 
 function script(name: string, body: string): string {
-  const path = join(root, "test", `.tmp-${name}.ts`);
+  // The pid: two runs of the suite in one checkout never share (or delete) a script.
+  const path = join(root, "test", `.tmp-${name}-${process.pid}.ts`);
   writeFileSync(path, `import { BillingClient } from "../src/index.js";\n${body}\n`);
   scripts.push(path);
   return path;

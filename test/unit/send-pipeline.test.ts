@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { PendingLedger } from "../../src/publisher/pending-ledger.js";
 import type { PendingRecord } from "../../src/publisher/pending-record.js";
 import { type PublishLink, SendPipeline } from "../../src/publisher/send-pipeline.js";
+import { until } from "../helpers/aedes-broker.js";
 import { workTimer } from "../helpers/work-timer.js";
 
 // The send pipeline without MQTT: a fake link stands for the connection, so the window, the
@@ -192,6 +193,9 @@ describe("PendingLedger flush", () => {
     await new Promise((r) => setTimeout(r, 200));
     let addedDuringFlushes = 0;
     for (let i = 0; i < 5; i++) {
+      // Each flush starts with records in flight (a flush that resolves at once, with nothing
+      // pending, lets no time pass for the load to go on).
+      await until(() => ledger.pending > 0, 5000, "records in flight");
       const before = ledger.pending;
       const lastBefore = acked.length + before - 1;
       await ledger.flush(3000);
