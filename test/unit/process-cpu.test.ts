@@ -5,7 +5,9 @@ import { cpuMs } from "../bench/process-cpu.js";
 
 // The ingest bench reads PostgreSQL's CPU as the postmaster's and its children's: a child that
 // came and went (an autovacuum worker) must count too, through the parent's cutime/cstime.
-const BUSY = "sh -c 'while :; do :; done'";
+// A busy loop that ends by itself within 5 s, even if this test is killed before its `finally`
+// (its process group is apart from the test runner's, so a Ctrl-C never reaches it).
+const BUSY = "bash -c 'while (( SECONDS < 5 )); do :; done'";
 
 /** A shell running `script` in its own process group (its jobs too); `stop` kills the group. */
 function shell(script: string): { proc: ChildProcess; stop: () => Promise<void> } {
@@ -13,7 +15,7 @@ function shell(script: string): { proc: ChildProcess; stop: () => Promise<void> 
   return {
     proc,
     stop: async () => {
-      if (proc.exitCode !== null) return;
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
       const exited = once(proc, "exit");
       process.kill(-(proc.pid as number), "SIGKILL");
       await exited;
@@ -24,7 +26,7 @@ function shell(script: string): { proc: ChildProcess; stop: () => Promise<void> 
 it.runIf(process.platform === "linux")("counts the CPU of a child that has exited", async () => {
   // The shell itself uses next to nothing: what counts is its child's 0.5 s busy loop, over
   // (killed and waited for).
-  const s = shell(`${BUSY} & b=$!; sleep 0.5; kill $b; wait $b; sleep 10`);
+  const s = shell(`${BUSY} & b=$!; sleep 0.5; kill $b; wait $b; sleep 3`);
   try {
     await new Promise((r) => setTimeout(r, 1200));
     expect(cpuMs(s.proc.pid)).toBeGreaterThan(50);

@@ -211,6 +211,23 @@ describe("PendingLedger flush", () => {
     expect(ledger.pending).toBe(0);
   });
 
+  it("resolves while records accepted after the call are still unacknowledged (a watermark, not zero)", async () => {
+    const { pipeline, ledger, add, acked } = setup();
+    const link = new FakeLink(64, seqOf); // PUBACKs only when the test gives them
+    pipeline.attach(link);
+    add(10);
+    const flushed = ledger.flush(3000);
+    add(20); // accepted after the call, and never acknowledged while it waits
+    await until(() => link.sent.length === 30, 2000, "30 records sent");
+    for (const s of link.sent.splice(0, 10)) s.done(null);
+    await flushed; // the old flush waited for zero pending: a TIMEOUT here
+    expect(acked).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(ledger.pending).toBe(20);
+    link.ackAll();
+    await ledger.flush(1000);
+    expect(ledger.pending).toBe(0);
+  });
+
   it("counts bytes and refuses past either bound with QUEUE_FULL", () => {
     const ledger = new PendingLedger(3, 100);
     ledger.checkRoom(100);
