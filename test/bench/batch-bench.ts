@@ -13,6 +13,7 @@ import { connectAsync } from "mqtt";
 import { makePki, type TestPki } from "../helpers/certs.js";
 import { Mosquitto } from "../helpers/mosquitto.js";
 import { countingSubscriber } from "./counting-subscriber.js";
+import { BENCH_METADATA } from "./report-in-turns.js";
 
 const dist = new URL("../../dist/", import.meta.url).href;
 const { BillingClient, hashApiKey } = (await import(
@@ -33,7 +34,7 @@ const { UsageRecordSchema } = (await import(
 const N = Number(process.env.BENCH_BATCH_RECORDS ?? 100_000);
 const ROUNDS = Number(process.env.BENCH_BATCH_ROUNDS ?? 3);
 const RAW_WINDOW = 1000;
-const metadata = { prompt_tokens: 100, completion_tokens: 50, temperature: 0.7 };
+const metadata = BENCH_METADATA;
 const usage = { apiKey: "bench-key", module: "llm", model: "gpt-4", usage: 150, metadata };
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;

@@ -24,6 +24,7 @@ import pg from "pg";
 import { findMosquitto, Mosquitto } from "../helpers/mosquitto.js";
 import { findPostgresBin, PostgresServer } from "../helpers/postgres.js";
 import { cpuMs } from "./process-cpu.js";
+import { reportInTurns } from "./report-in-turns.js";
 
 const dist = new URL("../../dist/", import.meta.url).href;
 const { BillingClient } = (await import(
@@ -34,7 +35,6 @@ const cli = new URL("../../dist/src/cli/main.js", import.meta.url).pathname;
 const N = Number(process.env.BENCH_INGEST_RECORDS ?? 50_000);
 const f = (n: number) => Math.round(n).toLocaleString("en-US");
 const us = (ms: number, records: number) => ((ms * 1000) / records).toFixed(1);
-const metadata = { prompt_tokens: 100, completion_tokens: 50, temperature: 0.7 };
 
 async function startIngest(db: PostgresServer, port: number): Promise<ChildProcess> {
   const proc = spawn(
@@ -98,22 +98,7 @@ async function produce(port: number, records = N, topicPrefix = "billing"): Prom
   await client.connect();
   const c0 = process.cpuUsage();
   const t0 = performance.now();
-  for (let i = 0; i < records; i += 100) {
-    const calls: Array<Promise<string>> = [];
-    for (let j = 0; j < 100; j++) {
-      calls.push(
-        client.reportUsage({
-          apiKey: "bench-key",
-          module: "llm",
-          model: "gpt-4",
-          usage: 150,
-          metadata,
-        }),
-      );
-    }
-    await Promise.all(calls);
-    await new Promise<void>((r) => setImmediate(r));
-  }
+  await reportInTurns(client, records);
   await client.flush(120_000);
   const endAt = performance.now();
   const cpu = process.cpuUsage(c0);

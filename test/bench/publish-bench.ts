@@ -17,6 +17,7 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { connectAsync } from "mqtt";
 import { findMosquitto, freePort, Mosquitto } from "../helpers/mosquitto.js";
 import { batchBench } from "./batch-bench.js";
+import { BENCH_METADATA, reportInTurns } from "./report-in-turns.js";
 
 // The compiled package (types from the sources it was built from).
 const dist = new URL("../../dist/", import.meta.url).href;
@@ -38,10 +39,9 @@ const WINDOW = Number(process.env.BENCH_WINDOW ?? 256);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const OTEL_ROUNDS = Number(process.env.BENCH_OTEL_ROUNDS ?? 11);
 const BATCH = 100;
-const metadata = { prompt_tokens: 100, completion_tokens: 50, temperature: 0.7 };
+const metadata = BENCH_METADATA;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
-const tick = () => new Promise<void>((r) => setImmediate(r));
 
 /** CPU time of this process per record, µs, over the timed part of each round. */
 const cpu = { raw: [] as number[], sdk: [] as number[] };
@@ -111,26 +111,8 @@ async function sdkRound(port: number, callTimes: number[], spoolPath?: string): 
   await client.connect();
   const c0 = process.cpuUsage();
   const t0 = performance.now();
-  for (let i = 0; i < N; i += BATCH) {
-    // BATCH concurrent calls per event-loop turn, as concurrent requests of a busy service
-    // make them; the probe times each call's synchronous work (all of it without a spool).
-    const calls: Array<Promise<string>> = [];
-    for (let j = 0; j < BATCH; j++) {
-      const p0 = performance.now();
-      calls.push(
-        client.reportUsage({
-          apiKey: "bench-key",
-          module: "llm",
-          model: "gpt-4",
-          usage: 150,
-          metadata,
-        }),
-      );
-      callTimes.push(performance.now() - p0);
-    }
-    await Promise.all(calls);
-    await tick();
-  }
+  // The probe times each call's synchronous work (all of it without a spool).
+  await reportInTurns(client, N, BATCH, callTimes);
   await client.flush(60_000);
   const rate = N / ((performance.now() - t0) / 1000);
   if (spoolPath === undefined) cpu.sdk.push(cpuSince(c0));
@@ -203,24 +185,7 @@ async function otelRound(port: number, withMetrics: boolean, callTimes: number[]
   await client.connect();
   const c0 = process.cpuUsage();
   const t0 = performance.now();
-  for (let i = 0; i < N; i += BATCH) {
-    const calls: Array<Promise<string>> = [];
-    for (let j = 0; j < BATCH; j++) {
-      const p0 = performance.now();
-      calls.push(
-        client.reportUsage({
-          apiKey: "bench-key",
-          module: "llm",
-          model: "gpt-4",
-          usage: 150,
-          metadata,
-        }),
-      );
-      callTimes.push(performance.now() - p0);
-    }
-    await Promise.all(calls);
-    await tick();
-  }
+  await reportInTurns(client, N, BATCH, callTimes);
   await client.flush(60_000);
   const rate = N / ((performance.now() - t0) / 1000);
   const cpuPerRecord = cpuSince(c0);
