@@ -178,21 +178,59 @@ export function methodAllowed(rules: KeyRules, method: string): boolean {
   return m.services.has(method.slice(0, method.lastIndexOf("/")));
 }
 
+/** The tokens of limit `l` at `now`: its bucket is the `[tokens, atMs]` pair at `b[at]`. */
+export function tokensAt(l: LimitRule, b: readonly number[], at: number, now: number): number {
+  const elapsed = Math.max(0, now - (b[at + 1] as number));
+  return Math.min(l.limit, (b[at] as number) + (elapsed * l.limit) / l.windowMs);
+}
+
+const sameLimit = (x: LimitRule, y: LimitRule) =>
+  x.limit === y.limit && x.windowMs === y.windowMs && x.module === y.module;
+
 /**
- * Keeps the rate-limit state of a key across an update that leaves its limits as they were (a
- * snapshot every minute must not refill every bucket); quota figures always come from the update.
+ * Keeps the rate-limit state of a key across an update (a snapshot every minute, a verifier's
+ * fresh answer must not refill its buckets); quota figures are the caller's business. Limits are
+ * matched by what they are, (limit, window, module), not by where they sit: a limit that stays
+ * keeps its bucket wherever it moves in the list, and a new or changed limit starts full.
+ * Duplicates (the same limit listed twice: redundant, but allowed) are matched emptiest first:
+ * the copies that remain take the lowest token counts of the copies there were, so dropping or
+ * reordering a duplicate never refills the bucket that binds. `now`: `performance.now()` time.
  */
-export function carryOver(previous: KeyRules | undefined, next: KeyRules | undefined): void {
-  if (previous?.buckets === undefined || next === undefined) return;
+export function carryOver(
+  previous: KeyRules | undefined,
+  next: KeyRules | undefined,
+  now: number = performance.now(),
+): void {
+  const old = previous?.buckets;
+  if (previous === undefined || old === undefined || next === undefined) return;
   const a = previous.plan.limits;
   const b = next.plan.limits;
-  if (a !== b) {
-    if (a.length !== b.length) return;
-    for (let i = 0; i < a.length; i++) {
-      const x = a[i] as LimitRule;
-      const y = b[i] as LimitRule;
-      if (x.limit !== y.limit || x.windowMs !== y.windowMs || x.module !== y.module) return;
-    }
+  if (a === b) {
+    next.buckets = old; // one plan, one list of limits
+    return;
   }
-  next.buckets = previous.buckets;
+  const taken = new Array<boolean>(a.length).fill(false);
+  let buckets: number[] | undefined;
+  for (let j = 0; j < b.length; j++) {
+    const y = b[j] as LimitRule;
+    let best = -1;
+    let bestTokens = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < a.length; i++) {
+      if (taken[i] || !sameLimit(a[i] as LimitRule, y)) continue;
+      const tokens = tokensAt(y, old, 2 * i, now);
+      if (tokens < bestTokens) [best, bestTokens] = [i, tokens];
+    }
+    if (best < 0) continue;
+    taken[best] = true;
+    if (buckets === undefined) {
+      buckets = new Array<number>(b.length * 2);
+      for (let k = 0; k < b.length; k++) {
+        buckets[2 * k] = (b[k] as LimitRule).limit; // unmatched: a new limit starts full
+        buckets[2 * k + 1] = now;
+      }
+    }
+    buckets[2 * j] = old[2 * best] as number;
+    buckets[2 * j + 1] = old[2 * best + 1] as number;
+  }
+  if (buckets !== undefined) next.buckets = buckets;
 }

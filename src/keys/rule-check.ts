@@ -1,4 +1,11 @@
-import { type KeyRules, type LimitRule, methodAllowed, quotaLeft, takeQuota } from "./key-rules.js";
+import {
+  type KeyRules,
+  type LimitRule,
+  methodAllowed,
+  quotaLeft,
+  takeQuota,
+  tokensAt,
+} from "./key-rules.js";
 
 /** Why the rules refuse a call (the interceptor turns it into a Connect error). */
 export type RuleRefusal =
@@ -40,9 +47,7 @@ function bucket(rules: KeyRules, now: number): number[] {
 
 /** Refills limit `i` up to `now` and returns its tokens. */
 function refill(rules: KeyRules, b: number[], i: number, now: number): number {
-  const l = rules.plan.limits[i] as LimitRule;
-  const elapsed = Math.max(0, now - (b[2 * i + 1] as number));
-  const tokens = Math.min(l.limit, (b[2 * i] as number) + (elapsed * l.limit) / l.windowMs);
+  const tokens = tokensAt(rules.plan.limits[i] as LimitRule, b, 2 * i, now);
   b[2 * i] = tokens;
   b[2 * i + 1] = now;
   return tokens;
