@@ -1,10 +1,12 @@
 import { KeyState } from "../../gen/billing/v1/usage_pb.js";
+import { BillingError } from "../billing-error.js";
 import { withDeadline } from "../common/deadline.js";
 import { LruMap } from "../common/lru-map.js";
 import type { KeyInfo } from "../keys/key-list.js";
-import { carryOver, type KeyRules, keyRulesOf, keyRulesProblem } from "../keys/key-rules.js";
+import { type KeyRules, keyRulesOf, keyRulesProblem } from "../keys/key-rules.js";
 import { debitedByReports } from "../publisher/usage-debits.js";
 import type { KeySource } from "./key-source.js";
+import { type RuleState, VerifyRuleStates } from "./verify-rule-states.js";
 
 /** What a custom verifier says about a valid key. */
 export interface VerifiedKey {
@@ -62,28 +64,50 @@ export interface VerifyCacheOptions {
   timeoutMs: number;
 }
 
+/** Refuses cache options that would turn the bounds off (NaN, a negative time, no size bound). */
+function checkCacheOptions(o: VerifyCacheOptions): void {
+  for (const [name, ms] of [
+    ["cache.ttlMs", o.ttlMs],
+    ["cache.negativeTtlMs", o.negativeTtlMs],
+    ["verifyTimeoutMs", o.timeoutMs],
+  ] as const) {
+    if (typeof ms !== "number" || Number.isNaN(ms) || ms < 0) {
+      throw BillingError.invalid(name, `must be a number of milliseconds ≥ 0, not ${String(ms)}`);
+    }
+  }
+  if (!Number.isSafeInteger(o.maxEntries) || o.maxEntries < 1) {
+    throw BillingError.invalid(
+      "cache.maxEntries",
+      `must be a positive integer, not ${String(o.maxEntries)}`,
+    );
+  }
+}
+
 interface Entry {
-  value: KeyInfo | undefined;
+  value: KeyInfo;
+  /** The key's rule state, when the answer has rules (`value.rules` is its `rules`). */
+  state: RuleState | undefined;
   expiresAt: number;
 }
 
 /**
  * A custom verifier as a key source. Answers are cached by key fingerprint: valid keys for `ttlMs`,
  * unknown keys for `negativeTtlMs`, in two separate maps of at most `maxEntries` each, least
- * recently used out first. A valid key's entry also holds its rate-limit and quota state, and it
- * stays (expired answers included, until evicted) so a fresh answer keeps the buckets: callers
- * flooding the cache with unknown keys cannot evict it and refill a bucket; only more than
- * `maxEntries` valid keys in use can. Concurrent lookups of one key share a single verifier call
- * (single flight). A verifier that throws or misses its deadline, or answers with malformed rules,
- * rejects the lookup, and nothing is cached. Usage reported for a cached key debits its cached
- * quotas and usage limits.
+ * recently used out first. The rate-limit and quota state of a key lives apart from its answer
+ * (`VerifyRuleStates`), so every `ttlMs` (0 included: nothing cached) keeps its limits, and a
+ * flood of unknown keys cannot refill a bucket. Concurrent lookups of one key share a single
+ * verifier call (single flight). A verifier that throws or misses its deadline, or answers with
+ * malformed rules, rejects the lookup, and nothing is cached. Usage reported for a key debits its
+ * kept quotas and usage limits. Throws `INVALID_ARGUMENT` for a bad option.
  */
 export function verifyKeySource(
   verify: (apiKey: string) => Promise<VerifiedKey | null>,
   o: VerifyCacheOptions,
 ): KeySource {
+  checkCacheOptions(o);
   const valid = new LruMap<Entry>(o.maxEntries);
   const unknown = new LruMap<number>(o.maxEntries); // fingerprint → expiry (ms since the epoch)
+  const states = new VerifyRuleStates(o.maxEntries);
   const inflight = new Map<string, Promise<KeyInfo | undefined>>();
 
   const store = (hash: string, value: KeyInfo | undefined) => {
@@ -93,10 +117,9 @@ export function verifyKeySource(
       return;
     }
     unknown.delete(hash);
-    if (o.ttlMs <= 0) return;
-    // A fresh answer brings fresh quota figures; rate-limit state stays while the limits do.
-    carryOver(valid.peek(hash)?.value?.rules, value.rules);
-    valid.set(hash, { value, expiresAt: Date.now() + o.ttlMs });
+    // Before anyone decides on it: the answer's rules take the key's buckets and debits.
+    const state = value.rules === undefined ? undefined : states.adopt(hash, value.rules);
+    if (o.ttlMs > 0) valid.set(hash, { value, state, expiresAt: Date.now() + o.ttlMs });
   };
 
   const call = async (apiKey: string): Promise<KeyInfo | undefined> => {
@@ -110,12 +133,15 @@ export function verifyKeySource(
   };
 
   const source: KeySource & { rulesOf(hash: string): KeyRules | undefined } = {
-    rulesOf: (hash) => valid.peek(hash)?.value?.rules,
+    rulesOf: (hash) => states.rulesOf(hash),
     loaded: () => true,
     lookup(hash, apiKey) {
       const now = Date.now();
       const hit = valid.get(hash);
-      if (hit !== undefined && hit.expiresAt > now) return hit.value;
+      if (hit !== undefined && hit.expiresAt > now) {
+        if (hit.state !== undefined) states.touch(hash, hit.state);
+        return hit.value;
+      }
       if (hit === undefined && (unknown.peek(hash) ?? 0) > now) return undefined;
       let pending = inflight.get(hash);
       if (pending === undefined) {
@@ -135,7 +161,7 @@ export function verifyKeySource(
       return pending;
     },
   };
-  // What reportUsage reports for a cached key debits its quotas and usage limits here too.
+  // What reportUsage reports for a key debits its kept quotas and usage limits here too.
   debitedByReports(source);
   return source;
 }

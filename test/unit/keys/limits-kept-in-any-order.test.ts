@@ -16,20 +16,20 @@ beforeAll(async () => {
 });
 afterAll(() => world.close());
 
-const perHour = (limit: number, module?: string) => ({ limit, windowSeconds: 3600, module });
+const perHour = (limit: number, module = "") => ({ limit, windowSeconds: 3600, module });
 
 describe("a pushed key list that lists the same limits in another order", () => {
   it("keeps every bucket: the exhausted request limit stays exhausted", async () => {
     const t = createConnectTransport({ baseUrl: world.server.url, httpVersion: "2" });
-    const limits = [perHour(2), perHour(1_000_000, "llm"), perHour(500, "tts")];
-    await world.pushKeys(false, [active("reordered", { rateLimits: limits })]);
+    const [a, b, c] = [perHour(2), perHour(1_000_000, "llm"), perHour(500, "tts")];
+    await world.pushKeys(false, [active("reordered", { rateLimits: [a, b, c] })]);
     expect(await errorOf(say(t, "reordered"))).toBe("ok");
     expect(await errorOf(say(t, "reordered"))).toBe("ok");
     expect(await errorOf(say(t, "reordered"))).toMatchObject({ code: Code.ResourceExhausted });
     for (const order of [
-      [limits[1], limits[2], limits[0]],
-      [limits[2], limits[0], limits[1]],
-      [limits[0], limits[2], limits[1]],
+      [b, c, a],
+      [c, a, b],
+      [a, c, b],
     ]) {
       await world.pushKeys(true, [active("loaded"), active("reordered", { rateLimits: order })]);
       const e = await errorOf(say(t, "reordered"));
@@ -56,7 +56,7 @@ describe("a pushed key list that lists the same limits in another order", () => 
 });
 
 describe("carryOver, with an explicit clock", () => {
-  const rules = (limits: { limit: number; windowSeconds: number; module?: string }[]) =>
+  const rules = (limits: { limit: number; windowSeconds: number; module?: string | undefined }[]) =>
     keyRulesOf({ rateLimits: limits }) as KeyRules;
   const admit = (r: KeyRules, at: number) => admitCall(r, "a.B/C", undefined, 0, at);
 
