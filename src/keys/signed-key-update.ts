@@ -15,6 +15,8 @@ import {
 import { BillingError } from "../billing-error.js";
 import { isPemText } from "../common/pem.js";
 import { nameProblem } from "../common/text.js";
+import { ed25519PublicKeyProblem } from "./ed25519-point.js";
+import { rawEd25519PublicKey } from "./key-fingerprint.js";
 import { keyUpdateProblem } from "./key-update-problem.js";
 
 /** The length of an Ed25519 signature (RFC 8032). */
@@ -55,9 +57,21 @@ function ed25519Key(field: string, key: unknown, type: "public" | "private"): Ke
   return k;
 }
 
-/** An Ed25519 public key from PEM text or a KeyObject; throws `INVALID_ARGUMENT` naming `field`. */
+/**
+ * An Ed25519 public key from PEM text or a KeyObject; throws `INVALID_ARGUMENT` naming `field`,
+ * also for a key under which signatures can be forged (small order, non-canonical: see
+ * `ed25519PublicKeyProblem`).
+ */
 export function ed25519PublicKey(field: string, key: unknown): KeyObject {
-  return ed25519Key(field, key, "public");
+  const k = ed25519Key(field, key, "public");
+  const problem = ed25519PublicKeyProblem(rawEd25519PublicKey(k));
+  if (problem !== undefined) {
+    throw BillingError.invalid(
+      field,
+      `${problem}; refused: give the public key billing-sdk keys keygen wrote (key-update-public.pem)`,
+    );
+  }
+  return k;
 }
 
 /** An Ed25519 private key from PEM text or a KeyObject; throws `INVALID_ARGUMENT` naming `field`. */
