@@ -2,6 +2,7 @@ import { generateKeyPairSync } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BillingError } from "../billing-error.js";
+import { publicKeyFingerprint } from "../keys/key-fingerprint.js";
 import type { CliIo } from "./cli-io.js";
 
 export const keysKeygenHelp = `billing-sdk keys keygen --out DIR
@@ -11,7 +12,8 @@ Writes a new Ed25519 key pair for signing key updates:
                               billing-sdk keys push --signing-key) only
   DIR/key-update-public.pem   SPKI: for every service, as
                               keyUpdatePublicKeys: { "<signer>": <its text> }
-Existing files are never overwritten. Exit codes: 0 written, 1 could not write,
+Prints the public key's fingerprint (sha256:...), as keys push does for the key
+it signs with. Existing files are never overwritten. Exit codes: 0 written, 1 could not write,
 2 bad usage.`;
 
 /** The names keygen writes in `--out`. */
@@ -51,5 +53,7 @@ export function keysKeygen(v: { out?: string | undefined }, io: CliIo): number {
   }
   io.out(`wrote ${privatePath} (mode 0600: keep it secret, with the billing backend only)`);
   io.out(`wrote ${publicPath} (give it to every service: keyUpdatePublicKeys)`);
+  // keys push prints the same fingerprint for the key it signs with: the two must match.
+  io.out(`public key fingerprint: ${publicKeyFingerprint(publicKey)}`);
   return 0;
 }

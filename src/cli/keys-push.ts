@@ -12,7 +12,9 @@ import { BillingError } from "../billing-error.js";
 import { hashApiKey, MAX_API_KEY_LENGTH } from "../common/api-key-hash.js";
 import { atMost, withDeadline } from "../common/deadline.js";
 import { isSha256Hex } from "../common/sha256-hex.js";
-import { ed25519PrivateKey, signKeyUpdate } from "../keys/signed-key-update.js";
+import { unmatchableApiKeyProblem } from "../interceptor/unmatchable-api-key.js";
+import { publicKeyFingerprint } from "../keys/key-fingerprint.js";
+import { ed25519PrivateKey, signerProblem, signKeyUpdate } from "../keys/signed-key-update.js";
 import { connectNegotiated, discard } from "../mqtt/connect-once.js";
 import { billingTopics } from "../protocol/topics.js";
 import type { CliIo } from "./cli-io.js";
@@ -20,7 +22,8 @@ import { type ConnectionValues, cliSettings } from "./connection-flags.js";
 import { keyRulesOfJson } from "./key-rules-json.js";
 
 export const keysPushHelp = `billing-sdk keys push FILE --signing-key PRIVATE.pem --signer NAME
-                      [--version N] [--retain] [--insecure-unsigned] [connection flags]
+                      [--audience NAME] [--version N] [--retain] [--insecure-unsigned]
+                      [connection flags]
 
 Publishes a KeyUpdate snapshot (the complete key list), signed with Ed25519, as a
 SignedKeyUpdate on <prefix>/keys/update, from a JSON file: an array (or
@@ -33,10 +36,16 @@ SignedKeyUpdate on <prefix>/keys/update, from a JSON file: an array (or
    "quotas": [{"module": "llm", "remaining": 100000}]}
 (the last four optional: no expiry, all methods, no limits, no quotas; a rate
 limit with a module counts that module's usage, without one requests).
-Raw keys are hashed (SHA-256) before anything is sent.
+Raw keys are hashed (SHA-256) before anything is sent. A raw key no request can
+carry (a comma, a control character other than a tab, a character above U+00FF,
+leading or trailing whitespace) is refused, naming the entry, never the key.
   --signing-key FILE  the Ed25519 private key (PEM; see billing-sdk keys keygen)
   --signer NAME       the name the services know its public key by
-                      (keyUpdatePublicKeys: { NAME: publicKeyPem })
+                      (keyUpdatePublicKeys: { NAME: publicKeyPem }); what was pushed
+                      prints the public key's fingerprint, as keys keygen did
+  --audience NAME     the deployment the update is for, signed with it: services
+                      refuse an update whose audience differs from their
+                      keyUpdateAudience (default: the topic prefix, as theirs)
   --version N         the list's version; clients ignore an update whose version is
                       not greater than the last they applied (default: now in ms)
   --retain            ask the broker to retain it, for SDKs that connect later when no
@@ -74,6 +83,8 @@ export function readKeysFile(path: string): KeyStatus[] {
       if (e.key.length > MAX_API_KEY_LENGTH) {
         throw BillingError.invalid(`${at}.key`, `must be at most ${MAX_API_KEY_LENGTH} characters`);
       }
+      const problem = unmatchableApiKeyProblem(e.key);
+      if (problem !== undefined) throw BillingError.invalid(`${at}.key`, problem);
       hash = hashApiKey(e.key);
     } else if (isSha256Hex(e.apiKeySha256)) {
       hash = e.apiKeySha256;
@@ -99,28 +110,47 @@ function version(value: string | undefined): bigint {
   return BigInt(value);
 }
 
+/** `--audience`, or the topic prefix: a name of 1..128 characters (as a signer's). */
+function audienceOf(value: string | undefined, prefix: string): string {
+  const audience = value ?? prefix;
+  const problem = signerProblem(audience);
+  if (problem !== undefined) throw BillingError.invalid("--audience", problem);
+  return audience;
+}
+
 export interface KeysPushValues extends ConnectionValues {
   "signing-key"?: string | undefined;
   signer?: string | undefined;
+  audience?: string | undefined;
   version?: string | undefined;
   retain?: boolean | undefined;
   "insecure-unsigned"?: boolean | undefined;
 }
 
+/** What `keys push` publishes, and the fingerprint of the public key that checks it. */
+interface Payload {
+  bytes: Uint8Array;
+  version: bigint;
+  /** Undefined when unsigned. */
+  fingerprint: string | undefined;
+}
+
 /** The SignedKeyUpdate payload `keys push` publishes. */
-function payloadOf(keys: KeyStatus[], v: KeysPushValues): Uint8Array {
+function payloadOf(keys: KeyStatus[], v: KeysPushValues, audience: string): Payload {
   const update = create(KeyUpdateSchema, {
     keys,
     snapshot: true,
     sentAt: timestampNow(),
     version: version(v.version),
+    audience,
   });
   if (v["insecure-unsigned"]) {
     if (v["signing-key"] !== undefined) {
       throw BillingError.invalid("--insecure-unsigned", "goes without --signing-key");
     }
     const keyUpdate = toBinary(KeyUpdateSchema, update);
-    return toBinary(SignedKeyUpdateSchema, create(SignedKeyUpdateSchema, { keyUpdate }));
+    const bytes = toBinary(SignedKeyUpdateSchema, create(SignedKeyUpdateSchema, { keyUpdate }));
+    return { bytes, version: update.version, fingerprint: undefined };
   }
   const file = v["signing-key"];
   if (file === undefined || v.signer === undefined) {
@@ -135,7 +165,9 @@ function payloadOf(keys: KeyStatus[], v: KeysPushValues): Uint8Array {
   } catch (err) {
     throw BillingError.invalid("--signing-key", `cannot read ${file}: ${(err as Error).message}`);
   }
-  return signKeyUpdate(update, ed25519PrivateKey("--signing-key", pem), v.signer);
+  const key = ed25519PrivateKey("--signing-key", pem);
+  const bytes = signKeyUpdate(update, key, v.signer);
+  return { bytes, version: update.version, fingerprint: publicKeyFingerprint(key) };
 }
 
 /** `billing-sdk keys push FILE`. */
@@ -149,19 +181,33 @@ export async function keysPush(
     return 2;
   }
   const keys = readKeysFile(file);
-  const payload = payloadOf(keys, v);
   const s = cliSettings(v, "keys");
+  const audience = audienceOf(v.audience, s.topicPrefix);
+  const payload = payloadOf(keys, v, audience);
   const topic = billingTopics(s.topicPrefix).keysUpdate;
   const { client } = await connectNegotiated(s, 5);
   try {
     await withDeadline(
-      client.publishAsync(topic, Buffer.from(payload), { qos: 1, retain: v.retain === true }),
+      client.publishAsync(topic, Buffer.from(payload.bytes), {
+        qos: 1,
+        retain: v.retain === true,
+      }),
       s.connectTimeoutMs,
       "no PUBACK",
     );
-    const how = [v["insecure-unsigned"] ? "UNSIGNED" : `signed by ${v.signer}`];
+    const how = [
+      `version ${payload.version}`,
+      `audience ${JSON.stringify(audience)}`,
+      v["insecure-unsigned"] ? "UNSIGNED" : `signed by ${v.signer}`,
+    ];
     if (v.retain) how.push("retained");
     io.out(`pushed ${keys.length} keys (snapshot, ${how.join(", ")}) to ${topic}`);
+    if (payload.fingerprint !== undefined) {
+      // A wrong --signing-key still publishes: what services pin must have this fingerprint.
+      io.out(
+        `signer ${v.signer}: public key ${payload.fingerprint} (services apply it only if keyUpdatePublicKeys[${JSON.stringify(v.signer)}] is that key: billing-sdk keys keygen printed its fingerprint)`,
+      );
+    }
     if (v.retain) {
       io.err(
         "keys push: a retained snapshot can be re-retained by anyone with a broker password: set maxKeyListAgeMs on every service and push again within it (README: Retained snapshots)",

@@ -48,6 +48,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       flags: {
         "signing-key": { type: "string" },
         signer: { type: "string" },
+        audience: { type: "string" },
         version: { type: "string" },
         retain: { type: "boolean" },
         "insecure-unsigned": { type: "boolean" },

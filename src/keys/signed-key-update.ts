@@ -22,6 +22,9 @@ import { keyUpdateProblem } from "./key-update-problem.js";
 /** The length of an Ed25519 signature (RFC 8032). */
 const SIGNATURE_BYTES = 64;
 
+const publicNotPrivate = (field: string) =>
+  `is a public key; ${field} needs the private key that keys keygen wrote (key-update-private.pem)`;
+
 function ed25519Key(field: string, key: unknown, type: "public" | "private"): KeyObject {
   let k: KeyObject;
   if (key instanceof KeyObject) {
@@ -33,6 +36,13 @@ function ed25519Key(field: string, key: unknown, type: "public" | "private"): Ke
         field,
         `must be an Ed25519 ${type} key as PEM text ("-----BEGIN ..."), not a path: pass the file's contents`,
       );
+    }
+    if (
+      type === "private" &&
+      !text.includes("PRIVATE KEY-----") &&
+      text.includes("PUBLIC KEY-----")
+    ) {
+      throw BillingError.invalid(field, publicNotPrivate(field));
     }
     if (type === "public" && text.includes("PRIVATE KEY-----")) {
       throw BillingError.invalid(
@@ -47,6 +57,9 @@ function ed25519Key(field: string, key: unknown, type: "public" | "private"): Ke
     }
   } else {
     throw BillingError.invalid(field, `must be PEM text or a node:crypto KeyObject`);
+  }
+  if (type === "private" && k.type === "public" && k.asymmetricKeyType === "ed25519") {
+    throw BillingError.invalid(field, publicNotPrivate(field));
   }
   if (k.type !== type || k.asymmetricKeyType !== "ed25519") {
     throw BillingError.invalid(

@@ -158,9 +158,10 @@ describe("billing-sdk keys push", () => {
     const a = io();
     const args = ["keys", "push", keysFile, ...signing(), "--signer", "ops-backend", ...conn()];
     expect(await main(args, a.cli)).toBe(0);
-    expect(a.out).toEqual([
-      "pushed 3 keys (snapshot, signed by ops-backend) to billing/keys/update",
-    ]);
+    expect(a.out[0]).toMatch(
+      /^pushed 3 keys \(snapshot, version \d+, audience "billing", signed by ops-backend\) to billing\/keys\/update$/,
+    );
+    expect(a.out[1]).toMatch(/^signer ops-backend: public key sha256:[0-9a-f]{64} \(services/);
     await until(() => client.keys.loaded, 5000, "the pushed key list");
     expect(client.keys.lookup("raw-key-2")).toMatchObject({
       state: KeyState.BLOCKED,
