@@ -205,8 +205,8 @@ export function carryOver(
   if (previous === undefined || old === undefined || next === undefined) return;
   const a = previous.plan.limits;
   const b = next.plan.limits;
-  if (a === b) {
-    next.buckets = old; // one plan, one list of limits
+  if (a === b || (a.length === b.length && a.every((x, i) => sameLimit(x, b[i] as LimitRule)))) {
+    next.buckets = old; // the same limits in the same order (one plan, or an equal one)
     return;
   }
   const taken = new Array<boolean>(a.length).fill(false);
