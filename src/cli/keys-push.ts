@@ -164,7 +164,7 @@ export async function keysPush(
     io.out(`pushed ${keys.length} keys (snapshot, ${how.join(", ")}) to ${topic}`);
     if (v.retain) {
       io.err(
-        "keys push: a retained snapshot can be re-retained by anyone with a broker password: set maxKeyListAgeMs on every service and push again within it (README: Retained snapshots)",
+        "keys push: a retained snapshot can be re-retained by anyone with a broker password: set maxKeyListAgeMs on every service and push again within it (docs/key-sync.md: Retained snapshots)",
       );
     }
     return 0;
