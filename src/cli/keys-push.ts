@@ -210,7 +210,7 @@ export async function keysPush(
     }
     if (v.retain) {
       io.err(
-        "keys push: a retained snapshot can be re-retained by anyone with a broker password: set maxKeyListAgeMs on every service and push again within it (README: Retained snapshots)",
+        "keys push: a retained snapshot can be re-retained by anyone with a broker password: set maxKeyListAgeMs on every service and push again within it (docs/key-sync.md: Retained snapshots)",
       );
     }
     return 0;

@@ -53,7 +53,7 @@ export interface UsageConsumerOptions
    * (`$share/<group>/<prefix>/report`), each record goes to one of them. Without a group the
    * consumer subscribes to `<prefix>/report` itself and gets every record. On an MQTT 3.1.1
    * broker there is no shared subscription: the group is ignored. Note: mosquitto 2.0 does not
-   * keep shared subscriptions across its own restart (see the README). Default: none.
+   * keep shared subscriptions across its own restart (see docs/scaling.md). Default: none.
    */
   group?: string | undefined;
   /**

@@ -6,7 +6,7 @@ import { type MetricsHandle, type MetricsOptions, meterOf, observables } from ".
  * Reports a `BillingClient`'s counters and state as OpenTelemetry observable instruments. Every
  * value is read from `client.stats()` once per collection (one batch callback): no counter is
  * kept twice, and reporting costs nothing between collections. Returns a handle whose `stop()`
- * unregisters the callback. The instruments are listed in the README ("Metrics").
+ * unregisters the callback. The instruments are listed in docs/metrics.md.
  */
 export function instrumentClient(client: BillingClient, options?: MetricsOptions): MetricsHandle {
   const meter = meterOf(options);

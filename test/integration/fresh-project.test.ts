@@ -128,9 +128,10 @@ describe("a fresh project with the packed package", () => {
       }),
     );
     run("npx", ["tsc", "-p", "."], app);
-    // The billing backend's public key, where the quick start reads it.
+    // The billing backend's public key, where the quick start reads it (keys keygen --out keys).
+    mkdirSync(join(app, "keys"));
     writeFileSync(
-      join(app, "key-update-public.pem"),
+      join(app, "keys", "key-update-public.pem"),
       testSigner.publicKey.export({ type: "spki", format: "pem" }) as string,
     );
 
