@@ -14,8 +14,10 @@ async function presentedChain(
   let socket: ReturnType<typeof tlsConnect> | undefined;
   const chain = new Promise<Array<{ subject: string; issuer: string }>>((resolve, reject) => {
     // Only to read the chain the broker sends, after the verified handshake failed: nothing is
-    // sent on this connection, and it is destroyed at once.
-    socket = tlsConnect({ ...tlsOptions(s), rejectUnauthorized: false });
+    // sent on this connection, no client certificate is offered to the unverified peer, and it
+    // is destroyed at once.
+    const { cert: _cert, key: _key, ...verified } = tlsOptions(s);
+    socket = tlsConnect({ ...verified, rejectUnauthorized: false });
     socket.once("secureConnect", () => {
       const certs: Array<{ subject: string; issuer: string }> = [];
       const seen = new Set<string>();

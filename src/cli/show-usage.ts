@@ -37,7 +37,7 @@ export async function showUsage(
   v: StoreValues & { since?: string | undefined; schema?: string | undefined },
   io: CliIo,
 ): Promise<number> {
-  const location = storeLocation(v);
+  const location = storeLocation(v, true);
   const since = sinceDate(v.since ?? "1h");
   // A reader: no migration (a read-only role works; a mistyped schema is not created).
   const store = await createPostgresUsageStore({

@@ -1,4 +1,5 @@
-import { resolve } from "node:path";
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { BillingError } from "../billing-error.js";
 import type { PostgresUsageStoreOptions } from "../postgres/postgres-usage-store.js";
 
@@ -17,10 +18,12 @@ export const storeFlagsHelp = `  --postgres URL   postgres://user:password@host:
 /**
  * Where the store is: `--pglite DIR` (an embedded PGlite in that directory), or `--postgres URL`
  * (else env BILLING_POSTGRES_URL). Both flags at once are refused; `--pglite` wins over the
- * environment variable (a flag says more than the environment).
+ * environment variable (a flag says more than the environment). A `reader` (usage) is refused a
+ * directory that holds no database yet.
  */
 export function storeLocation(
   v: StoreValues,
+  reader = false,
 ): Pick<PostgresUsageStoreOptions, "connectionString" | "dataDir"> {
   if (v.pglite !== undefined) {
     if (v.postgres !== undefined) {
@@ -32,7 +35,15 @@ export function storeLocation(
     if (v.pglite.trim() === "" || /^[a-z0-9-]+:\/\//i.test(v.pglite)) {
       throw BillingError.invalid("--pglite", "must be a directory");
     }
-    return { dataDir: resolve(v.pglite) };
+    const dataDir = resolve(v.pglite);
+    // A reader creates nothing: a mistyped directory is said, not made into a new database.
+    if (reader && !existsSync(join(dataDir, "PG_VERSION"))) {
+      throw new BillingError(
+        "STORE",
+        `no database in ${dataDir} (billing-sdk ingest --pglite ${v.pglite} makes one)`,
+      );
+    }
+    return { dataDir };
   }
   const url = v.postgres ?? process.env.BILLING_POSTGRES_URL;
   if (url === undefined || url === "") {

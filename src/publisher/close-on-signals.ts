@@ -107,24 +107,29 @@ export function closeOnSignals(
   };
   // A server is watched from now on (its HTTP/2 sessions); a function is bounded by the deadline.
   // Each resolves with what went wrong, if anything.
-  const drained: (() => Promise<string | undefined>) | undefined =
-    drain === undefined
-      ? undefined
-      : drain instanceof Server
-        ? serverDrain(drain, drainTimeoutMs)
-        : () =>
-            withDeadline(Promise.resolve().then(drain), drainTimeoutMs, "").then(
-              () => undefined,
-              (err: unknown) =>
-                err instanceof BillingError && err.code === "TIMEOUT"
-                  ? `drain did not finish within ${drainTimeoutMs} ms`
-                  : `drain failed: ${(err as Error)?.message ?? String(err)}`,
-            );
+  const watched = drain instanceof Server ? serverDrain(drain, drainTimeoutMs) : undefined;
+  const drained = watched?.drain ?? (typeof drain === "function" ? bounded(drain) : undefined);
+  function bounded(fn: () => Promise<unknown>): () => Promise<string | undefined> {
+    return () => {
+      let late = false;
+      const mark = () => {
+        late = true;
+      };
+      return withDeadline(Promise.resolve().then(fn), drainTimeoutMs, "", mark).then(
+        () => undefined,
+        (err: unknown) =>
+          late
+            ? `drain did not finish within ${drainTimeoutMs} ms`
+            : `drain failed: ${(err as Error)?.message ?? String(err)}`,
+      );
+    };
+  }
 
   let firstAt: number | undefined;
   let ended = false;
   const uninstall = () => {
     for (const s of signals) process.off(s, onSignal);
+    if (firstAt === undefined) watched?.unwatch(); // removed before a signal: let go of the server
   };
   const end = (signal: NodeJS.Signals) => {
     uninstall();

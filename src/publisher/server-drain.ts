@@ -18,8 +18,8 @@ const http1 = (server: Server): Http1Controls | undefined => {
 };
 
 /**
- * Watches `server` (node:http, node:https or node:http2) from now on, and returns its graceful
- * drain: stop accepting connections, let the calls in flight finish, and resolve once every
+ * Watches `server` (node:http, node:https or node:http2) from now on (until `unwatch()`), and
+ * returns its graceful `drain`: stop accepting connections, let the calls in flight finish, and resolve once every
  * connection is closed (with undefined), or after `timeoutMs`, when the connections still open
  * are cut (with a sentence saying so).
  *
@@ -30,18 +30,27 @@ const http1 = (server: Server): Http1Controls | undefined => {
  * as soon as they are idle. HTTP/2 sessions are known by the server's "session" event: only those
  * opened after this call are seen (install it in the tick that calls `listen()`, or before).
  */
-export function serverDrain(server: Server, timeoutMs: number): () => Promise<string | undefined> {
+export function serverDrain(
+  server: Server,
+  timeoutMs: number,
+): { drain(): Promise<string | undefined>; unwatch(): void } {
   const sessions = new Set<Http2Session>();
   const sockets = new Set<Socket>();
-  server.on("session", (s: Http2Session) => {
+  const onSession = (s: Http2Session) => {
     sessions.add(s);
     s.once("close", () => sessions.delete(s));
-  });
-  server.on("connection", (socket: Socket) => {
+  };
+  const onConnection = (socket: Socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
-  });
-  return () =>
+  };
+  server.on("session", onSession);
+  server.on("connection", onConnection);
+  const unwatch = () => {
+    server.off("session", onSession);
+    server.off("connection", onConnection);
+  };
+  const drain = () =>
     new Promise<string | undefined>((resolve) => {
       const controls = http1(server);
       const sweep =
@@ -67,4 +76,5 @@ export function serverDrain(server: Server, timeoutMs: number): () => Promise<st
       for (const s of sessions) if (!s.closed) s.close();
       controls?.closeIdleConnections();
     });
+  return { drain, unwatch };
 }

@@ -179,14 +179,24 @@ describe("ingest and usage on an embedded PGlite directory", () => {
     expect(await main(["usage"], bare.io)).toBe(2);
     expect(bare.err[0]).toMatch(/--postgres: is required .* or --pglite DIR/);
 
+    // A reader makes no database where there is none (a mistyped directory).
+    const typo = captureIo();
+    expect(await main(["usage", "--pglite", join(dir, "typo")], typo.io)).toBe(1);
+    expect(typo.err[0]).toBe(
+      `usage: [STORE] no database in ${join(dir, "typo")} (billing-sdk ingest --pglite ${join(dir, "typo")} makes one)`,
+    );
+    expect(existsSync(join(dir, "typo"))).toBe(false);
+
+    // Without the optional package: what to install, and nothing made before the check.
+    const never = join(dir, "never");
     const missing = await runCli(
-      ["usage", "--pglite", join(dir, "never")],
+      ["ingest", "--pglite", never, "--broker", "mqtt://127.0.0.1:1"],
       ["--require", join(__dirname, "../../helpers/without-pglite.cjs")],
     );
     expect(missing.code).toBe(1);
     expect(missing.stderr.trim()).toBe(
-      "usage: [STORE] billing-sdk/postgres needs @electric-sql/pglite: npm install @electric-sql/pglite@0.5",
+      "ingest: [STORE] billing-sdk/postgres needs @electric-sql/pglite: npm install @electric-sql/pglite@0.5",
     );
-    expect(existsSync(join(dir, "never"))).toBe(false); // nothing made before the check
+    expect(existsSync(never)).toBe(false);
   }, 60_000);
 });

@@ -181,6 +181,13 @@ describe("closeOnSignals({ drain })", () => {
 
   it("refuses a drain that is neither a server nor a function, and a bad drainTimeoutMs", async () => {
     const client = new BillingClient(b.options());
+    // Removed before a signal, it lets go of the server it watched.
+    const server = createHttp2Server();
+    const before = [server.listenerCount("session"), server.listenerCount("connection")];
+    const uninstall = closeOnSignals(client, { drain: server });
+    expect(server.listenerCount("session")).toBe((before[0] as number) + 1);
+    uninstall();
+    expect([server.listenerCount("session"), server.listenerCount("connection")]).toEqual(before);
     for (const drain of [42, {}, "server"]) {
       expect(() => closeOnSignals(client, { drain: drain as never })).toThrow(
         expect.objectContaining({ code: "INVALID_ARGUMENT", field: "drain" }),
