@@ -104,7 +104,11 @@ export function lockPgliteDir(dir: string): () => void {
     unlinkSync(aside);
     if (moved !== found) {
       // A fresh lock was taken between the read and the rename: put it back, and refuse.
-      if (moved !== undefined) writeFileSync(path, moved, { flag: "wx" });
+      try {
+        if (moved !== undefined) writeFileSync(path, moved, { flag: "wx" });
+      } catch {
+        // a third process locked it meanwhile: that lock stands
+      }
       throw new BillingError("STORE", `embedded PGlite in ${dir} is in use by another process`);
     }
   }
