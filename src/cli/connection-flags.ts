@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { BillingError } from "../billing-error.js";
 import { defaultClientId } from "../common/client-id.js";
 import type { BrokerSettings } from "../mqtt/broker-settings.js";
+import { noteCaFile } from "../mqtt/ca-files.js";
 import { type BillingClientOptions, resolveOptions } from "../publisher/options.js";
 
 /** The connection flags every CLI command takes. */
@@ -61,6 +62,12 @@ export function brokerUrl(
   };
 }
 
+/** The PEM text of --ca, remembered with its file (for TLS errors that name it). */
+function caFrom(pem: string | undefined, file: string | undefined): string | undefined {
+  if (pem !== undefined && file !== undefined) noteCaFile(pem, file);
+  return pem;
+}
+
 /** Turns the connection flags into BillingClient options (files read, URL split). */
 export function connectionOptions(v: ConnectionValues): BillingClientOptions {
   const { host, port, tls } = brokerUrl("--broker", v.broker ?? "mqtts://localhost:8883");
@@ -78,7 +85,7 @@ export function connectionOptions(v: ConnectionValues): BillingClientOptions {
     tls,
     username: v.username,
     password: v.password ?? process.env.BILLING_MQTT_PASSWORD,
-    ca: read("--ca", v.ca),
+    ca: caFrom(read("--ca", v.ca), v.ca),
     cert: read("--cert", v.cert),
     key: read("--key", v.key),
     servername: v.servername,

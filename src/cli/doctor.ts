@@ -11,16 +11,18 @@ import { BillingError } from "../billing-error.js";
 import { atMost, withDeadline } from "../common/deadline.js";
 import { type BrokerSettings, brokerName, tlsOptions } from "../mqtt/broker-settings.js";
 import { type Connected, connectNegotiated, discard } from "../mqtt/connect-once.js";
-import { errorHints, toBillingError } from "../mqtt/to-billing-error.js";
+import { errorHints, isUntrustedChain, toBillingError } from "../mqtt/to-billing-error.js";
 import { heartbeatPayload, keyListRequestPayload } from "../protocol/messages.js";
 import { billingTopics } from "../protocol/topics.js";
+import { explainUntrustedChain } from "./broker-chain.js";
 import type { CliIo } from "./cli-io.js";
 import { type ConnectionValues, cliSettings } from "./connection-flags.js";
 
 export const doctorHelp = `billing-sdk doctor [--wait-keys SECONDS] [connection flags]
 
 Connects to a broker the way the SDK does and explains, one line each, what
-works and what fails: DNS, TCP, TLS and the certificate, MQTT authentication,
+works and what fails: DNS, TCP, TLS and the certificate (when it is not signed
+by the --ca given: who issued it, and what --ca holds), MQTT authentication,
 subscribe permission on <prefix>/keys/update, publish permission (MQTT 5 reason
 codes) on <prefix>/heartbeat and <prefix>/keys/request (<prefix>/report is not
 probed, so no fake usage is billed), and whether a key list arrives after that
@@ -98,13 +100,15 @@ export async function doctor(
   const s = cliSettings(v, "doctor", { connectTimeoutMs: 5000 });
   const where = `broker ${brokerName(s)}`;
   let failed = false;
+  let lastError: unknown;
   /** Runs one check and prints its line; `subject` (a topic) starts the line when it fails. */
   const run = async (name: string, step: () => Promise<string>, subject?: string) => {
     try {
       io.out(`✓ ${name.padEnd(10)} ${await step()}`);
       return true;
     } catch (err) {
-      const e = toBillingError(err, where, errorHints(s));
+      lastError = err;
+      const e = toBillingError(err, where, { ...errorHints(s), suggestDoctor: false });
       const cause = e.rawMessage;
       io.out(
         `✗ ${name.padEnd(10)} ${subject === undefined ? "" : `${subject}: `}${e.code}: ${cause}`,
@@ -115,7 +119,13 @@ export async function doctor(
   };
   if (!(await run("DNS", () => dns(s)))) return 1;
   if (!(await run("TCP", () => tcp(s)))) return 1;
-  if (s.tls && !(await run("TLS", () => tls(s)))) return 1;
+  if (s.tls && !(await run("TLS", () => tls(s)))) {
+    // Not signed by the CA given: say who did sign the broker's certificate.
+    if (isUntrustedChain(lastError)) {
+      for (const line of await explainUntrustedChain(s, v.ca)) io.out(`  ${line}`);
+    }
+    return 1;
+  }
   if (!s.tls) {
     io.out(`! ${"TLS".padEnd(10)} off (mqtt://): billing traffic is readable on the network`);
   }

@@ -7,8 +7,9 @@ import { createPostgresUsageStore } from "../postgres/postgres-usage-store.js";
 import { billingTopics } from "../protocol/topics.js";
 import type { CliIo } from "./cli-io.js";
 import { brokerUrl, type ConnectionValues, connectionOptions } from "./connection-flags.js";
+import { type StoreValues, storeFlagsHelp, storeLocation } from "./store-flags.js";
 
-export const ingestHelp = `billing-sdk ingest --postgres URL [--group NAME] [--client-id ID] [--schema NAME]
+export const ingestHelp = `billing-sdk ingest (--postgres URL | --pglite DIR) [--group NAME] [--client-id ID] [--schema NAME]
                    [--fallback-broker URL]... [--progress SECONDS] [--write-timeout SECONDS]
                    [connection flags]
 
@@ -22,8 +23,7 @@ arrives while the process is away. With --group (MQTT 5), a shared subscription
 (records/s, lag, rejected) goes to stderr every --progress seconds. SIGTERM or
 SIGINT stops cleanly: open transactions finish, their messages are
 acknowledged, then it disconnects.
-  --postgres URL          postgres://user:password@host:5432/db (or env
-                          BILLING_POSTGRES_URL); TLS: ?sslmode=verify-full&sslrootcert=ca.pem
+${storeFlagsHelp}
   --schema NAME           schema of the tables (default billing)
   --group NAME            shared-subscription group (default none: every record)
   --client-id ID          MQTT client id: the same at every start, one per process
@@ -35,8 +35,7 @@ acknowledged, then it disconnects.
                           and a stop waits no longer for it (default 30)
 Exit codes: 0 stopped by a signal, 1 could not start, 2 bad usage.`;
 
-export interface IngestValues extends ConnectionValues {
-  postgres?: string | undefined;
+export interface IngestValues extends ConnectionValues, StoreValues {
   schema?: string | undefined;
   group?: string | undefined;
   "client-id"?: string | undefined;
@@ -49,10 +48,7 @@ const f = (n: number) => Math.round(n).toLocaleString("en-US");
 
 /** `billing-sdk ingest`: the consumer into PostgreSQL until SIGTERM/SIGINT. */
 export async function ingest(v: IngestValues, io: CliIo): Promise<number> {
-  const url = v.postgres ?? process.env.BILLING_POSTGRES_URL;
-  if (url === undefined || url === "") {
-    throw BillingError.invalid("--postgres", "is required (or env BILLING_POSTGRES_URL)");
-  }
+  const location = storeLocation(v);
   const progressSeconds = Number(v.progress ?? "10");
   if (!Number.isFinite(progressSeconds) || progressSeconds < 0) {
     throw BillingError.invalid("--progress", "must be a number of seconds ≥ 0");
@@ -74,7 +70,7 @@ export async function ingest(v: IngestValues, io: CliIo): Promise<number> {
     v["client-id"] ??
     `billing-ingest-${group === undefined ? "" : `${group}-`}${hostname().slice(0, 40)}`;
   const store = await createPostgresUsageStore({
-    connectionString: url,
+    ...location,
     schema: v.schema,
     statementTimeoutMs: writeTimeoutMs,
   });

@@ -60,6 +60,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       help: ingestHelp,
       flags: {
         postgres: { type: "string" },
+        pglite: { type: "string" },
         schema: { type: "string" },
         group: { type: "string" },
         "client-id": { type: "string" },
@@ -72,6 +73,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       help: showUsageHelp,
       flags: {
         postgres: { type: "string" },
+        pglite: { type: "string" },
         since: { type: "string" },
         schema: { type: "string" },
       },

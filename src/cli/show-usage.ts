@@ -1,13 +1,17 @@
 import { BillingError } from "../billing-error.js";
 import { createPostgresUsageStore } from "../postgres/postgres-usage-store.js";
 import type { CliIo } from "./cli-io.js";
+import { type StoreValues, storeFlagsHelp, storeLocation } from "./store-flags.js";
 
-export const showUsageHelp = `billing-sdk usage --postgres URL [--since DURATION] [--schema NAME]
+export const showUsageHelp = `billing-sdk usage (--postgres URL | --pglite DIR) [--since DURATION] [--schema NAME]
 
 Prints the usage that billing-sdk ingest stored, from the per-minute rollups
 (<schema>.usage_minutely) since DURATION ago (90s, 30m, 1h, 7d, or "all";
-default 1h), summed per app, module and model, as a table.
-  --postgres URL   postgres://user:password@host:5432/db (or env BILLING_POSTGRES_URL)
+default 1h), summed per app, module and model, as a table. Records that carry
+no app (reported by a process that does not check keys, so does not know the
+key list) are summed per key instead: "(unknown: " and the first 12 hex digits
+of the key's SHA-256 ")".
+${storeFlagsHelp}
   --schema NAME    schema of the tables (default billing)
 Exit codes: 0 printed, 1 the database failed, 2 bad usage.`;
 
@@ -30,17 +34,14 @@ export function sinceDate(value: string, now = Date.now()): Date | undefined {
 
 /** `billing-sdk usage`: the rollups as a table. */
 export async function showUsage(
-  v: { postgres?: string | undefined; since?: string | undefined; schema?: string | undefined },
+  v: StoreValues & { since?: string | undefined; schema?: string | undefined },
   io: CliIo,
 ): Promise<number> {
-  const url = v.postgres ?? process.env.BILLING_POSTGRES_URL;
-  if (url === undefined || url === "") {
-    throw BillingError.invalid("--postgres", "is required (or env BILLING_POSTGRES_URL)");
-  }
+  const location = storeLocation(v, true);
   const since = sinceDate(v.since ?? "1h");
   // A reader: no migration (a read-only role works; a mistyped schema is not created).
   const store = await createPostgresUsageStore({
-    connectionString: url,
+    ...location,
     schema: v.schema,
     migrate: false,
   });
@@ -49,7 +50,8 @@ export async function showUsage(
     const rows = [
       ["app", "module", "model", "usage", "records"],
       ...totals.map((t) => [
-        t.appId === "" ? "(unknown)" : t.appId,
+        // No app: the record's process did not know the key list; the key tells them apart.
+        t.appId === "" ? `(unknown: ${t.apiKeySha256?.slice(0, 12) ?? "?"})` : t.appId,
         t.module,
         t.model,
         t.usage.toLocaleString("en-US"),

@@ -10,7 +10,11 @@ import type { KeySource } from "./key-source.js";
 export function pushedKeySource(client?: BillingClient): KeySource {
   const current = () => client ?? getBillingClient();
   return {
-    loaded: () => current()?.keys.usable === true,
+    loaded: () => {
+      const keys = current()?.keys;
+      keys?.noteCheck();
+      return keys?.usable === true;
+    },
     lookup: (apiKeySha256) => current()?.keys.lookupHash(apiKeySha256),
   };
 }

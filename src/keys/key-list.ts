@@ -74,7 +74,24 @@ export class KeyList {
    */
   usableUntil = Number.POSITIVE_INFINITY;
 
-  constructor(private readonly onListenerError: (err: unknown) => void = () => {}) {}
+  private checked = false;
+
+  /**
+   * `onListenerError` is told of a listener that threw; `onFirstCheck` runs once, at the first
+   * key decision made on this list (`noteCheck`): a warning about a list that can never load
+   * belongs to a process that checks keys, not to one that only reports usage.
+   */
+  constructor(
+    private readonly onListenerError: (err: unknown) => void = () => {},
+    private readonly onFirstCheck: () => void = () => {},
+  ) {}
+
+  /** `requireApiKey()` is deciding a call on this list: runs `onFirstCheck` the first time. */
+  noteCheck(): void {
+    if (this.checked) return;
+    this.checked = true;
+    this.onFirstCheck();
+  }
 
   private readonly countInvalid = () => {
     this.invalidRules++;

@@ -1,5 +1,7 @@
 import { BillingError } from "../billing-error.js";
 import { UNREACHABLE_CODES } from "../common/network-errors.js";
+import { type BrokerSettings, brokerName } from "./broker-settings.js";
+import { caFileOf } from "./ca-files.js";
 
 // MQTT reason codes that mean "you may not": 3.1.1 CONNACK 4 (bad user name or password) and
 // 5 (not authorized); MQTT 5 134 (bad user name or password), 135 (not authorized), 138 (banned).
@@ -13,28 +15,68 @@ export function isUnsupportedProtocol(err: unknown): boolean {
   return code === 1 || code === 132;
 }
 
+/**
+ * Certificate verification failures that mean "the broker's chain does not lead to a CA you
+ * trust": with a `ca` given, that `ca` did not sign the broker's certificate. OpenSSL words them
+ * after the chain the broker sent ("self-signed certificate in certificate chain" when it sent
+ * its CA along, "unable to verify the first certificate" when it sent only its own).
+ */
+const UNTRUSTED_CHAIN: ReadonlySet<string> = new Set([
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+]);
+
+/** True for a TLS error that says the broker's certificate chain leads to no trusted CA. */
+export function isUntrustedChain(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && UNTRUSTED_CHAIN.has(code);
+}
+
 /** What the connection was configured with, for hints about likely mistakes. */
 export interface ErrorHints {
   /** TLS was on. */
   tls: boolean;
   /** A `ca` was given (so a verification failure is not about the system CAs). */
   ca: boolean;
+  /** The file that `ca` was read from, when known (the CLI's --ca). */
+  caFile?: string | undefined;
+  /** `host:port` of the broker, for the `billing-sdk doctor` line of a hint. */
+  broker?: string | undefined;
+  /** Suggest `billing-sdk doctor` (not in doctor's own output). Default: true. */
+  suggestDoctor?: boolean | undefined;
   /** A user name was given without a password (an unset environment variable, usually). */
   noPassword?: boolean;
 }
 
 /** The hints of a connection's settings. */
-export function errorHints(s: {
-  tls: boolean;
-  ca: unknown;
-  username: string | undefined;
-  password: string | undefined;
-}): ErrorHints {
+export function errorHints(
+  s: Pick<BrokerSettings, "tls" | "ca" | "username" | "password" | "brokerHost" | "brokerPort">,
+): ErrorHints {
   return {
     tls: s.tls,
     ca: s.ca !== undefined,
+    caFile: caFileOf(s.ca),
+    broker: brokerName(s),
     noPassword: s.username !== undefined && s.password === undefined,
   };
+}
+
+/**
+ * The message of a TLS failure because the broker's certificate is not signed by the `ca` given:
+ * names the option, the file when known, and how to see who did sign it.
+ */
+function wrongCa(where: string, detail: string, hints: ErrorHints): string {
+  const file = hints.caFile === undefined ? "" : ` (read from ${hints.caFile})`;
+  const doctor =
+    hints.suggestDoctor === false
+      ? ""
+      : `; \`billing-sdk doctor --broker mqtts://${hints.broker ?? "HOST:PORT"} --ca ${
+          hints.caFile ?? "FILE"
+        }\` shows who issued it`;
+  return `TLS with ${where} failed: the broker's certificate is not signed by the CA given in \`ca\`${file} (${detail}): pass the CA that issued the broker's certificate${doctor}`;
 }
 
 /**
@@ -77,8 +119,11 @@ export function toBillingError(err: unknown, where: string, hints?: ErrorHints):
       code === "EPROTO" ||
       /CERT|SSL|TLS|SIGNATURE|ISSUER|VERIFY|SELF_SIGNED|ALTNAME/.test(code)
     ) {
+      if (hints?.ca === true && UNTRUSTED_CHAIN.has(code)) {
+        return new BillingError("TLS", wrongCa(where, detail, hints), { cause: err });
+      }
       const hint =
-        hints?.ca === false && /SELF_SIGNED|ISSUER|VERIFY|CHAIN/.test(code)
+        hints?.ca === false && UNTRUSTED_CHAIN.has(code)
           ? ' (verified against the system CAs: pass your broker\'s CA: the `ca` option, its PEM text readFileSync("ca.pem", "utf8"); with the CLI, --ca FILE)'
           : "";
       return new BillingError("TLS", `TLS with ${where} failed: ${detail}${hint}`, { cause: err });

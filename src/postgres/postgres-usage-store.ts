@@ -45,9 +45,19 @@ export interface PostgresUsageStoreOptions {
   migrate?: boolean | undefined;
 }
 
-/** Usage summed over the rollups for one app, module and model. */
+/**
+ * Usage summed over the rollups for one app, module and model; for records without an app (see
+ * `apiKeySha256`), for one key, module and model.
+ */
 export interface UsageTotal {
+  /** The app of the records; empty when the process that reported them did not know it. */
   appId: string;
+  /**
+   * When `appId` is empty: the SHA-256 (hex) of the records' key. A process that does not check
+   * keys (reporting only, no key list) cannot tell the app, so its records carry none and the
+   * backend resolves it from this. Undefined when `appId` is set (its keys are summed together).
+   */
+  apiKeySha256: string | undefined;
   module: string;
   model: string;
   usage: bigint;
@@ -165,18 +175,21 @@ function postgresUsageStore(db: SqlClient, schema: string): PostgresUsageStore {
       const since = options.since ?? new Date(-62_135_596_800_000); // 0001-01-01: all
       const rows = await db.query<{
         app_id: string;
+        key_sha256: string | null;
         module: string;
         model: string;
         usage: string;
         records: string;
       }>(
-        `SELECT app_id, module, model, sum(usage)::text AS usage, sum(records)::text AS records
+        `SELECT app_id, CASE WHEN app_id = '' THEN api_key_sha256 END AS key_sha256, module, model,
+           sum(usage)::text AS usage, sum(records)::text AS records
          FROM ${s}.usage_minutely WHERE minute >= date_trunc('minute', $1::timestamptz, 'UTC')
-         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`,
+         GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`,
         [since.toISOString()],
       );
       return rows.map((r) => ({
         appId: r.app_id,
+        apiKeySha256: r.key_sha256 ?? undefined,
         module: r.module,
         model: r.model,
         usage: BigInt(r.usage),

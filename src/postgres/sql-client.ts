@@ -2,6 +2,7 @@ import { createRequire } from "node:module";
 import type { PGlite } from "@electric-sql/pglite";
 import type Pg from "pg";
 import { BillingError } from "../billing-error.js";
+import { lockPgliteDir, pgliteDirOf } from "./pglite-lock.js";
 
 /** One SQL statement with `$1…` parameters; resolves with its rows. */
 export type Query = <R extends object = Record<string, unknown>>(
@@ -91,14 +92,25 @@ export function pgClient(
   };
 }
 
-/** An embedded PGlite in `dataDir`, or in memory (loaded only now). */
+/**
+ * An embedded PGlite in `dataDir`, or in memory (loaded only now). A directory is locked while
+ * it is open (`pglite-lock.ts`): a second process is refused instead of corrupting it.
+ */
 export async function pgliteClient(dataDir: string | undefined): Promise<SqlClient> {
   const { PGlite: Driver } = load<{ PGlite: typeof PGlite }>(
     "@electric-sql/pglite",
     "@electric-sql/pglite@0.5",
   );
-  const db = new Driver(dataDir);
-  await db.waitReady;
+  const dir = pgliteDirOf(dataDir);
+  const unlock = dir === undefined ? () => {} : lockPgliteDir(dir);
+  let db: PGlite;
+  try {
+    db = new Driver(dataDir);
+    await db.waitReady;
+  } catch (err) {
+    unlock();
+    throw err;
+  }
   const query: Query = async (sql, params) =>
     (await db.query(sql, params as unknown[] | undefined)).rows as never;
   return {
@@ -111,6 +123,6 @@ export async function pgliteClient(dataDir: string | undefined): Promise<SqlClie
             (await tx.query(sql, params as unknown[] | undefined)).rows as never,
         ),
       ),
-    close: () => db.close(),
+    close: () => db.close().finally(unlock),
   };
 }

@@ -37,7 +37,6 @@ export class KeySync {
   private lastRefusalLog = Number.NEGATIVE_INFINITY;
   private refusedUnlogged = 0;
   private lastRefusal = "";
-  private saidUnconfigured = false;
   private staleTimer: NodeJS.Timeout | undefined;
   private incompleteTimer: NodeJS.Timeout | undefined;
   private refusalLogTimer: NodeJS.Timeout | undefined;
@@ -57,8 +56,9 @@ export class KeySync {
       maxBytes: o.maxKeyUpdateBytes,
       maxAgeMs: o.maxKeyListAgeMs,
     };
-    this.keys = new KeyList((err) =>
-      log("error", "a key-list listener threw; the other listeners still ran", { err }),
+    this.keys = new KeyList(
+      (err) => log("error", "a key-list listener threw; the other listeners still ran", { err }),
+      () => this.warnIfUnverifiable(), // at the first key decision: not in a reporting-only process
     );
     this.gate = new KeyUpdateGate(this.keys, this.options);
   }
@@ -113,6 +113,18 @@ export class KeySync {
     this.watchStaleness();
   }
 
+  /** Said once, when requireApiKey() first decides on a list that can never load. */
+  private warnIfUnverifiable(): void {
+    if (this.options.publicKeys.size > 0 || this.options.acceptUnsigned) return;
+    this.log(
+      "warn",
+      "requireApiKey() checks keys against the pushed key list, but no keyUpdatePublicKeys are " +
+        "configured: every key update is refused and the key list never loads, so " +
+        "requireApiKey() answers Unavailable (usage records still go out). Configure " +
+        "keyUpdatePublicKeys with the billing backend's Ed25519 public key.",
+    );
+  }
+
   /** While the list is incomplete, asks for a snapshot again, backing off. */
   private askUntilComplete(delayMs: number): void {
     this.incompleteTimer = setTimeout(() => {
@@ -128,20 +140,6 @@ export class KeySync {
 
   private refused(outcome: Extract<KeyUpdateOutcome, { applied: false }>): void {
     const { reason, detail } = outcome;
-    if (
-      !this.saidUnconfigured &&
-      this.options.publicKeys.size === 0 &&
-      (reason === "missingSignature" || reason === "unknownSigner")
-    ) {
-      this.saidUnconfigured = true;
-      this.log(
-        "warn",
-        "a key update arrived but no keyUpdatePublicKeys are configured: every key update is " +
-          "refused and the key list never loads, so requireApiKey() answers Unavailable (usage " +
-          "records still go out). Configure keyUpdatePublicKeys with the billing backend's " +
-          "Ed25519 public key.",
-      );
-    }
     if (reason === "duplicate") return; // benign: a snapshot sent again
     this.refusedUnlogged++;
     this.lastRefusal = `${reason}: ${detail}`;

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CliIo } from "../../src/cli/cli-io.js";
 import { main } from "../../src/cli/main.js";
-import { BillingClient } from "../../src/index.js";
+import { BillingClient, hashApiKey } from "../../src/index.js";
 import { until } from "../helpers/aedes-broker.js";
 import { makePki, type TestPki } from "../helpers/certs.js";
 import { tlsClientOptions } from "../helpers/fixtures.js";
@@ -202,7 +202,9 @@ describe.runIf(mosquittoAvailable() && postgresAvailable())(
       ).toBe(0);
       expect(lines[0]).toMatch(/^app +module +model +usage +records$/);
       expect(lines[1]).toMatch(
-        new RegExp(`^\\(unknown\\) +llm +m +${sent.total.toLocaleString("en-US")} +2,000$`),
+        new RegExp(
+          `^\\(unknown: ${hashApiKey("fault-key").slice(0, 12)}\\) +llm +m +${sent.total.toLocaleString("en-US")} +2,000$`,
+        ),
       );
       expect(lines[2]).toMatch(/^\(1 row since .* schema inproc\)$/);
       // A reader runs no migration: a mistyped schema is said, not created.

@@ -194,7 +194,7 @@ describe("billing-sdk CLI", () => {
     const args = conn();
     args[3] = otherCa;
     expect(await main(["doctor", ...args], badCa.cli)).toBe(1);
-    expect(badCa.out.at(-1)).toMatch(/✗ TLS +TLS: /);
+    expect(badCa.out.at(-3)).toMatch(/✗ TLS +TLS: /);
 
     const badPass = io();
     const args2 = conn();
