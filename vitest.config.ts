@@ -21,14 +21,14 @@ export default defineConfig({
         test: {
           name: "integration",
           include: ["test/integration/**/*.test.ts"],
-          exclude: ["test/integration/ingest-*.test.ts"],
+          exclude: ["test/integration/faults/**"],
           ...integration,
         },
       },
       {
         test: {
           name: "integration-faults",
-          include: ["test/integration/ingest-*.test.ts"],
+          include: ["test/integration/faults/**/*.test.ts"],
           sequence: { groupOrder: 1 },
           ...integration,
         },

@@ -12,8 +12,8 @@ import { atMost, withDeadline } from "../common/deadline.js";
 import { type BrokerSettings, brokerName, tlsOptions } from "../mqtt/broker-settings.js";
 import { type Connected, connectNegotiated, discard } from "../mqtt/connect-once.js";
 import { errorHints, toBillingError } from "../mqtt/to-billing-error.js";
-import { heartbeatPayload, keyListRequestPayload } from "../protocol/messages.js";
 import { billingTopics } from "../protocol/topics.js";
+import { heartbeatPayload, keyListRequestPayload } from "../publisher/producer-messages.js";
 import type { CliIo } from "./cli-io.js";
 import { type ConnectionValues, cliSettings } from "./connection-flags.js";
 

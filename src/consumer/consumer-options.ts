@@ -1,12 +1,12 @@
 import { hostname } from "node:os";
 import type { UsageRecord } from "../../gen/billing/v1/usage_pb.js";
 import { BillingError } from "../billing-error.js";
-import { positiveInt } from "../publisher/option-checks.js";
+import { positiveInt } from "../common/option-checks.js";
 import {
   type BillingClientOptions,
   type ResolvedOptions,
   resolveOptions,
-} from "../publisher/options.js";
+} from "../publisher/client/options.js";
 import type { RejectedRecord, UsageStore } from "./usage-store.js";
 
 /** Options of `createUsageConsumer()`: the connection options of `BillingClient`, and these. */

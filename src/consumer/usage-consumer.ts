@@ -1,9 +1,9 @@
 import type { IConnackPacket, MqttClient } from "mqtt";
 import { BillingError } from "../billing-error.js";
 import { atMost, withDeadline } from "../common/deadline.js";
+import { Connection } from "../mqtt/connection.js";
 import { billingTopics } from "../protocol/topics.js";
-import { Connection } from "../publisher/connection.js";
-import { brokerList } from "../publisher/options.js";
+import { brokerList } from "../publisher/client/options.js";
 import { BatchObservers } from "./batch-observers.js";
 import {
   type ResolvedConsumerOptions,

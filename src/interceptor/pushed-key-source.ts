@@ -1,5 +1,5 @@
-import type { BillingClient } from "../publisher/billing-client.js";
-import { getBillingClient } from "../publisher/registry.js";
+import type { BillingClient } from "../publisher/client/billing-client.js";
+import { getBillingClient } from "../publisher/client/registry.js";
 import type { KeySource } from "./key-source.js";
 
 /**

@@ -3,7 +3,7 @@ import { withDeadline } from "../common/deadline.js";
 import { LruMap } from "../common/lru-map.js";
 import type { KeyInfo } from "../keys/key-list.js";
 import { carryOver, type KeyRules, keyRulesOf, keyRulesProblem } from "../keys/key-rules.js";
-import { debitedByReports } from "../publisher/usage-debits.js";
+import { debitedByReports } from "../keys/usage-debits.js";
 import type { KeySource } from "./key-source.js";
 
 /** What a custom verifier says about a valid key. */

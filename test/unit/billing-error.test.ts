@@ -1,8 +1,8 @@
 import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { BillingError } from "../../src/billing-error.js";
-import { resolveOptions } from "../../src/publisher/options.js";
-import { isLoopback, securityWarnings } from "../../src/publisher/security-warnings.js";
+import { resolveOptions } from "../../src/publisher/client/options.js";
+import { isLoopback, securityWarnings } from "../../src/publisher/client/security-warnings.js";
 
 describe("BillingError", () => {
   it("keeps the message without its code prefix in rawMessage, the cause, and the field", () => {

@@ -5,11 +5,11 @@ import { BillingError } from "../../src/billing-error.js";
 import { hashApiKey } from "../../src/common/api-key-hash.js";
 import { KeyList } from "../../src/keys/key-list.js";
 import { toBillingError } from "../../src/mqtt/to-billing-error.js";
-import { resolveOptions } from "../../src/publisher/options.js";
+import { uuidV7 } from "../../src/protocol/uuid-v7.js";
+import { resolveOptions } from "../../src/publisher/client/options.js";
+import { sameOptions } from "../../src/publisher/client/same-options.js";
 import type { PendingRecord } from "../../src/publisher/pending-record.js";
-import { RecordQueue } from "../../src/publisher/record-queue.js";
-import { sameOptions } from "../../src/publisher/same-options.js";
-import { uuidV7 } from "../../src/publisher/uuid-v7.js";
+import { RecordQueue } from "../../src/publisher/pipeline/record-queue.js";
 
 describe("uuidV7", () => {
   it("is an RFC 9562 version 7 UUID carrying the time", () => {

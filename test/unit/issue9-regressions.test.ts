@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { BillingClient, type BillingClientOptions, BillingError } from "../../src/index.js";
-import { uuidV7 } from "../../src/publisher/uuid-v7.js";
+import { uuidV7 } from "../../src/protocol/uuid-v7.js";
 import { AedesBroker } from "../helpers/aedes-broker.js";
 import { useEmbeddedBroker } from "../helpers/embedded-broker.js";
 import { decodeRecords } from "../helpers/fixtures.js";
