@@ -1,11 +1,9 @@
-import type { KeyObject } from "node:crypto";
 import { BillingError } from "../billing-error.js";
-import { ed25519PublicKey, signerProblem } from "../keys/signed-key-update.js";
-import type { RecordSpool } from "../publisher/record-spool.js";
 import { MAX_TIMER_MS } from "./deadline.js";
 import { isPemText } from "./pem.js";
 
-// The checks resolveOptions() runs on the options it filled (defaults live in options.ts).
+// The checks the options of every part run on the values they filled (defaults live with each
+// part's options).
 
 /**
  * `value`, checked to be a positive (or, with `allowZero`, non-negative) safe integer ≤ `max`
@@ -50,46 +48,4 @@ export function pem(name: string, value: unknown): void {
       );
     }
   }
-}
-
-/** The spool, checked to be a `RecordSpool`. */
-export function checkSpool(spool: Partial<RecordSpool> | undefined): void {
-  if (
-    spool !== undefined &&
-    (typeof spool !== "object" ||
-      spool === null ||
-      typeof spool.load !== "function" ||
-      typeof spool.append !== "function" ||
-      typeof spool.remove !== "function" ||
-      typeof spool.count !== "function" ||
-      typeof spool.close !== "function")
-  ) {
-    throw BillingError.invalid(
-      "spool",
-      "must be a RecordSpool, e.g. new SqliteSpool({ path }) from billing-sdk/spool",
-    );
-  }
-}
-
-/** `keyUpdatePublicKeys` as Ed25519 public keys by signer name; throws naming the bad entry. */
-export function publicKeysOf(value: unknown): Map<string, KeyObject> {
-  const keys = new Map<string, KeyObject>();
-  if (value === undefined) return keys;
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw BillingError.invalid(
-      "keyUpdatePublicKeys",
-      'must be an object: { "<signer>": "<Ed25519 public key PEM>" }',
-    );
-  }
-  for (const [signer, key] of Object.entries(value)) {
-    const problem = signerProblem(signer);
-    if (problem !== undefined) {
-      throw BillingError.invalid(
-        `keyUpdatePublicKeys[${JSON.stringify(signer)}]`,
-        `the signer name ${problem}`,
-      );
-    }
-    keys.set(signer, ed25519PublicKey(`keyUpdatePublicKeys.${signer}`, key));
-  }
-  return keys;
 }

@@ -2,8 +2,8 @@ import type { IConnackPacket, MqttClient } from "mqtt";
 import { BillingError } from "../billing-error.js";
 import { atMost, withDeadline } from "../common/deadline.js";
 import { Connection } from "../mqtt/connection.js";
+import { brokerList } from "../mqtt/connection-options.js";
 import { billingTopics } from "../protocol/topics.js";
-import { brokerList } from "../publisher/client/options.js";
 import { BatchObservers } from "./batch-observers.js";
 import {
   type ResolvedConsumerOptions,

@@ -3,14 +3,14 @@ import { BillingError } from "../billing-error.js";
 import { backoff } from "../common/backoff.js";
 import { atMost, withDeadline } from "../common/deadline.js";
 import type { LogLevel } from "../common/logger.js";
+import { brokerName } from "./broker-settings.js";
+import { connectOnce, discard } from "./connect-once.js";
 import {
   type BrokerAddress,
   brokerList,
   brokerSettings,
-  type ResolvedOptions,
-} from "../publisher/client/options.js";
-import { brokerName } from "./broker-settings.js";
-import { connectOnce, discard } from "./connect-once.js";
+  type ResolvedConnectionOptions,
+} from "./connection-options.js";
 import { isUnsupportedProtocol } from "./to-billing-error.js";
 
 /**
@@ -74,7 +74,7 @@ export class Connection {
   reconnects = 0;
 
   constructor(
-    private readonly o: ResolvedOptions,
+    private readonly o: ResolvedConnectionOptions,
     private readonly events: ConnectionEvents,
   ) {
     this.version = o.protocolVersion;

@@ -6,7 +6,7 @@ import { badTimeout } from "../../common/deadline.js";
 import type { LogLevel } from "../../common/logger.js";
 import type { KeyList } from "../../keys/key-list.js";
 import { debitReported } from "../../keys/usage-debits.js";
-import { Connection, closedError } from "../../mqtt/connection.js";
+import { Connection, closedError } from "../../mqtt/index.js";
 import { type BillingTopics, billingTopics } from "../../protocol/topics.js";
 import { encodeUsage, type RecordContext, type UsageInit } from "../../protocol/usage-input.js";
 import { KeySync } from "../key-sync/key-sync.js";

@@ -1,7 +1,7 @@
 import type { BillingErrorCode } from "../../billing-error.js";
 import { type DecisionCounts, decisionCounts } from "../../keys/decision-counts.js";
 import type { KeyUpdateRefusals } from "../../keys/key-update-gate.js";
-import type { Connection } from "../../mqtt/connection.js";
+import type { Connection } from "../../mqtt/index.js";
 import type { KeySync } from "../key-sync/key-sync.js";
 import type { PendingLedger } from "../pipeline/pending-ledger.js";
 import type { SendPipeline } from "../pipeline/send-pipeline.js";

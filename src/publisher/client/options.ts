@@ -1,67 +1,22 @@
 import type { KeyObject } from "node:crypto";
 import { BillingError } from "../../billing-error.js";
 import { defaultClientId } from "../../common/client-id.js";
-import { type BillingLogger, consoleLogger } from "../../common/logger.js";
-import { checkSpool, pem, port, positiveInt, publicKeysOf } from "../../common/option-checks.js";
-import { nameProblem } from "../../common/text.js";
-import type { BrokerSettings } from "../../mqtt/broker-settings.js";
-import type { RecordSpool } from "../record-spool.js";
+import { positiveInt } from "../../common/option-checks.js";
+import { publicKeysOf } from "../../keys/signed-key-update.js";
+import {
+  type MqttConnectionOptions,
+  type ResolvedConnectionOptions,
+  resolveConnectionOptions,
+} from "../../mqtt/index.js";
+import { checkSpool, type RecordSpool } from "../record-spool.js";
 
-/** Options of `new BillingClient(options)`. Every option has a default. */
-export interface BillingClientOptions {
-  /** The broker's host name or IP address. Default: `"localhost"`. */
-  brokerHost?: string;
-  /** The broker's port. Default: `8883` with TLS, `1883` with `tls: false`. */
-  brokerPort?: number;
-  /**
-   * More brokers of the same cluster, tried in turn when a connection attempt fails (failover):
-   * `[{ host: "mqtt-2.example.com", port: 8883 }]`. Same credentials and TLS settings; `port`
-   * defaults to `brokerPort`. Default: none.
-   */
-  fallbackBrokers?: Array<{ host: string; port?: number | undefined }> | undefined;
-  /** MQTT user name. Default: none. */
-  username?: string | undefined;
-  /** MQTT password. Default: none. Never logged. */
-  password?: string | undefined;
-  /**
-   * TLS to the broker, verified against `ca` or the system's CAs, TLS 1.2 at least. `false`
-   * connects in plain text: only for a loopback broker in tests and demos (a warning is logged
-   * when a password would cross the network in clear text). Default: `true`.
-   */
-  tls?: boolean;
-  /**
-   * CA certificate(s) to verify the broker with, instead of the system's: the PEM **text**
-   * (`readFileSync("ca.pem", "utf8")`), not a path. Default: the system CAs.
-   */
-  ca?: string | Buffer | string[] | Buffer[] | undefined;
-  /** Client certificate for mutual TLS, PEM text. Default: none. */
-  cert?: string | Buffer | undefined;
-  /** Private key of `cert`, PEM text. Default: none. */
-  key?: string | Buffer | undefined;
-  /** The name the broker's certificate must carry (and SNI). Default: `brokerHost`. */
-  servername?: string | undefined;
-  /**
-   * Accept any broker certificate: anyone on the path can then read and forge billing traffic.
-   * Logs a warning at construction. Never for production. Default: `false`.
-   */
-  dangerouslyDisableTlsVerification?: boolean;
+/**
+ * Options of `new BillingClient(options)`: the connection's (`MqttConnectionOptions`) and these.
+ * Every option has a default.
+ */
+export interface BillingClientOptions extends MqttConnectionOptions {
   /** MQTT client id, also the `producer` of every record. Default: `billing-<hostname>-<random>`. */
   clientId?: string;
-  /** The prefix of every topic. Default: `"billing"`. */
-  topicPrefix?: string;
-  /**
-   * MQTT version to try first: `5`, or `4` (3.1.1). With 5, a broker that refuses version 5
-   * (Aedes, old brokers) is retried at once with 3.1.1, which is then kept. Default: `5`.
-   */
-  protocolVersion?: 4 | 5;
-  /** MQTT keepalive in seconds. Default: `30`. */
-  keepaliveSeconds?: number;
-  /** How long one connection attempt (TCP + TLS + CONNACK) may take. Default: `10_000` ms. */
-  connectTimeoutMs?: number;
-  /** First delay before reconnecting; doubles each failed attempt, with jitter. Default: `500` ms. */
-  reconnectBaseMs?: number;
-  /** The most the reconnect (and publish-retry) delay grows to. Default: `30_000` ms. */
-  reconnectMaxMs?: number;
   /**
    * How many records may wait for the broker's acknowledgement (queued, in flight or waiting to
    * retry). Past it `reportUsage` rejects with `QUEUE_FULL`, counted in `rejected`. Default: `100_000`.
@@ -99,8 +54,6 @@ export interface BillingClientOptions {
   heartbeatIntervalMs?: number;
   /** How long `close()` waits for queued records to be acknowledged. Default: `10_000` ms. */
   closeTimeoutMs?: number;
-  /** Where log lines go. Default: info, warnings and errors to `console.error` (debug dropped). */
-  logger?: BillingLogger;
   /**
    * A durable outbox that keeps accepted records until the broker acknowledges them, so they
    * survive a crash, an outage and a restart: `new SqliteSpool({ path: "./billing-spool.db" })`
@@ -144,53 +97,28 @@ export interface BillingClientOptions {
   maxKeyListAgeMs?: number | undefined;
 }
 
-/** One broker to try: `brokerHost:brokerPort` first, then `fallbackBrokers`. */
-export type BrokerAddress = { host: string; port: number };
-
-type WithoutDefault =
-  | "username"
-  | "password"
-  | "ca"
-  | "cert"
-  | "key"
-  | "servername"
-  | "spool"
-  | "maxKeyListAgeMs";
-type Reshaped = "fallbackBrokers" | "keyUpdatePublicKeys";
+type WithoutDefault = "spool" | "maxKeyListAgeMs";
+type Connection = keyof MqttConnectionOptions | "clientId";
 
 /** The options with every default filled in. */
-export type ResolvedOptions = Required<Omit<BillingClientOptions, WithoutDefault | Reshaped>> & {
-  [K in WithoutDefault]: BillingClientOptions[K] | undefined;
-} & { fallbackBrokers: BrokerAddress[]; keyUpdatePublicKeys: Map<string, KeyObject> };
+export type ResolvedOptions = ResolvedConnectionOptions &
+  Required<Omit<BillingClientOptions, Connection | WithoutDefault | "keyUpdatePublicKeys">> & {
+    [K in WithoutDefault]: BillingClientOptions[K] | undefined;
+  } & { keyUpdatePublicKeys: Map<string, KeyObject> };
 
 /** The largest `maxKeyUpdateBytes` (an MQTT packet is at most 268,435,455 bytes plus headers). */
 const MAX_KEY_UPDATE_BYTES = 268_000_000;
 
-/** Fills the defaults and checks every option: the one place defaults live. */
+/**
+ * Fills the defaults and checks every option (the connection's in `resolveConnectionOptions`):
+ * the one place defaults live.
+ */
 export function resolveOptions(o: BillingClientOptions): ResolvedOptions {
   if (typeof o !== "object" || o === null)
     throw BillingError.invalid("options", "must be an object");
-  const tls = o.tls ?? true;
   const maxKeys = o.maxKeys ?? 1_000_000;
   const resolved: ResolvedOptions = {
-    brokerHost: o.brokerHost ?? "localhost",
-    brokerPort: o.brokerPort ?? (tls ? 8883 : 1883),
-    fallbackBrokers: [],
-    username: o.username,
-    password: o.password,
-    tls,
-    ca: o.ca,
-    cert: o.cert,
-    key: o.key,
-    servername: o.servername,
-    dangerouslyDisableTlsVerification: o.dangerouslyDisableTlsVerification ?? false,
-    clientId: o.clientId ?? defaultClientId("billing"),
-    topicPrefix: o.topicPrefix ?? "billing",
-    protocolVersion: o.protocolVersion ?? 5,
-    keepaliveSeconds: o.keepaliveSeconds ?? 30,
-    connectTimeoutMs: o.connectTimeoutMs ?? 10_000,
-    reconnectBaseMs: o.reconnectBaseMs ?? 500,
-    reconnectMaxMs: o.reconnectMaxMs ?? 30_000,
+    ...resolveConnectionOptions(o, o.clientId ?? defaultClientId("billing")),
     maxQueued: o.maxQueued ?? 100_000,
     maxQueuedBytes: o.maxQueuedBytes ?? 64 * 1024 * 1024,
     inFlightWindow: o.inFlightWindow ?? 256,
@@ -200,7 +128,6 @@ export function resolveOptions(o: BillingClientOptions): ResolvedOptions {
     lingerMs: o.lingerMs ?? 0,
     heartbeatIntervalMs: o.heartbeatIntervalMs ?? 10_000,
     closeTimeoutMs: o.closeTimeoutMs ?? 10_000,
-    logger: o.logger ?? consoleLogger,
     spool: o.spool,
     keyUpdatePublicKeys: publicKeysOf(o.keyUpdatePublicKeys),
     insecureAcceptUnsignedKeyUpdates: o.insecureAcceptUnsignedKeyUpdates ?? false,
@@ -210,38 +137,6 @@ export function resolveOptions(o: BillingClientOptions): ResolvedOptions {
       (Number.isSafeInteger(maxKeys) ? Math.min(maxKeys * 128, MAX_KEY_UPDATE_BYTES) : 0),
     maxKeyListAgeMs: o.maxKeyListAgeMs,
   };
-  if (typeof resolved.brokerHost !== "string" || resolved.brokerHost === "") {
-    throw BillingError.invalid("brokerHost", "must be a non-empty string");
-  }
-  port("brokerPort", resolved.brokerPort);
-  for (const [i, b] of (o.fallbackBrokers ?? []).entries()) {
-    if (typeof b?.host !== "string" || b.host === "") {
-      throw BillingError.invalid(`fallbackBrokers[${i}]`, "must be { host, port? }");
-    }
-    resolved.fallbackBrokers.push({
-      host: b.host,
-      port: port(`fallbackBrokers[${i}].port`, b.port ?? resolved.brokerPort),
-    });
-  }
-  if (resolved.protocolVersion !== 4 && resolved.protocolVersion !== 5) {
-    throw BillingError.invalid("protocolVersion", "must be 4 (3.1.1) or 5");
-  }
-  if (
-    typeof resolved.clientId !== "string" ||
-    resolved.clientId === "" ||
-    resolved.clientId.length > 128 ||
-    nameProblem(resolved.clientId) !== undefined
-  ) {
-    throw BillingError.invalid("clientId", "must be 1..128 characters, without control characters");
-  }
-  const levels = resolved.topicPrefix.split("/");
-  if (levels.some((l) => l === "" || /[#+]/.test(l) || l.includes("\0"))) {
-    throw BillingError.invalid("topicPrefix", "must be topic levels without wildcards");
-  }
-  positiveInt("keepaliveSeconds", resolved.keepaliveSeconds, true, 65535);
-  positiveInt("connectTimeoutMs", resolved.connectTimeoutMs);
-  positiveInt("reconnectBaseMs", resolved.reconnectBaseMs);
-  positiveInt("reconnectMaxMs", resolved.reconnectMaxMs);
   positiveInt("maxQueued", resolved.maxQueued, false, Number.MAX_SAFE_INTEGER);
   positiveInt("maxQueuedBytes", resolved.maxQueuedBytes, false, Number.MAX_SAFE_INTEGER);
   positiveInt("inFlightWindow", resolved.inFlightWindow, false, 65535);
@@ -263,18 +158,7 @@ export function resolveOptions(o: BillingClientOptions): ResolvedOptions {
   if (resolved.maxKeyListAgeMs !== undefined) {
     positiveInt("maxKeyListAgeMs", resolved.maxKeyListAgeMs);
   }
-  pem("ca", resolved.ca);
-  pem("cert", resolved.cert);
-  pem("key", resolved.key);
-  if ((resolved.cert === undefined) !== (resolved.key === undefined)) {
-    throw BillingError.invalid("cert", "cert and key go together (mutual TLS)");
-  }
   return resolved;
-}
-
-/** The connection settings of `o` for the broker `b` (the primary one by default). */
-export function brokerSettings(o: ResolvedOptions, b?: BrokerAddress): BrokerSettings {
-  return { ...o, brokerHost: b?.host ?? o.brokerHost, brokerPort: b?.port ?? o.brokerPort };
 }
 
 /**
@@ -283,9 +167,4 @@ export function brokerSettings(o: ResolvedOptions, b?: BrokerAddress): BrokerSet
  */
 export function maximumPacketSize(o: ResolvedOptions): number {
   return o.maxKeyUpdateBytes + 4096;
-}
-
-/** Every broker to try, in order: `brokerHost:brokerPort` first, then `fallbackBrokers`. */
-export function brokerList(o: ResolvedOptions): BrokerAddress[] {
-  return [{ host: o.brokerHost, port: o.brokerPort }, ...o.fallbackBrokers];
 }

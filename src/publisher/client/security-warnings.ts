@@ -1,5 +1,6 @@
 import { isIP } from "node:net";
-import { brokerList, type ResolvedOptions } from "./options.js";
+import { brokerList } from "../../mqtt/index.js";
+import type { ResolvedOptions } from "./options.js";
 
 /** Whether `host` names this machine's loopback interface (traffic to it never leaves the host). */
 export function isLoopback(host: string): boolean {

@@ -1,3 +1,4 @@
+import type { KeyObject } from "node:crypto";
 import type { MqttClient } from "mqtt";
 import type { LogLevel } from "../../common/logger.js";
 import { KeyList } from "../../keys/key-list.js";
@@ -7,7 +8,6 @@ import {
   type KeyUpdateOutcome,
 } from "../../keys/key-update-gate.js";
 import type { BillingTopics } from "../../protocol/topics.js";
-import type { ResolvedOptions } from "../client/options.js";
 import { keyListRequestPayload } from "../producer-messages.js";
 
 /** Refused updates are logged at most this often (a flood of forgeries must not flood logs). */
@@ -17,6 +17,17 @@ const REQUEST_GAP_MS = 1_000;
 /** While the list is incomplete (a delta skipped versions), it asks again after 5, 10, … 60 s. */
 const INCOMPLETE_FIRST_MS = 5_000;
 const INCOMPLETE_MAX_MS = 60_000;
+
+/** What `KeySync` takes of the client's resolved options. */
+export interface KeySyncSettings {
+  /** The producer that asks for snapshots (`clientId`). */
+  clientId: string;
+  keyUpdatePublicKeys: ReadonlyMap<string, KeyObject>;
+  insecureAcceptUnsignedKeyUpdates: boolean;
+  maxKeys: number;
+  maxKeyUpdateBytes: number;
+  maxKeyListAgeMs: number | undefined;
+}
 
 /**
  * Keeps the API-key list the billing backend pushes: after every (re)connect it subscribes to
@@ -46,7 +57,7 @@ export class KeySync {
 
   constructor(
     private readonly topics: BillingTopics,
-    o: ResolvedOptions,
+    o: KeySyncSettings,
     private readonly log: (level: LogLevel, message: string, fields?: object) => void,
   ) {
     this.producer = o.clientId;
