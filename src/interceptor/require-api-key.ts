@@ -5,7 +5,7 @@ import { shownText } from "../common/text.js";
 import { countDecision, type DecisionOutcome } from "../keys/decision-counts.js";
 import type { KeyInfo } from "../keys/key-list.js";
 import { admitCall, type RuleRefusal } from "../keys/rule-check.js";
-import type { BillingClient } from "../publisher/client/billing-client.js";
+import type { BillingClient } from "../publisher/index.js";
 import { apiKeysOf } from "./api-key-headers.js";
 import { billingCaller } from "./billing-caller.js";
 import type { KeySource } from "./key-source.js";

@@ -1,3 +1,5 @@
+import { processSlot } from "../common/process-slots.js";
+
 /**
  * What `requireApiKey()` decided about a call: `allowed`, `exempt`, or why it was refused. Plain
  * strings, stable: metrics may use them as labels.
@@ -17,7 +19,7 @@ export type DecisionOutcome =
 /** Calls decided, by outcome: totals since the process started, over every interceptor. */
 export type DecisionCounts = Record<DecisionOutcome, number>;
 
-const counts: DecisionCounts = {
+const counts = processSlot<DecisionCounts>("decisionCounts", () => ({
   allowed: 0,
   exempt: 0,
   missing: 0,
@@ -28,7 +30,7 @@ const counts: DecisionCounts = {
   method_denied: 0,
   rate_limited: 0,
   quota_exhausted: 0,
-};
+}));
 
 /** Counts one decision. */
 export function countDecision(outcome: DecisionOutcome): void {

@@ -1,3 +1,4 @@
+import { processSlot } from "../common/process-slots.js";
 import type { KeyRules } from "./key-rules.js";
 import { debitUsage } from "./rule-check.js";
 
@@ -7,7 +8,7 @@ export interface RulesHolder {
 }
 
 /** Verifier caches, held weakly: an interceptor that is dropped takes its cache with it. */
-const verifierCaches = new Set<WeakRef<RulesHolder>>();
+const verifierCaches = processSlot("verifierCaches", () => new Set<WeakRef<RulesHolder>>());
 
 /** Lets the usage every `BillingClient` of this process reports debit the rules `holder` keeps. */
 export function debitedByReports(holder: RulesHolder): void {

@@ -4,6 +4,7 @@ import { BillingError, type BillingErrorCode } from "../../billing-error.js";
 import { backoff } from "../../common/backoff.js";
 import { badTimeout } from "../../common/deadline.js";
 import type { LogLevel } from "../../common/logger.js";
+import { clientSlot } from "../../common/process-slots.js";
 import type { KeyList } from "../../keys/key-list.js";
 import { debitReported } from "../../keys/usage-debits.js";
 import { Connection, closedError } from "../../mqtt/index.js";
@@ -18,6 +19,7 @@ import { SendPipeline } from "../pipeline/send-pipeline.js";
 import type { RecordSpool } from "../record-spool.js";
 import { type BillingStats, collectStats } from "./billing-stats.js";
 import { connackProblem, connectionLimits } from "./connection-limits.js";
+import { warnAtExit } from "./exit-warning.js";
 import { Heartbeat } from "./heartbeat.js";
 import {
   type BillingClientOptions,
@@ -25,7 +27,6 @@ import {
   type ResolvedOptions,
   resolveOptions,
 } from "./options.js";
-import { getBillingClient, register, unregister, warnAtExit } from "./registry.js";
 import { sameOptions } from "./same-options.js";
 import { securityWarnings } from "./security-warnings.js";
 
@@ -37,9 +38,9 @@ const GOODBYE_MS = 2000;
  * list the backend pushes. Constructing registers the instance; constructing again with equal
  * options returns it, with different options throws `ALREADY_INITIALIZED`; `close()` unregisters.
  *
- * A facade over the parts in this folder: `Connection` (the MQTT connection and its state),
- * `SendPipeline` (queue, window, retries), `PendingLedger` (bounds and flush), `KeySync`,
- * `Heartbeat` and, with a spool, `SpoolOutbox`.
+ * A facade over the publisher's parts: `Connection` (mqtt/: the MQTT connection and its state),
+ * `SendPipeline` and `PendingLedger` (pipeline/: queue, window, retries; bounds and flush),
+ * `KeySync` (key-sync/), `Heartbeat` and, with a spool, `SpoolOutbox` (outbox/).
  */
 export class BillingClient {
   /** The API-key list pushed by the billing backend. */
@@ -97,7 +98,7 @@ export class BillingClient {
     });
     if (o.spool !== undefined) this.openSpool(o.spool);
     this.heartbeat = new Heartbeat(this.topics.heartbeat, o.clientId, () => this.stats());
-    register(this, () => warnAtExit(this.stats().queued, this.outbox !== undefined, log));
+    clientSlot.set(this, () => warnAtExit(this.stats().queued, this.outbox !== undefined, log));
     this.heartbeat.start(o.heartbeatIntervalMs, () => this.connection.client);
     this.connection = new Connection(o, {
       will: () => this.heartbeat.will(),
@@ -235,7 +236,7 @@ export class BillingClient {
 
   private async doClose(timeoutMs: number): Promise<void> {
     this.lifecycle = "closing";
-    unregister(this);
+    clientSlot.clear(this);
     let flushError: unknown;
     await this.flush(timeoutMs).catch((err: unknown) => {
       flushError = err;
@@ -263,4 +264,9 @@ export class BillingClient {
       );
     }
   }
+}
+
+/** The process-wide `BillingClient`, or undefined when none is open. */
+export function getBillingClient(): BillingClient | undefined {
+  return clientSlot.get() as BillingClient | undefined;
 }

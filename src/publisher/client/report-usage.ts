@@ -1,7 +1,7 @@
 import type { UsageRecord } from "../../../gen/billing/v1/usage_pb.js";
 import { BillingError } from "../../billing-error.js";
 import type { UsageInit } from "../../protocol/usage-input.js";
-import { getBillingClient } from "./registry.js";
+import { getBillingClient } from "./billing-client.js";
 
 /**
  * Reports usage through the process-wide `BillingClient`: the same as
