@@ -66,7 +66,7 @@ export function ed25519PrivateKey(field: string, key: unknown): KeyObject {
 }
 
 /** Why `signer` cannot name a key update signer, or undefined when it can. */
-export function signerProblem(signer: unknown): string | undefined {
+function signerProblem(signer: unknown): string | undefined {
   if (typeof signer !== "string" || signer === "" || signer.length > 128) {
     return "must be a name of 1..128 characters";
   }

@@ -13,7 +13,7 @@ const PUBLISH_OVERHEAD = 128;
  * The most bytes of one batch on a connection: `maxBatchBytes`, within the maximum packet size
  * the broker announced in its CONNACK (MQTT 5), if any.
  */
-export function batchBytesFor(
+function batchBytesFor(
   maxBatchBytes: number,
   topic: string,
   maxPacket: number | undefined,

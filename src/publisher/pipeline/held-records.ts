@@ -6,7 +6,7 @@ import type { PendingRecord } from "../pending-record.js";
  * counted) and logs why at error level. An oversized record is never retried in this process;
  * one that dropped the connection is tried again after `HELD_RETRY_MS` (`releaseLater`).
  */
-export function holdUndeliverable(
+function holdUndeliverable(
   held: PendingRecord[],
   record: PendingRecord,
   why: string,
@@ -30,7 +30,7 @@ export function holdUndeliverable(
 export const HELD_RETRY_MS = 5 * 60_000;
 
 /** Takes `record` out of `held` after `ms` and gives it to `release` (an unref'd timer). */
-export function releaseLater(
+function releaseLater(
   held: PendingRecord[],
   record: PendingRecord,
   ms: number,
