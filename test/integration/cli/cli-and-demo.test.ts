@@ -9,6 +9,7 @@ import { runDemo } from "../../demo/demo.js";
 import { makePki, type TestPki } from "../../helpers/certs.js";
 import { Mosquitto } from "../../helpers/mosquitto.js";
 import { mosquittoAvailable } from "../../helpers/require-broker.js";
+import { sleep } from "../../helpers/time.js";
 
 // The CLI's doctor and the demo's --broker mode against a real mosquitto (MQTT 5, TLS, ACL).
 const users = { svc: "svc-pass", nopub: "nopub-pass" };
@@ -122,7 +123,7 @@ describe.runIf(mosquittoAvailable())("CLI and demo on a real mosquitto", () => {
         print: () => {},
       }),
     ).rejects.toThrow(/--prefix billing on a real broker would answer real services/);
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     await watcher2.endAsync();
     expect(all).toEqual([]);
   });

@@ -9,11 +9,11 @@ import {
   type UsageConsumerOptions,
 } from "../../../src/consumer/index.js";
 import { BillingClient, hashApiKey, type UsageRecord } from "../../../src/index.js";
-import { until } from "../../helpers/aedes-broker.js";
 import { makePki, type TestPki } from "../../helpers/certs.js";
 import { batchPayload, tlsClientOptions } from "../../helpers/fixtures.js";
 import { Mosquitto } from "../../helpers/mosquitto.js";
 import { mosquittoAvailable } from "../../helpers/require-broker.js";
+import { sleep, waitUntil } from "../../helpers/time.js";
 
 const users = { svc: "svc-pass", backend: "backend-pass" };
 
@@ -96,8 +96,8 @@ describe.runIf(mosquittoAvailable())("createUsageConsumer (real mosquitto, MQTT 
       ),
     );
     await producer.close();
-    await until(() => handled.length >= 2000, 20_000, "2000 records handled");
-    await new Promise((r) => setTimeout(r, 200)); // nothing more arrives
+    await waitUntil(() => handled.length >= 2000, 20_000, "2000 records handled");
+    await sleep(200); // nothing more arrives
     expect(handled).toHaveLength(2000);
     expect(new Set(handled.map((h) => h.record.id))).toEqual(new Set(ids));
     const byOne = handled.filter((h) => h.by === 1).length;
@@ -124,7 +124,11 @@ describe.runIf(mosquittoAvailable())("createUsageConsumer (real mosquitto, MQTT 
     await raw.publishAsync("dedupe/report", batchPayload(a), { qos: 1 }); // a resend
     await raw.publishAsync("dedupe/report", Buffer.from([0xff, 0xff]), { qos: 1 });
     await raw.publishAsync("dedupe/report", batchPayload(record(2, "throws")), { qos: 1 });
-    await until(() => c.stats().received === 4 && c.stats().pending === 0, 10_000, "4 messages");
+    await waitUntil(
+      () => c.stats().received === 4 && c.stats().pending === 0,
+      10_000,
+      "4 messages",
+    );
     expect(calls).toEqual(["a", "throws", "throws"]);
     expect(c.stats()).toMatchObject({
       received: 4,
@@ -146,7 +150,7 @@ describe.runIf(mosquittoAvailable())("createUsageConsumer (real mosquitto, MQTT 
       concurrency: 50,
       onRecord: async () => {
         most = Math.max(most, ++running);
-        await new Promise((r) => setTimeout(r, 20));
+        await sleep(20);
         running--;
       },
     });
@@ -156,7 +160,7 @@ describe.runIf(mosquittoAvailable())("createUsageConsumer (real mosquitto, MQTT 
         raw.publishAsync("window/report", batchPayload(record(i)), { qos: 1 }),
       ),
     );
-    await until(() => c.stats().handled === 40, 10_000, "40 records");
+    await waitUntil(() => c.stats().handled === 40, 10_000, "40 records");
     expect(most).toBe(5);
   });
 
@@ -173,7 +177,7 @@ describe.runIf(mosquittoAvailable())("createUsageConsumer (real mosquitto, MQTT 
     await first.ready;
     const second = consumer({ clientId: "twin", topicPrefix: "twin", onRecord: () => {} });
     await second.ready;
-    await until(
+    await waitUntil(
       () =>
         logs.some((l) => /take the session over .*: give each consumer its own clientId/.test(l)),
       5000,

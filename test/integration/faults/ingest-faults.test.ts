@@ -6,13 +6,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CliIo } from "../../../src/cli/cli-io.js";
 import { main } from "../../../src/cli/main.js";
 import { BillingClient } from "../../../src/index.js";
-import { until } from "../../helpers/aedes-broker.js";
 import { makePki, type TestPki } from "../../helpers/certs.js";
 import { tlsClientOptions } from "../../helpers/fixtures.js";
 import { kill, produce, startIngest, Tally } from "../../helpers/ingest-run.js";
 import { Mosquitto } from "../../helpers/mosquitto.js";
 import { PostgresServer } from "../../helpers/postgres.js";
 import { mosquittoAvailable, postgresAvailable } from "../../helpers/require-broker.js";
+import { sleep, waitUntil } from "../../helpers/time.js";
 
 // Exactly once from a producer into PostgreSQL through real processes and real faults: a
 // mosquitto broker (TLS, passwords, persistence), a PostgreSQL server (TLS, SCRAM password),
@@ -109,7 +109,7 @@ describe.runIf(mosquittoAvailable() && postgresAvailable())(
       });
       await at(16_000, "broker restarted", async () => {
         await broker.stop("SIGTERM");
-        await new Promise((r) => setTimeout(r, 500));
+        await sleep(500);
         await broker.start();
       });
       await at(26_000, "ingest SIGKILLed", async () => {
@@ -118,7 +118,7 @@ describe.runIf(mosquittoAvailable() && postgresAvailable())(
       });
       await at(36_000, "PostgreSQL crashed and restarted", async () => {
         await db.stop("immediate");
-        await new Promise((r) => setTimeout(r, 500));
+        await sleep(500);
         await db.start();
       });
       await sent.done;
@@ -149,11 +149,11 @@ describe.runIf(mosquittoAvailable() && postgresAvailable())(
       // The survivor goes on with its share...
       await tally.reach(schema, atKill + 10_000);
       // ...and what the broker gave the dead member waits in its session until it is back.
-      await new Promise((r) => setTimeout(r, 1500));
+      await sleep(1500);
       expect(await tally.rows(schema)).toBeLessThan(N);
       b = await startIngest(args("pair-b"), children);
       await tally.reach(schema, N);
-      await new Promise((r) => setTimeout(r, 1500)); // the last progress lines
+      await sleep(1500); // the last progress lines
       expect(storedByB).toBeGreaterThan(0);
       expect(a.stored()).toBeGreaterThan(10_000);
       for (const p of [a, b]) {
@@ -182,12 +182,12 @@ describe.runIf(mosquittoAvailable() && postgresAvailable())(
         ["ingest", ...ingestArgs("inproc", "inproc", ["--progress", "0.2"])],
         io,
       );
-      await until(() => stop !== undefined, 20_000, "ingest to wait for a signal");
+      await waitUntil(() => stop !== undefined, 20_000, "ingest to wait for a signal");
       const client = producer();
       const sent = produce(client, 2000, 500, 0);
       await sent.done;
       await tally.reach("inproc", 2000);
-      await until(
+      await waitUntil(
         () => lines.some((l) => /ingest: [\d,]+ records\/s, lag [\d.]+ s, rejected 0/.test(l)),
         5000,
         "a progress line",
@@ -241,7 +241,7 @@ describe.runIf(mosquittoAvailable() && postgresAvailable())(
       const client = producer();
       await client.reportUsage({ apiKey: "k", module: "llm", model: "m", usage: 5 });
       await client.flush(10_000);
-      await until(
+      await waitUntil(
         () => first.lines.some((l) => /store write of 1 message\(s\) failed \(attempt 1\)/.test(l)),
         20_000,
         "a write that timed out behind the lock",
@@ -255,7 +255,7 @@ describe.runIf(mosquittoAvailable() && postgresAvailable())(
       // Unacknowledged: the next process of the same session stores it, once.
       const second = await startIngest(ingestArgs("blocked", "ing-blocked"), children);
       await tally.reach("blocked", 1);
-      await new Promise((r) => setTimeout(r, 500));
+      await sleep(500);
       expect(await tally.rows("blocked")).toBe(1);
       second.proc.kill("SIGTERM");
       expect(await second.exited).toBe(0);

@@ -17,12 +17,12 @@ import { BillingClient, KeyList, requireApiKey, signKeyUpdate } from "../../../s
 import { KeyUpdateGate } from "../../../src/keys/key-update-gate.js";
 import { ed25519PublicKey } from "../../../src/keys/signed-key-update.js";
 import { EchoService } from "../../gen/test/v1/echo_pb.js";
-import { until } from "../../helpers/aedes-broker.js";
 import { makePki } from "../../helpers/certs.js";
 import { startEchoServer } from "../../helpers/echo-server.js";
 import { keyUpdateMessage, tlsClientOptions } from "../../helpers/fixtures.js";
 import { Mosquitto } from "../../helpers/mosquitto.js";
 import { mosquittoAvailable } from "../../helpers/require-broker.js";
+import { waitUntil } from "../../helpers/time.js";
 
 // The signature format is the standard one, not ours alone: Ed25519 (RFC 8032) over the exact
 // KeyUpdate bytes. Signatures made by OpenSSL and by Python's cryptography package (backed by
@@ -174,9 +174,9 @@ describe.runIf(toolsAvailable())("Ed25519 signatures made outside Node", () => {
         }),
       );
       try {
-        await until(() => asked, 10_000, "the client's KeyListRequest");
+        await waitUntil(() => asked, 10_000, "the client's KeyListRequest");
         await backend.publishAsync("billing/keys/update", payload, { qos: 1 });
-        await until(() => client.keys.loaded, 10_000, "the Python-signed snapshot");
+        await waitUntil(() => client.keys.loaded, 10_000, "the Python-signed snapshot");
         const echo = createClient(EchoService, createGrpcTransport({ baseUrl: server.url }));
         const ok = await echo.say({ text: "hi" }, { headers: { "api-key": "py-key-2" } });
         expect(ok.appId).toBe("py-app");

@@ -3,11 +3,11 @@ import { connectAsync, type MqttClient } from "mqtt";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { KeyState } from "../../../gen/billing/v1/usage_pb.js";
 import { BillingClient, type BillingClientOptions, getBillingClient } from "../../../src/index.js";
-import { until } from "../../helpers/aedes-broker.js";
 import { makePki, type TestPki } from "../../helpers/certs.js";
 import { type KeyEntry, keyUpdate, tlsClientOptions } from "../../helpers/fixtures.js";
 import { Mosquitto } from "../../helpers/mosquitto.js";
 import { mosquittoAvailable } from "../../helpers/require-broker.js";
+import { waitUntil } from "../../helpers/time.js";
 
 // Floods cannot exhaust memory: maxKeys caps the list, and the MQTT 5 maximum packet size keeps
 // the broker from delivering a larger key update at all. And what a 100,000-key snapshot costs.
@@ -53,7 +53,7 @@ describe.runIf(mosquittoAvailable())("key-update limits on a real mosquitto", ()
     const before = requests;
     const c = new BillingClient(tlsClientOptions(broker.tlsPort, pki.ca, "svc", users.svc, extra));
     await c.connect();
-    await until(() => requests > before, 10_000, "subscribed (its KeyListRequest arrived)");
+    await waitUntil(() => requests > before, 10_000, "subscribed (its KeyListRequest arrived)");
     return c;
   }
   const send = (payload: Uint8Array) =>
@@ -64,12 +64,12 @@ describe.runIf(mosquittoAvailable())("key-update limits on a real mosquitto", ()
   it("maxKeys: a snapshot over it and a delta that would grow past it are refused", async () => {
     const c = await client({ maxKeys: 1000 });
     await send(keyUpdate(keys(1001), true));
-    await until(() => c.stats().keyUpdatesRefused.tooLarge === 1, 10_000, "refused");
+    await waitUntil(() => c.stats().keyUpdatesRefused.tooLarge === 1, 10_000, "refused");
     expect(c.keys.loaded).toBe(false);
     await send(keyUpdate(keys(1000), true));
-    await until(() => c.keys.loaded, 10_000, "the snapshot at the cap");
+    await waitUntil(() => c.keys.loaded, 10_000, "the snapshot at the cap");
     await send(keyUpdate(keys(1, "more"), false));
-    await until(() => c.stats().keyUpdatesRefused.tooLarge === 2, 10_000, "delta refused");
+    await waitUntil(() => c.stats().keyUpdatesRefused.tooLarge === 2, 10_000, "delta refused");
     expect(c.keys.size).toBe(1000);
     expect(c.keys.lookup("more-0")).toBeUndefined();
   });
@@ -82,7 +82,7 @@ describe.runIf(mosquittoAvailable())("key-update limits on a real mosquitto", ()
     await send(big);
     await send(keyUpdate(keys(10), true));
     // QoS 1 keeps order: once the small one is applied, the big one would have come first.
-    await until(() => c.keys.loaded, 10_000, "the small snapshot");
+    await waitUntil(() => c.keys.loaded, 10_000, "the small snapshot");
     expect(handled(c)).toBe(1);
     expect(c.keys.size).toBe(10);
   });
@@ -90,7 +90,7 @@ describe.runIf(mosquittoAvailable())("key-update limits on a real mosquitto", ()
   it("MQTT 3.1.1 (no maximum packet size): a larger key update is refused on arrival", async () => {
     const c = await client({ maxKeyUpdateBytes: 50_000, protocolVersion: 4 });
     await send(keyUpdate(keys(1000), true));
-    await until(() => c.stats().keyUpdatesRefused.tooLarge === 1, 10_000, "refused");
+    await waitUntil(() => c.stats().keyUpdatesRefused.tooLarge === 1, 10_000, "refused");
     expect(c.keys.loaded).toBe(false);
   });
 
@@ -100,7 +100,7 @@ describe.runIf(mosquittoAvailable())("key-update limits on a real mosquitto", ()
     const delay = monitorEventLoopDelay({ resolution: 5 });
     delay.enable();
     await send(payload);
-    await until(() => c.keys.loaded, 30_000, "the 100k snapshot");
+    await waitUntil(() => c.keys.loaded, 30_000, "the 100k snapshot");
     delay.disable();
     expect(c.keys.size).toBe(100_000);
     expect(c.keys.lookup("key-99999")?.appId).toBe("app-99");

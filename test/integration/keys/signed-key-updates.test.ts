@@ -16,7 +16,6 @@ import {
   signKeyUpdate,
 } from "../../../src/index.js";
 import { EchoService } from "../../gen/test/v1/echo_pb.js";
-import { until } from "../../helpers/aedes-broker.js";
 import { makePki, type TestPki } from "../../helpers/certs.js";
 import { startEchoServer } from "../../helpers/echo-server.js";
 import {
@@ -29,6 +28,7 @@ import {
 } from "../../helpers/fixtures.js";
 import { Mosquitto } from "../../helpers/mosquitto.js";
 import { mosquittoAvailable } from "../../helpers/require-broker.js";
+import { waitUntil } from "../../helpers/time.js";
 
 // The attacks of issue 11 against a real mosquitto (TLS, passwords) and a real Connect server
 // guarded by requireApiKey(): every forged, altered, unsigned, replayed or stale key update is
@@ -85,7 +85,7 @@ describe.runIf(mosquittoAvailable())("signed key updates on a real mosquitto", (
   async function send(from: MqttClient, payload: Uint8Array, retain = false) {
     const before = handled();
     await from.publishAsync("billing/keys/update", Buffer.from(payload), { qos: 1, retain });
-    await until(() => handled() > before, 10_000, "the update decided on");
+    await waitUntil(() => handled() > before, 10_000, "the update decided on");
   }
   /** What the interceptor answers each key, over Connect, gRPC and gRPC-web (must agree). */
   async function answers(): Promise<Record<string, Code | "ok">> {
@@ -128,7 +128,7 @@ describe.runIf(mosquittoAvailable())("signed key updates on a real mosquitto", (
       qos: 1,
       retain: true,
     });
-    await until(() => client.keys.loaded, 10_000, "the snapshot");
+    await waitUntil(() => client.keys.loaded, 10_000, "the snapshot");
     expect(await answers()).toEqual({ ...settled, "revoked-key": "ok" });
     await send(backend, keyUpdate([{ ...REVOKED, state: KeyState.DELETED }], false));
     expect(await answers()).toEqual(settled);
@@ -187,9 +187,9 @@ describe.runIf(mosquittoAvailable())("signed key updates on a real mosquitto", (
       clientId: "svc-keys",
       reconnectPeriod: 0,
     });
-    await until(() => client.stats().reconnects > before.reconnects, 10_000, "reconnected");
+    await waitUntil(() => client.stats().reconnects > before.reconnects, 10_000, "reconnected");
     intruder.end(true);
-    await until(
+    await waitUntil(
       () => client.stats().keyUpdatesRefused.replayed > before.keyUpdatesRefused.replayed,
       10_000,
       "the retained snapshot refused",
@@ -205,7 +205,7 @@ describe.runIf(mosquittoAvailable())("signed key updates on a real mosquitto", (
     await client.connect();
     await send(backend, keyUpdate([GOOD, BLOCKED], true));
     expect(await answers()).toEqual(settled);
-    await until(() => client.stats().keysStale, 10_000, "stale");
+    await waitUntil(() => client.stats().keysStale, 10_000, "stale");
     const unavailable = {
       ...settled,
       "good-key": Code.Unavailable,

@@ -10,6 +10,7 @@ import { AedesBroker } from "../../helpers/aedes-broker.js";
 import { makePki, type TestPki } from "../../helpers/certs.js";
 import { decodeRecords, keyUpdateMessage, testSigner } from "../../helpers/fixtures.js";
 import { freePort, waitForPort } from "../../helpers/mosquitto.js";
+import { sleep } from "../../helpers/time.js";
 
 // The README's install section and quick starts, done as a new user does them: `npm pack` the
 // repository, install the tarball into a fresh project outside it, copy the quick starts, generate
@@ -167,7 +168,7 @@ describe("a fresh project with the packed package", () => {
         (r) => r.stdout,
         () => "", // Unavailable until the key list has arrived
       );
-      if (reply === "") await new Promise((r) => setTimeout(r, 200));
+      if (reply === "") await sleep(200);
     }
     expect(reply.trim()).toBe("HELLO app-fresh");
     // The README's curl line, as written but for the port.

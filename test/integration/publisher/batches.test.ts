@@ -9,10 +9,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { UsageRecordSchema } from "../../../gen/billing/v1/usage_pb.js";
 import { BillingClient, type BillingClientOptions, getBillingClient } from "../../../src/index.js";
 import { decodeUsageBatch } from "../../../src/protocol/usage-batch.js";
-import { until } from "../../helpers/aedes-broker.js";
 import { quiet } from "../../helpers/fixtures.js";
 import { Mosquitto } from "../../helpers/mosquitto.js";
 import { mosquittoAvailable } from "../../helpers/require-broker.js";
+import { sleep, waitUntil } from "../../helpers/time.js";
 
 // Batches through a real mosquitto (MQTT 5): within the maximum packet size it announces, past a
 // limit it does not announce, and decoded by a Python backend with protoc-generated classes.
@@ -66,7 +66,11 @@ describe.runIf(mosquittoAvailable())("batches on a real mosquitto", () => {
       await client.connect();
       const ids = await Promise.all(Array.from({ length: 3000 }, (_, i) => report(client, i)));
       await client.flush(30_000);
-      await until(() => b.payloads.length > 0 && count(b.payloads) >= 3000, 20_000, "3000 records");
+      await waitUntil(
+        () => b.payloads.length > 0 && count(b.payloads) >= 3000,
+        20_000,
+        "3000 records",
+      );
       for (const p of b.payloads) expect(p.length).toBeLessThanOrEqual(20000);
       const perMessage = b.payloads.map((p) => decodeUsageBatch(p).length);
       expect(Math.max(...perMessage)).toBeGreaterThan(20); // ~280-byte records: ~70 per message
@@ -104,9 +108,9 @@ describe.runIf(mosquittoAvailable())("batches on a real mosquitto", () => {
       const small = await Promise.all(Array.from({ length: 20 }, (_, i) => report(client, i)));
       await big;
       await client.connect();
-      await until(() => count(b.payloads) >= 20, 10_000, "the 20 small records");
+      await waitUntil(() => count(b.payloads) >= 20, 10_000, "the 20 small records");
       expect(recordIds(b.payloads)).toEqual(small);
-      await new Promise((r) => setTimeout(r, 300));
+      await sleep(300);
       expect(client.stats()).toMatchObject({ published: 20, undeliverable: 1, reconnects: 0 });
       expect(logs.join("\n")).toMatch(/larger than the largest batch .*maximum packet size/);
     } finally {
@@ -124,7 +128,7 @@ describe.runIf(mosquittoAvailable())("batches on a real mosquitto", () => {
       await client.connect();
       const ids = await Promise.all(Array.from({ length: 60 }, (_, i) => report(client, i)));
       await client.flush(60_000);
-      await until(() => new Set(recordIds(b.payloads)).size === 60, 10_000, "60 records");
+      await waitUntil(() => new Set(recordIds(b.payloads)).size === 60, 10_000, "60 records");
       expect(new Set(recordIds(b.payloads))).toEqual(new Set(ids));
       expect(client.stats()).toMatchObject({ published: 60, queued: 0 });
       expect(client.stats().reconnects).toBeGreaterThan(0);
@@ -135,7 +139,7 @@ describe.runIf(mosquittoAvailable())("batches on a real mosquitto", () => {
       await fitted.connect();
       const more = await Promise.all(Array.from({ length: 300 }, (_, i) => report(fitted, i)));
       await fitted.flush(30_000);
-      await until(() => count(b.payloads) >= 300, 10_000, "300 records");
+      await waitUntil(() => count(b.payloads) >= 300, 10_000, "300 records");
       expect(recordIds(b.payloads)).toEqual(more);
       expect(fitted.stats()).toMatchObject({ published: 300, failed: 0, reconnects: 0 });
     } finally {
@@ -153,7 +157,7 @@ describe.runIf(mosquittoAvailable())("batches on a real mosquitto", () => {
       await client.connect();
       const ids = await Promise.all(Array.from({ length: 1000 }, (_, i) => report(client, i)));
       await client.flush(60_000);
-      await until(() => new Set(recordIds(b.payloads)).size === 1000, 10_000, "1000 records");
+      await waitUntil(() => new Set(recordIds(b.payloads)).size === 1000, 10_000, "1000 records");
       expect(new Set(recordIds(b.payloads))).toEqual(new Set(ids));
       const s = client.stats();
       console.log(
@@ -200,7 +204,7 @@ describe.runIf(mosquittoAvailable())("batches on a real mosquitto", () => {
           ),
         );
         await client.flush(10_000);
-        await until(() => count(b.payloads) >= 100, 10_000, "100 records");
+        await waitUntil(() => count(b.payloads) >= 100, 10_000, "100 records");
         expect(b.payloads.length).toBeGreaterThanOrEqual(3); // 40 per message at most
         const files = b.payloads.map((p, i) => {
           const file = join(dir, `batch-${i}.bin`);

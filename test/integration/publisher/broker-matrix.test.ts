@@ -2,12 +2,13 @@ import { connectAsync, type MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KeyState } from "../../../gen/billing/v1/usage_pb.js";
 import { BillingClient, getBillingClient } from "../../../src/index.js";
-import { AedesBroker, until } from "../../helpers/aedes-broker.js";
+import { AedesBroker } from "../../helpers/aedes-broker.js";
 import { makePki, type TestPki } from "../../helpers/certs.js";
 import { decodeRecords, keyUpdate, testPublicKeys } from "../../helpers/fixtures.js";
 import { Mosquitto } from "../../helpers/mosquitto.js";
 import { NatsServer } from "../../helpers/nats-server.js";
 import { mosquittoAvailable, natsAvailable } from "../../helpers/require-broker.js";
+import { waitUntil } from "../../helpers/time.js";
 
 // The same publish / key-sync / restart tests against every broker users run: mosquitto with
 // MQTT 5 and with 3.1.1, NATS's MQTT gateway (3.1.1 only: the SDK falls back by itself) and
@@ -145,7 +146,7 @@ for (const b of matrix) {
       });
       await client.connect();
       expect(client.stats().protocolVersion).toBe(b.expectVersion);
-      await until(() => client.keys.loaded, 10_000, "key snapshot");
+      await waitUntil(() => client.keys.loaded, 10_000, "key snapshot");
       expect(client.keys.lookup("good")?.appId).toBe("app-m");
       backend.publish(
         "billing/keys/update",
@@ -154,14 +155,22 @@ for (const b of matrix) {
         ),
         { qos: 1 },
       );
-      await until(() => client.keys.lookup("good")?.state === KeyState.BLOCKED, 10_000, "delta");
+      await waitUntil(
+        () => client.keys.lookup("good")?.state === KeyState.BLOCKED,
+        10_000,
+        "delta",
+      );
       const ids = await Promise.all(
         Array.from({ length: 500 }, (_, i) =>
           client.reportUsage({ apiKey: "good", module: "llm", model: "m", usage: i }),
         ),
       );
       await client.flush(20_000);
-      await until(() => decodeRecords(reports).length >= 500, 20_000, "500 records at the backend");
+      await waitUntil(
+        () => decodeRecords(reports).length >= 500,
+        20_000,
+        "500 records at the backend",
+      );
       expect(new Set(decodeRecords(reports).map((r) => r.id))).toEqual(new Set(ids));
       expect(decodeRecords(reports)[0]?.appId).toBe("app-m");
     });
@@ -170,7 +179,7 @@ for (const b of matrix) {
       const client = getBillingClient() as BillingClient;
       const before = client.stats();
       await target.stop();
-      await until(() => !client.isConnected(), 10_000, "disconnect noticed");
+      await waitUntil(() => !client.isConnected(), 10_000, "disconnect noticed");
       for (let i = 0; i < 100; i++) {
         await client.reportUsage({ apiKey: "good", module: "llm", model: "m", usage: i });
       }

@@ -3,11 +3,11 @@ import { connectAsync, type IPublishPacket, type MqttClient } from "mqtt";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { HeartbeatSchema, ProducerState } from "../../../gen/billing/v1/usage_pb.js";
 import { BillingClient, type BillingClientOptions, getBillingClient } from "../../../src/index.js";
-import { until } from "../../helpers/aedes-broker.js";
 import { makePki, type TestPki } from "../../helpers/certs.js";
 import { decodeRecords, durableBackend, tlsClientOptions } from "../../helpers/fixtures.js";
 import { Mosquitto } from "../../helpers/mosquitto.js";
 import { mosquittoAvailable } from "../../helpers/require-broker.js";
+import { sleep, waitUntil } from "../../helpers/time.js";
 
 // A real mosquitto (started here on free ports, with TLS and a password file) and a backend
 // subscriber on its plain listener, counting what actually went through the broker.
@@ -64,7 +64,7 @@ describe.runIf(mosquittoAvailable())("against a real mosquitto (TLS + password)"
     expect(client.stats().protocolVersion).toBe(5);
     const id = await client.reportUsage({ apiKey: "k", module: "llm", model: "m", usage: 7 });
     await client.flush(5000);
-    await until(() => reports().length === 1, 5000, "delivery");
+    await waitUntil(() => reports().length === 1, 5000, "delivery");
     const [packet] = reports();
     expect(packet?.qos).toBe(1);
     expect(packet?.properties?.contentType).toBe("application/x-protobuf");
@@ -73,7 +73,7 @@ describe.runIf(mosquittoAvailable())("against a real mosquitto (TLS + password)"
     });
     expect(decodeRecords([packet?.payload as Buffer])[0]?.id).toBe(id);
     // The key-list request went out too, after the subscription.
-    await until(() => packets.some((p) => p.topic === "billing/keys/request"), 5000, "request");
+    await waitUntil(() => packets.some((p) => p.topic === "billing/keys/request"), 5000, "request");
   });
 
   it("speaks MQTT 3.1.1 when asked", async () => {
@@ -82,7 +82,7 @@ describe.runIf(mosquittoAvailable())("against a real mosquitto (TLS + password)"
     expect(client.stats().protocolVersion).toBe(4);
     await client.reportUsage({ apiKey: "k", module: "llm", model: "m", usage: 7 });
     await client.flush(5000);
-    await until(() => reports().length === 1, 5000, "delivery");
+    await waitUntil(() => reports().length === 1, 5000, "delivery");
     expect(reports()[0]?.properties?.contentType).toBeUndefined();
   });
 
@@ -113,7 +113,7 @@ describe.runIf(mosquittoAvailable())("against a real mosquitto (TLS + password)"
     );
     await client.connect();
     await client.reportUsage({ apiKey: "k", module: "llm", model: "m", usage: 1 });
-    await until(() => client.stats().failed >= 2, 10_000, "refusals, retried");
+    await waitUntil(() => client.stats().failed >= 2, 10_000, "refusals, retried");
     expect(client.stats()).toMatchObject({ published: 0, queued: 1 });
     expect(reports()).toHaveLength(0);
   });
@@ -138,9 +138,9 @@ describe.runIf(mosquittoAvailable())("against a real mosquitto (TLS + password)"
     const arrived = () =>
       new Set(decodeRecords(reports().map((p) => p.payload as Buffer)).map((r) => r.id));
     expect(ids).toHaveLength(49);
-    await until(() => arrived().size === 49, 20_000, "the others");
+    await waitUntil(() => arrived().size === 49, 20_000, "the others");
     expect(arrived()).toEqual(new Set(ids));
-    await until(() => client.stats().published === 49, 20_000, "all others acknowledged");
+    await waitUntil(() => client.stats().published === 49, 20_000, "all others acknowledged");
     const stats = client.stats();
     expect(stats.published).toBe(49);
     expect(stats.failed).toBeGreaterThanOrEqual(3);
@@ -169,9 +169,9 @@ describe.runIf(mosquittoAvailable())("against a real mosquitto (TLS + password)"
       });
     }
     await client.reportUsage({ apiKey: "k", module: "llm", model: "m", usage: 9 });
-    await until(() => client.stats().undeliverable === 3, 30_000, "all three held apart");
+    await waitUntil(() => client.stats().undeliverable === 3, 30_000, "all three held apart");
     // The last of them dropped the connection: the client reconnects once more, then stays.
-    await until(() => client.isConnected(), 5000, "reconnected");
+    await waitUntil(() => client.isConnected(), 5000, "reconnected");
     const held = client.stats();
     expect(held).toMatchObject({ published: 1, queued: 3, undeliverable: 3, retrying: 0 });
     expect(logs.filter((l) => /^error: .*held as undeliverable/.test(l))).toHaveLength(3);
@@ -183,7 +183,7 @@ describe.runIf(mosquittoAvailable())("against a real mosquitto (TLS + password)"
           fromBinary(HeartbeatSchema, p.payload as Buffer).state === ProducerState.LOST,
       ).length;
     const willsThen = wills();
-    await new Promise((r) => setTimeout(r, 1500));
+    await sleep(1500);
     expect(client.stats().reconnects).toBe(held.reconnects);
     expect(wills()).toBe(willsThen);
     // They are still pending, and close() says so.
@@ -232,9 +232,9 @@ describe.runIf(mosquittoAvailable())("against a real mosquitto (TLS + password)"
       await report(20);
       frozen.pause();
       await report(30); // in flight into a frozen broker
-      await until(() => logs.some((l) => l.includes("connection lost")), 10_000, "keepalive");
+      await waitUntil(() => logs.some((l) => l.includes("connection lost")), 10_000, "keepalive");
       frozen.resume();
-      await until(() => seen.size === 50, 20_000, "all 50 at the backend");
+      await waitUntil(() => seen.size === 50, 20_000, "all 50 at the backend");
       expect(new Set(ids)).toEqual(seen);
       await client.flush(10_000);
       expect(client.stats()).toMatchObject({ retrying: 0, queued: 0 });
@@ -269,12 +269,16 @@ describe.runIf(mosquittoAvailable())("against a real mosquitto (TLS + password)"
           await durable.stop("SIGTERM");
           await durable.start();
           // Each restart is a real mid-stream outage: wait until the client is back before the next.
-          await until(() => client.isConnected(), 10_000, "reconnected");
+          await waitUntil(() => client.isConnected(), 10_000, "reconnected");
         }
         if (i % 50 === 0) await new Promise((r) => setImmediate(r));
       }
       await client.flush(30_000);
-      await until(() => seen.size === ids.size, 30_000, `all ${ids.size} ids (have ${seen.size})`);
+      await waitUntil(
+        () => seen.size === ids.size,
+        30_000,
+        `all ${ids.size} ids (have ${seen.size})`,
+      );
       expect(seen).toEqual(ids);
       expect(client.stats().reconnects).toBeGreaterThanOrEqual(2);
     } finally {

@@ -6,11 +6,11 @@ import type { MqttClient } from "mqtt";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { BillingClient, getBillingClient } from "../../../src/index.js";
 import { SqliteSpool } from "../../../src/spool/index.js";
-import { until } from "../../helpers/aedes-broker.js";
 import { makePki, type TestPki } from "../../helpers/certs.js";
 import { durableBackend, tlsClientOptions } from "../../helpers/fixtures.js";
 import { Mosquitto } from "../../helpers/mosquitto.js";
 import { mosquittoAvailable } from "../../helpers/require-broker.js";
+import { sleep, waitUntil } from "../../helpers/time.js";
 
 // Fault tests for the durable spool, against a real mosquitto (TLS + password). The broker keeps
 // its queue across a clean stop (persistence), and the backend holds a persistent session, so
@@ -95,7 +95,7 @@ describe.runIf(mosquittoAvailable())("spool fault tests (real mosquitto)", () =>
   it("a producer SIGKILLed mid-stream loses nothing it had confirmed; a second process is refused", async () => {
     const spool = join(dir, "killed.db");
     const first = child("produce", spool);
-    await until(() => first.lines.length > 3000, 30_000, "3000 confirmed records");
+    await waitUntil(() => first.lines.length > 3000, 30_000, "3000 confirmed records");
     // The spool is held: a second process is refused with a clear error.
     const second = child("drain", spool);
     expect(await second.exited).toBe(1);
@@ -107,7 +107,7 @@ describe.runIf(mosquittoAvailable())("spool fault tests (real mosquitto)", () =>
     const restart = child("drain", spool);
     expect(await restart.exited).toBe(0);
     expect(restart.lines.at(-1)).toMatch(/^drained \d+$/);
-    await until(
+    await waitUntil(
       () => confirmed.every((id) => seen.has(id)),
       30_000,
       `all ${confirmed.length} confirmed ids at the backend`,
@@ -137,11 +137,11 @@ describe.runIf(mosquittoAvailable())("spool fault tests (real mosquitto)", () =>
       if (i > 0 && i % 12_500 === 0) {
         await broker.stop("SIGTERM");
         await broker.start();
-        await until(() => client.isConnected(), 10_000, "reconnected");
+        await waitUntil(() => client.isConnected(), 10_000, "reconnected");
       }
     }
     await client.flush(120_000);
-    await until(() => ids.every((id) => seen.has(id)), 60_000, "every id at the backend");
+    await waitUntil(() => ids.every((id) => seen.has(id)), 60_000, "every id at the backend");
     expect(new Set(ids).size).toBe(N);
     expect(client.stats().reconnects).toBeGreaterThanOrEqual(3);
     // A duplicate is the same record again: under each id, only the usage sent with it.
@@ -186,13 +186,13 @@ describe.runIf(mosquittoAvailable())("spool fault tests (real mosquitto)", () =>
       );
       if (i > 0 && i % 40_000 === 0) {
         await broker.stop("SIGTERM");
-        await new Promise((r) => setTimeout(r, 200)); // records pile up in the spool meanwhile
+        await sleep(200); // records pile up in the spool meanwhile
         await broker.start();
       }
     }
     await client.flush(180_000);
     const arrived = () => soak.distinctUsage.reduce((n, v) => n + v, 0);
-    await until(() => arrived() === N, 60_000, "every record at the backend");
+    await waitUntil(() => arrived() === N, 60_000, "every record at the backend");
     expect(soak.delivered).toBeGreaterThanOrEqual(N);
     expect(client.stats()).toMatchObject({ queued: 0, inFlight: 0, published: N });
     await client.close();

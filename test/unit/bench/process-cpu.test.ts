@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { expect, it } from "vitest";
 import { cpuMs } from "../../bench/process-cpu.js";
+import { sleep } from "../../helpers/time.js";
 
 // The ingest bench reads PostgreSQL's CPU as the postmaster's and its children's: a child that
 // came and went (an autovacuum worker) must count too, through the parent's cutime/cstime.
@@ -28,7 +29,7 @@ it.runIf(process.platform === "linux")("counts the CPU of a child that has exite
   // (killed and waited for).
   const s = shell(`${BUSY} & b=$!; sleep 0.5; kill $b; wait $b; sleep 3`);
   try {
-    await new Promise((r) => setTimeout(r, 1200));
+    await sleep(1200);
     expect(cpuMs(s.proc.pid)).toBeGreaterThan(50);
   } finally {
     await s.stop();
@@ -38,10 +39,10 @@ it.runIf(process.platform === "linux")("counts the CPU of a child that has exite
 it.runIf(process.platform === "linux")("counts the CPU of a child that runs", async () => {
   const s = shell(`${BUSY} & wait`);
   try {
-    await new Promise((r) => setTimeout(r, 700));
+    await sleep(700);
     const a = cpuMs(s.proc.pid);
     expect(a).toBeGreaterThan(50);
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
     expect(cpuMs(s.proc.pid)).toBeGreaterThan(a);
   } finally {
     await s.stop();

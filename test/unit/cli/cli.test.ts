@@ -6,10 +6,11 @@ import { KeyState } from "../../../gen/billing/v1/usage_pb.js";
 import type { CliIo } from "../../../src/cli/cli-io.js";
 import { main } from "../../../src/cli/main.js";
 import { BillingClient, hashApiKey } from "../../../src/index.js";
-import { AedesBroker, until } from "../../helpers/aedes-broker.js";
+import { AedesBroker } from "../../helpers/aedes-broker.js";
 import { makePki, type TestPki } from "../../helpers/certs.js";
 import { keyUpdate, tlsClientOptions } from "../../helpers/fixtures.js";
 import { freePort } from "../../helpers/mosquitto.js";
+import { waitUntil } from "../../helpers/time.js";
 
 // The CLI, run in-process against an embedded TLS broker with a password.
 let pki: TestPki;
@@ -125,7 +126,7 @@ describe("billing-sdk CLI", () => {
   it("tail prints decoded records (and heartbeats) as JSON lines, never a raw key", async () => {
     const a = io();
     const running = main(["tail", "--heartbeats", "--count", "3", ...conn()], a.cli);
-    await until(() => a.err.some((l) => l.startsWith("tail: listening")), 5000, "tail ready");
+    await waitUntil(() => a.err.some((l) => l.startsWith("tail: listening")), 5000, "tail ready");
     const client = new BillingClient(tlsClientOptions(broker.port, pki.ca, "ops", "ops-pass"));
     await client.reportUsage({ apiKey: "secret-raw", module: "tts", model: "v", usage: 12 });
     await client.reportUsage({ apiKey: "secret-raw", module: "asr", model: "w", usage: 3 });
@@ -151,12 +152,12 @@ describe("billing-sdk CLI", () => {
   it("tail stops on Ctrl-C with 0 and on a lost connection with 1", async () => {
     const a = io();
     const running = main(["tail", "--keys", ...conn()], a.cli);
-    await until(() => a.err.some((l) => l.startsWith("tail: listening")), 5000, "tail ready");
+    await waitUntil(() => a.err.some((l) => l.startsWith("tail: listening")), 5000, "tail ready");
     a.interrupt();
     expect(await running).toBe(0);
     const b = io();
     const lost = main(["tail", ...conn()], b.cli);
-    await until(() => b.err.some((l) => l.startsWith("tail: listening")), 5000, "tail ready");
+    await waitUntil(() => b.err.some((l) => l.startsWith("tail: listening")), 5000, "tail ready");
     await broker.stop();
     expect(await lost).toBe(1);
     expect(b.err).toContain("tail: connection lost");

@@ -10,10 +10,11 @@ import {
 } from "../../../gen/billing/v1/usage_pb.js";
 import { main } from "../../../src/cli/main.js";
 import { BillingClient, getBillingClient, hashApiKey } from "../../../src/index.js";
-import { AedesBroker, until } from "../../helpers/aedes-broker.js";
+import { AedesBroker } from "../../helpers/aedes-broker.js";
 import { makePki, type TestPki } from "../../helpers/certs.js";
 import { captureIo } from "../../helpers/cli-io.js";
 import { tlsClientOptions } from "../../helpers/fixtures.js";
+import { waitUntil } from "../../helpers/time.js";
 
 // `billing-sdk keys keygen` and `keys push`, in-process, against an embedded TLS broker with a
 // password; an SDK configured with the generated public key checks what was pushed.
@@ -83,7 +84,7 @@ async function sdk(publicPem: string) {
     }),
   );
   await client.connect();
-  await until(() => broker.payloads("billing/keys/request").length > 0, 5000, "subscribed");
+  await waitUntil(() => broker.payloads("billing/keys/request").length > 0, 5000, "subscribed");
   return client;
 }
 
@@ -165,7 +166,7 @@ describe("billing-sdk keys push", () => {
     expect(a.out).toEqual([
       "pushed 3 keys (snapshot, signed by ops-backend) to billing/keys/update",
     ]);
-    await until(() => client.keys.loaded, 5000, "the pushed key list");
+    await waitUntil(() => client.keys.loaded, 5000, "the pushed key list");
     expect(client.keys.lookup("raw-key-2")).toMatchObject({
       state: KeyState.BLOCKED,
       appId: "app-2",
@@ -206,10 +207,10 @@ describe("billing-sdk keys push", () => {
         keyUpdatePublicKeys: { "ops-backend": pub },
       }),
     );
-    await until(() => client.keys.loaded, 5000, "the retained key list");
+    await waitUntil(() => client.keys.loaded, 5000, "the retained key list");
     expect(client.stats().keysVersion).toBe("500");
     expect(await main([...base, "--version", "499"], io().cli)).toBe(0);
-    await until(() => client.stats().keyUpdatesRefused.replayed === 1, 5000, "replay refused");
+    await waitUntil(() => client.stats().keyUpdatesRefused.replayed === 1, 5000, "replay refused");
     expect(client.stats().keysVersion).toBe("500");
     // Clear the retained message for the next tests.
     await broker.publish("billing/keys/update", new Uint8Array(0), true);
@@ -220,14 +221,14 @@ describe("billing-sdk keys push", () => {
     const a = io();
     expect(await main(["keys", "push", keysFile, "--insecure-unsigned", ...conn()], a.cli)).toBe(0);
     expect(a.out[0]).toMatch(/UNSIGNED/);
-    await until(() => client.stats().keyUpdatesRefused.missingSignature === 1, 5000, "refused");
+    await waitUntil(() => client.stats().keyUpdatesRefused.missingSignature === 1, 5000, "refused");
     expect(client.keys.loaded).toBe(false);
   });
 
   it("tail --keys shows a key update with its signer, never a raw key", async () => {
     const a = io();
     const running = main(["tail", "--keys", "--count", "1", ...conn()], a.cli);
-    await until(() => a.err.some((l) => l.startsWith("tail: listening")), 5000, "tail ready");
+    await waitUntil(() => a.err.some((l) => l.startsWith("tail: listening")), 5000, "tail ready");
     const args = ["keys", "push", keysFile, ...signing(), "--signer", "ops-backend", ...conn()];
     expect(await main(args, io().cli)).toBe(0);
     expect(await running).toBe(0);

@@ -1,14 +1,13 @@
 import { describe, expect, it } from "vitest";
 import type { UsageStore } from "../../../src/consumer/index.js";
-import { until } from "../../helpers/aedes-broker.js";
 import { usageRecord, useConsumerBroker } from "../../helpers/consumer-fixture.js";
 import { batchPayload } from "../../helpers/fixtures.js";
+import { sleep, waitUntil } from "../../helpers/time.js";
 
 // Faults found by the adversarial review of issue 12: a write (or an onRecord call) that times
 // out and then succeeds late must not finish its message twice, so that a message is never
 // acknowledged before every part of it was handled.
 const { consumer, publish, nextPrefix } = useConsumerBroker();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("a late success after a timeout finishes nothing twice", () => {
   it("store path: a message in two parts, one written late, the other never: not acknowledged", async () => {
@@ -31,7 +30,7 @@ describe("a late success after a timeout finishes nothing twice", () => {
     );
     await first.ready;
     await publish(p, batchPayload(r1, r2));
-    await until(() => r1Writes >= 2 && stored.has(r1.id), 5000, "r1 written twice");
+    await waitUntil(() => r1Writes >= 2 && stored.has(r1.id), 5000, "r1 written twice");
     await sleep(900); // the late first write of r1 has ended too
     expect(first.stats().pending).toBe(1); // r2 is not stored: the message waits
     await first.close();
@@ -49,7 +48,7 @@ describe("a late success after a timeout finishes nothing twice", () => {
       p,
     );
     await second.ready;
-    await until(() => again.includes(r2.id), 5000, "r2 delivered again");
+    await waitUntil(() => again.includes(r2.id), 5000, "r2 delivered again");
   });
 
   it("onRecord path: one call late, another never settles: not acknowledged, counted once", async () => {
@@ -69,14 +68,14 @@ describe("a late success after a timeout finishes nothing twice", () => {
     );
     await first.ready;
     await publish(p, batchPayload(r1, r2));
-    await until(() => r1Calls >= 2, 5000, "r1 called again after its timeout");
+    await waitUntil(() => r1Calls >= 2, 5000, "r1 called again after its timeout");
     await sleep(900);
     expect(first.stats()).toMatchObject({ handled: 1, pending: 1 });
     await first.close();
     const again: string[] = [];
     const second = consumer({ onRecord: (r) => void again.push(r.id) }, p);
     await second.ready;
-    await until(() => again.includes(r2.id), 5000, "r2 delivered again");
+    await waitUntil(() => again.includes(r2.id), 5000, "r2 delivered again");
   });
 });
 
@@ -98,7 +97,7 @@ describe("sizes: one message can never stop the consumer", () => {
     await c.ready;
     await publish(p, Buffer.alloc(40_000, 0xab)); // garbage, 40 times the limit
     await publish(p, batchPayload(usageRecord()));
-    await until(() => c.stats().handled === 1 && c.stats().pending === 0, 5000, "both handled");
+    await waitUntil(() => c.stats().handled === 1 && c.stats().pending === 0, 5000, "both handled");
     const rejected = writes.flatMap((w) => w.rejected);
     expect(rejected).toHaveLength(1);
     expect(rejected[0]?.reason).toMatch(/40000 bytes, more than maxMessageBytes \(1000\)/);
@@ -123,9 +122,9 @@ describe("sizes: one message can never stop the consumer", () => {
     const c = consumer({ store, maxBatchRecords: 10, concurrency: 1 }, p);
     await c.ready;
     for (let i = 0; i < 50; i++) await publish(p, Buffer.from([0xff, 0xff, i]));
-    await until(() => c.stats().received === 50, 5000, "all received");
+    await waitUntil(() => c.stats().received === 50, 5000, "all received");
     release();
-    await until(() => c.stats().pending === 0, 5000, "all handled");
+    await waitUntil(() => c.stats().pending === 0, 5000, "all handled");
     expect(sizes.reduce((a, b) => a + b, 0)).toBe(50);
     expect(Math.max(...sizes)).toBeLessThanOrEqual(10);
   });

@@ -4,11 +4,12 @@ import {
   type RejectedRecord,
   type UsageConsumerOptions,
 } from "../../../src/consumer/index.js";
-import { AedesBroker, until } from "../../helpers/aedes-broker.js";
+import { AedesBroker } from "../../helpers/aedes-broker.js";
 import { makePki } from "../../helpers/certs.js";
 import { usageRecord, useConsumerBroker } from "../../helpers/consumer-fixture.js";
 import { batchPayload } from "../../helpers/fixtures.js";
 import { freePort } from "../../helpers/mosquitto.js";
+import { sleep, waitUntil } from "../../helpers/time.js";
 
 // createUsageConsumer against an embedded Aedes (see test/helpers/consumer-fixture.ts).
 const suite = useConsumerBroker();
@@ -34,7 +35,11 @@ describe("createUsageConsumer: nothing is lost", () => {
     const r = record();
     await publish(p, batchPayload(r));
     await publish(p, batchPayload(r)); // the producer's resend, same id
-    await until(() => c.stats().pending === 0 && c.stats().received === 2, 5000, "both handled");
+    await waitUntil(
+      () => c.stats().pending === 0 && c.stats().received === 2,
+      5000,
+      "both handled",
+    );
     expect(handled).toEqual([r.id]);
     expect(c.stats()).toMatchObject({ received: 2, handled: 1, failed: 1, duplicates: 1 });
     expect(logs.join("\n")).toMatch(/onRecord for record .* failed \(attempt 1\): database hiccup/);
@@ -46,20 +51,20 @@ describe("createUsageConsumer: nothing is lost", () => {
     await first.ready;
     const r = record();
     await publish(p, batchPayload(r));
-    await until(() => first.stats().received === 1, 5000, "received");
+    await waitUntil(() => first.stats().received === 1, 5000, "received");
     await first.close(); // never handled: left unacknowledged
     const again: string[] = [];
     const second = consumer({ onRecord: (x) => void again.push(x.id) }, p);
     await second.ready;
-    await until(() => again.length === 1, 5000, "delivered again");
+    await waitUntil(() => again.length === 1, 5000, "delivered again");
     expect(again).toEqual([r.id]);
     // Handled and acknowledged now: a third session gets nothing.
-    await until(() => second.stats().pending === 0, 5000, "handled");
+    await waitUntil(() => second.stats().pending === 0, 5000, "handled");
     await second.close();
     const none: string[] = [];
     const third = consumer({ onRecord: (x) => void none.push(x.id) }, p);
     await third.ready;
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     expect(none).toEqual([]);
   });
 
@@ -73,7 +78,7 @@ describe("createUsageConsumer: nothing is lost", () => {
     const got: string[] = [];
     const back = consumer({ onRecord: (r) => void got.push(r.id) }, p);
     await back.ready;
-    await until(() => got.length === 3, 5000, "3 records after the restart");
+    await waitUntil(() => got.length === 3, 5000, "3 records after the restart");
     expect(got.sort()).toEqual(sent.map((r) => r.id).sort());
   });
 
@@ -84,7 +89,7 @@ describe("createUsageConsumer: nothing is lost", () => {
     await c.ready;
     const r = record();
     await publish(p, batchPayload(r), 0);
-    await until(() => got.length === 1, 5000, "the QoS 0 record");
+    await waitUntil(() => got.length === 1, 5000, "the QoS 0 record");
     expect(got).toEqual([r.id]);
     expect(c.stats()).toMatchObject({ received: 1, handled: 1, pending: 0 });
   });
@@ -108,7 +113,7 @@ describe("createUsageConsumer: nothing is lost", () => {
     await publish(p, batchPayload(stuck));
     const others = Array.from({ length: 20 }, () => record());
     for (const r of others) await publish(p, batchPayload(r));
-    await until(() => order.length === 21, 5000, "all 21 records");
+    await waitUntil(() => order.length === 21, 5000, "all 21 records");
     expect(order.indexOf("stuck")).toBe(20); // after every other one
     expect(stuckCalls).toBe(2);
     expect(c.stats()).toMatchObject({ handled: 21, failed: 1, pending: 0 });
@@ -124,7 +129,7 @@ describe("createUsageConsumer: nothing is lost", () => {
         concurrency: 3,
         onRecord: async () => {
           most = Math.max(most, ++running);
-          await new Promise((r) => setTimeout(r, 10));
+          await sleep(10);
           running--;
         },
       },
@@ -133,7 +138,7 @@ describe("createUsageConsumer: nothing is lost", () => {
     await c.ready;
     // 10 messages of 3 records each.
     for (let i = 0; i < 10; i++) await publish(p, batchPayload(record(), record(), record()));
-    await until(() => c.stats().handled === 30, 5000, "30 records");
+    await waitUntil(() => c.stats().handled === 30, 5000, "30 records");
     expect(most).toBe(3);
   });
 });
@@ -167,7 +172,7 @@ describe("createUsageConsumer: validation", () => {
         good,
       ),
     );
-    await until(() => c.stats().pending === 0 && c.stats().received === 3, 5000, "3 messages");
+    await waitUntil(() => c.stats().pending === 0 && c.stats().received === 3, 5000, "3 messages");
     expect(handled).toEqual([good.id]);
     expect(rejected.map((r) => r.reason)).toEqual([
       "the message holds no record",
@@ -189,7 +194,7 @@ describe("createUsageConsumer: validation", () => {
     const again: string[] = [];
     const next = consumer({ onRecord: (r) => void again.push(r.id), onRejected: () => {} }, p);
     await next.ready;
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     expect(next.stats().received).toBe(0);
   });
 
@@ -198,7 +203,7 @@ describe("createUsageConsumer: validation", () => {
     const c = consumer({ onRecord: () => {} }, p);
     await c.ready;
     await publish(p, batchPayload(record({ apiKeySha256: "A".repeat(64) })));
-    await until(() => c.stats().rejected === 1, 5000, "rejected");
+    await waitUntil(() => c.stats().rejected === 1, 5000, "rejected");
     expect(logs.join("\n")).toMatch(/warn: rejected a record that cannot be billed: apiKeySha256/);
   });
 });
@@ -230,7 +235,7 @@ describe("createUsageConsumer: ready and options", () => {
       p,
     );
     await fallback.ready;
-    await until(() => wrongCa.stats().connected === false, 1000, "stopped");
+    await waitUntil(() => wrongCa.stats().connected === false, 1000, "stopped");
   });
 
   it("ready rejects NOT_AUTHORIZED when the broker refuses the subscription", async () => {

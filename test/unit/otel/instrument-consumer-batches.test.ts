@@ -4,10 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ConsumerBatch, UsageStore } from "../../../src/consumer/index.js";
 import { instrumentConsumer } from "../../../src/otel/index.js";
 import { createPostgresUsageStore, type PostgresUsageStore } from "../../../src/postgres/index.js";
-import { until } from "../../helpers/aedes-broker.js";
 import { usageRecord, useConsumerBroker } from "../../helpers/consumer-fixture.js";
 import { batchPayload } from "../../helpers/fixtures.js";
 import { type Collected, testMeterProvider } from "../../helpers/metrics-reader.js";
+import { sleep, waitUntil } from "../../helpers/time.js";
 
 // The consumer's batch duration and lag histograms: a real consumer on an embedded Aedes, the
 // real PostgreSQL store on PGlite (or onRecord), a real SDK MeterProvider.
@@ -32,7 +32,7 @@ describe("instrumentConsumer: batch duration and lag", () => {
     // The real store, each write made 150 ms slower: the histogram must see that time.
     const slow: UsageStore = {
       write: async (batch) => {
-        await new Promise((r) => setTimeout(r, 150));
+        await sleep(150);
         return pg.write(batch);
       },
     };
@@ -54,7 +54,7 @@ describe("instrumentConsumer: batch duration and lag", () => {
         p,
         batchPayload(usageRecord({ occurredAt: timestampFromMs(now - 5_000) })),
       );
-      await until(() => c.stats().handled === 3 && c.stats().pending === 0, 20_000, "3 stored");
+      await waitUntil(() => c.stats().handled === 3 && c.stats().pending === 0, 20_000, "3 stored");
       m = await otel.collect();
       const d = histogram(m, "billing.consumer.batch.duration");
       const lag = histogram(m, "billing.consumer.lag");
@@ -78,14 +78,14 @@ describe("instrumentConsumer: batch duration and lag", () => {
       // A redelivered record already in the store: no new write, nothing recorded.
       const before = d?.count ?? 0;
       await suite.publish(p, batchPayload(old));
-      await until(() => c.stats().duplicates === 1 && c.stats().pending === 0, 10_000, "dup");
+      await waitUntil(() => c.stats().duplicates === 1 && c.stats().pending === 0, 10_000, "dup");
       m = await otel.collect();
       expect(histogram(m, "billing.consumer.batch.duration")?.count).toBe(before);
 
       // After stop(), writes are no longer recorded.
       metrics.stop();
       await suite.publish(p, batchPayload(usageRecord()));
-      await until(() => c.stats().handled === 4 && c.stats().pending === 0, 10_000, "4 stored");
+      await waitUntil(() => c.stats().handled === 4 && c.stats().pending === 0, 10_000, "4 stored");
       m = await otel.collect();
       expect(histogram(m, "billing.consumer.batch.duration")?.count ?? 0).toBe(before);
       expect(seen.length).toBe(before + 1); // the consumer's own observer still is
@@ -103,7 +103,7 @@ describe("instrumentConsumer: batch duration and lag", () => {
         onRecord: async () => {
           calls++;
           if (calls === 1) throw new Error("database hiccup"); // failed attempts are not recorded
-          await new Promise((r) => setTimeout(r, 60));
+          await sleep(60);
         },
       },
       p,
@@ -119,7 +119,7 @@ describe("instrumentConsumer: batch duration and lag", () => {
       const baseSum = histogram(await otel.collect(), "billing.consumer.lag")?.sum ?? 0;
       const r = usageRecord({ occurredAt: timestampFromMs(Date.now() - 20_000) });
       await suite.publish(p, batchPayload(r, usageRecord()));
-      await until(() => c.stats().handled === 2 && c.stats().pending === 0, 10_000, "handled");
+      await waitUntil(() => c.stats().handled === 2 && c.stats().pending === 0, 10_000, "handled");
       const m = await otel.collect();
       const lag = histogram(m, "billing.consumer.lag");
       expect(lag?.count).toBe(base + 2);

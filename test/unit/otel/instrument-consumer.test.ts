@@ -1,9 +1,9 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { instrumentConsumer } from "../../../src/otel/index.js";
-import { until } from "../../helpers/aedes-broker.js";
 import { usageRecord, useConsumerBroker } from "../../helpers/consumer-fixture.js";
 import { batchPayload } from "../../helpers/fixtures.js";
 import { metricValue, testMeterProvider } from "../../helpers/metrics-reader.js";
+import { waitUntil } from "../../helpers/time.js";
 
 // instrumentConsumer against a real consumer on an embedded Aedes and a real SDK MeterProvider.
 const suite = useConsumerBroker();
@@ -36,7 +36,11 @@ describe("instrumentConsumer", () => {
       await suite.publish(p, batchPayload(r));
       await suite.publish(p, batchPayload(r)); // the producer's resend: a duplicate
       await suite.publish(p, Buffer.from([0xff, 0xff])); // not a UsageBatch: rejected
-      await until(() => c.stats().received === 3 && c.stats().pending === 0, 5000, "3 messages");
+      await waitUntil(
+        () => c.stats().received === 3 && c.stats().pending === 0,
+        5000,
+        "3 messages",
+      );
       m = await otel.collect();
       expect(metricValue(m, "billing.consumer.received.messages")).toBe(3);
       expect(metricValue(m, "billing.consumer.handled.records")).toBe(1);
@@ -46,23 +50,23 @@ describe("instrumentConsumer", () => {
       expect(metricValue(m, "billing.consumer.pending.count")).toBe(0);
 
       await suite.publish(p, batchPayload(usageRecord()));
-      await until(() => release !== undefined, 5000, "the held record");
+      await waitUntil(() => release !== undefined, 5000, "the held record");
       m = await otel.collect();
       expect(metricValue(m, "billing.consumer.pending.count")).toBe(1);
       expect(metricValue(m, "billing.consumer.received.records")).toBe(3);
       release?.();
-      await until(() => c.stats().pending === 0, 5000, "handled");
+      await waitUntil(() => c.stats().pending === 0, 5000, "handled");
       m = await otel.collect();
       expect(metricValue(m, "billing.consumer.pending.count")).toBe(0);
       expect(metricValue(m, "billing.consumer.handled.records")).toBe(2);
 
       // The broker drops the connection: the consumer reconnects.
       await suite.broker.stop();
-      await until(() => !c.stats().connected, 5000, "down");
+      await waitUntil(() => !c.stats().connected, 5000, "down");
       m = await otel.collect();
       expect(metricValue(m, "billing.consumer.connection.up")).toBe(0);
       await suite.broker.start();
-      await until(() => c.stats().connected, 10_000, "back");
+      await waitUntil(() => c.stats().connected, 10_000, "back");
       m = await otel.collect();
       expect(metricValue(m, "billing.consumer.reconnects")).toBe(1);
       expect(metricValue(m, "billing.consumer.connection.up")).toBe(1);

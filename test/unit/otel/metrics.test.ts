@@ -5,11 +5,11 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type ApiKeyDecision, BillingClient, KeyState, requireApiKey } from "../../../src/index.js";
 import { instrumentClient, instrumentDecisions } from "../../../src/otel/index.js";
 import { EchoService } from "../../gen/test/v1/echo_pb.js";
-import { until } from "../../helpers/aedes-broker.js";
 import { startEchoServer } from "../../helpers/echo-server.js";
 import { useEmbeddedBroker } from "../../helpers/embedded-broker.js";
 import { keyUpdate } from "../../helpers/fixtures.js";
 import { metricValue, testMeterProvider } from "../../helpers/metrics-reader.js";
+import { sleep, waitUntil } from "../../helpers/time.js";
 
 // billing-sdk/otel against a real SDK MeterProvider and an embedded broker: each instrument
 // moves as the behaviour it measures happens.
@@ -52,7 +52,7 @@ describe("instrumentClient", () => {
       // The broker goes deaf: records stay in flight, waiting for their PUBACK.
       deaf = true;
       for (let i = 0; i < 3; i++) await client.reportUsage(usage(i));
-      await until(() => client.stats().inFlight === 3, 5000, "3 in flight");
+      await waitUntil(() => client.stats().inFlight === 3, 5000, "3 in flight");
       c = await otel.collect();
       expect(metricValue(c, "billing.publisher.in_flight.count")).toBe(3);
       expect(metricValue(c, "billing.publisher.queue.count")).toBe(3);
@@ -62,7 +62,7 @@ describe("instrumentClient", () => {
       // The broker goes down: the attempts are cut off (failed), records stay queued.
       await suite.broker.stop();
       deaf = false;
-      await until(() => !client.isConnected(), 5000, "disconnected");
+      await waitUntil(() => !client.isConnected(), 5000, "disconnected");
       await client.reportUsage(usage(9));
       c = await otel.collect();
       expect(metricValue(c, "billing.publisher.connection.up")).toBe(0);
@@ -97,7 +97,7 @@ describe("instrumentClient", () => {
     const metrics = instrumentClient(client, { meterProvider: otel.meterProvider });
     try {
       await client.connect();
-      await until(
+      await waitUntil(
         () => suite.broker.payloads("billing/keys/request").length > 0,
         5000,
         "subscribed",
@@ -113,10 +113,10 @@ describe("instrumentClient", () => {
 
       const keys = [1, 2, 3].map((i) => ({ key: `key-${i}`, state: KeyState.ACTIVE }));
       await suite.broker.publish("billing/keys/update", keyUpdate(keys, true));
-      await until(() => client.stats().keyUpdates === 1, 5000, "snapshot applied");
+      await waitUntil(() => client.stats().keyUpdates === 1, 5000, "snapshot applied");
       await suite.broker.publish("billing/keys/update", Buffer.from([0xff, 0x01]));
-      await until(() => client.stats().keyUpdatesRefused.undecodable === 1, 5000, "refused");
-      await new Promise((r) => setTimeout(r, 50));
+      await waitUntil(() => client.stats().keyUpdatesRefused.undecodable === 1, 5000, "refused");
+      await sleep(50);
       c = await otel.collect();
       expect(metricValue(c, "billing.key_list.key.count")).toBe(3);
       expect(metricValue(c, "billing.key_list.applied.updates")).toBe(1);
@@ -138,7 +138,7 @@ describe("instrumentClient", () => {
         "billing/keys/update",
         keyUpdate(keys, true, { sentAtMs: hourAgo }),
       );
-      await until(() => client.stats().keyUpdates === 2, 5000, "old snapshot applied");
+      await waitUntil(() => client.stats().keyUpdates === 2, 5000, "old snapshot applied");
       expect(client.stats().keysAgeMs).toBeGreaterThanOrEqual(3_600_000);
       c = await otel.collect();
       expect(metricValue(c, "billing.key_list.age") as number).toBeGreaterThanOrEqual(3600);
@@ -167,7 +167,7 @@ describe("instrumentDecisions", () => {
     ]);
     try {
       await client.connect();
-      await until(
+      await waitUntil(
         () => suite.broker.payloads("billing/keys/request").length > 0,
         5000,
         "subscribed",
@@ -177,7 +177,7 @@ describe("instrumentDecisions", () => {
         { key: "bad", state: KeyState.BLOCKED, reason: "unpaid" },
       ];
       await suite.broker.publish("billing/keys/update", keyUpdate(keys, true));
-      await until(() => client.keys.usable, 5000, "keys loaded");
+      await waitUntil(() => client.keys.usable, 5000, "keys loaded");
       const echo = createClient(
         EchoService,
         createConnectTransport({ baseUrl: server.url, httpVersion: "2" }),

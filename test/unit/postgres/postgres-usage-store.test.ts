@@ -9,9 +9,10 @@ import { hashApiKey } from "../../../src/index.js";
 import { createPostgresUsageStore, type PostgresUsageStore } from "../../../src/postgres/index.js";
 import { migrate } from "../../../src/postgres/migrations.js";
 import { pgliteClient } from "../../../src/postgres/sql-client.js";
-import { AedesBroker, until } from "../../helpers/aedes-broker.js";
+import { AedesBroker } from "../../helpers/aedes-broker.js";
 import { batchPayload } from "../../helpers/fixtures.js";
 import { freePort } from "../../helpers/mosquitto.js";
+import { sleep, waitUntil } from "../../helpers/time.js";
 
 // The PostgreSQL usage store on an embedded PGlite (the same SQL runs on a server in the
 // integration suite), alone and behind a consumer on an embedded broker.
@@ -270,7 +271,11 @@ describe("a consumer into the PostgreSQL store", () => {
     }
     const bad = record({ id: "bad" });
     await producer.publishAsync("pg/report", batchPayload(bad, sent[0] as UsageRecord), { qos: 1 });
-    await until(() => c.stats().received === 11 && c.stats().pending === 0, 10_000, "all stored");
+    await waitUntil(
+      () => c.stats().received === 11 && c.stats().pending === 0,
+      10_000,
+      "all stored",
+    );
     expect(c.stats()).toMatchObject({ handled: 30, duplicates: 1, rejected: 1, failed: 1 });
     const [row] = await store.query<{ n: number; usage: string }>(
       "SELECT count(*)::int AS n, sum(usage)::text AS usage FROM billing.usage_records WHERE id = ANY($1::uuid[])",
@@ -284,7 +289,7 @@ describe("a consumer into the PostgreSQL store", () => {
     // Acknowledged: the same session gets nothing again.
     const again = consumer(store);
     await again.ready;
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     expect(again.stats().received).toBe(0);
     await again.close();
   });
@@ -303,7 +308,7 @@ describe("a consumer into the PostgreSQL store", () => {
     await c.ready;
     const sent = Array.from({ length: 5 }, () => record({ usage: 2n }));
     await producer.publishAsync("pg/report", batchPayload(...sent), { qos: 1 });
-    await until(() => c.stats().received === 1 && c.stats().pending === 0, 10_000, "stored");
+    await waitUntil(() => c.stats().received === 1 && c.stats().pending === 0, 10_000, "stored");
     expect(sizes).toEqual([2, 2, 1, 2]); // the failed part again, alone
     expect(c.stats()).toMatchObject({ handled: 5, failed: 1, duplicates: 0 });
     const [row] = await store.query<{ n: number }>(

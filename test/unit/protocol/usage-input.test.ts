@@ -4,10 +4,10 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { KeyState, UsageRecordSchema } from "../../../gen/billing/v1/usage_pb.js";
 import { BillingClient, type BillingClientOptions, hashApiKey } from "../../../src/index.js";
-import { until } from "../../helpers/aedes-broker.js";
 import { useEmbeddedBroker } from "../../helpers/embedded-broker.js";
 import { keyUpdate } from "../../helpers/fixtures.js";
 import { freePort } from "../../helpers/mosquitto.js";
+import { waitUntil } from "../../helpers/time.js";
 
 // Edges of validation found by the adversarial review of issue 9.
 
@@ -27,7 +27,7 @@ describe("metadata is read once: what was checked is what is sent", () => {
     };
     await client.reportUsage({ apiKey: "k", module: "llm", model: "m", usage: 1, metadata });
     await client.flush(3000);
-    await until(() => received().length === 1, 3000, "the record");
+    await waitUntil(() => received().length === 1, 3000, "the record");
     expect(received()[0]?.metadata).toEqual({ note: "ok" });
     expect(reads).toBe(1);
   });
@@ -55,7 +55,7 @@ describe("metadata is read once: what was checked is what is sent", () => {
       metadata: protoKey,
     });
     await client.flush(3000);
-    await until(() => received().length === 2, 3000, "the records");
+    await waitUntil(() => received().length === 2, 3000, "the records");
     const [a, b] = received();
     expect(a?.metadata).toEqual({ a: "x" });
     expect(Object.keys(b?.metadata ?? {})).toEqual(["__proto__", "b"]);
@@ -132,7 +132,11 @@ describe("text from the key list is checked before it reaches the wire", () => {
     const client = new BillingClient(options());
     await client.connect(3000);
     const bad = ["app\u202egnp.exe", "app\nx", "a".repeat(40_000)];
-    await until(() => suite.broker.payloads("billing/keys/request").length > 0, 3000, "subscribed");
+    await waitUntil(
+      () => suite.broker.payloads("billing/keys/request").length > 0,
+      3000,
+      "subscribed",
+    );
     await suite.broker.publish(
       "billing/keys/update",
       keyUpdate(
@@ -143,12 +147,12 @@ describe("text from the key list is checked before it reaches the wire", () => {
         true,
       ),
     );
-    await until(() => client.keys.loaded, 3000, "the key list");
+    await waitUntil(() => client.keys.loaded, 3000, "the key list");
     for (const key of ["bad-0", "bad-1", "bad-2", "good"]) {
       await client.reportUsage({ apiKey: key, module: "llm", model: "m", usage: 1 });
     }
     await client.flush(3000);
-    await until(() => received().length === 4, 3000, "the records");
+    await waitUntil(() => received().length === 4, 3000, "the records");
     expect(received().map((r) => r.appId)).toEqual(["", "", "", "app-good"]);
   });
 });

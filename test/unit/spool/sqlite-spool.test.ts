@@ -9,10 +9,11 @@ import {
   type RecordSpool,
 } from "../../../src/index.js";
 import { SqliteSpool, spoolContractCases } from "../../../src/spool/index.js";
-import { AedesBroker, until } from "../../helpers/aedes-broker.js";
+import { AedesBroker } from "../../helpers/aedes-broker.js";
 import { decodeRecords } from "../../helpers/fixtures.js";
 import { MemorySpool } from "../../helpers/memory-spool.js";
 import { freePort } from "../../helpers/mosquitto.js";
+import { waitUntil } from "../../helpers/time.js";
 
 const dir = mkdtempSync(join(tmpdir(), "billing-spool-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -179,7 +180,7 @@ describe("BillingClient with a spool", () => {
     const ids = await Promise.all(Array.from({ length: 500 }, (_, i) => report(c, i)));
     expect(new Set(ids).size).toBe(500);
     await c.flush(5000);
-    await until(
+    await waitUntil(
       () => decodeRecords(broker.payloads("billing/report")).length === 500,
       5000,
       "records",
@@ -254,6 +255,6 @@ describe("BillingClient with a spool", () => {
     await c.connect();
     await report(c, 5);
     await c.flush(5000);
-    await until(() => custom.count() === 0, 5000, "deleted after PUBACK");
+    await waitUntil(() => custom.count() === 0, 5000, "deleted after PUBACK");
   });
 });

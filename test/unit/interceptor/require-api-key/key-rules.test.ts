@@ -7,7 +7,7 @@ import {
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type BillingClient, hashApiKey } from "../../../../src/index.js";
 import { EchoService } from "../../../gen/test/v1/echo_pb.js";
-import { type AedesBroker, until } from "../../../helpers/aedes-broker.js";
+import type { AedesBroker } from "../../../helpers/aedes-broker.js";
 import { handlerRuns } from "../../../helpers/echo-server.js";
 import { decodeRecords, type KeyEntry } from "../../../helpers/fixtures.js";
 import {
@@ -18,6 +18,7 @@ import {
   say,
   startRulesWorld,
 } from "../../../helpers/rules-world.js";
+import { waitUntil } from "../../../helpers/time.js";
 
 // Issue 14: expiry, allowed methods, rate limits and quotas pushed with the key list and decided
 // in the interceptor: each decision over real Connect, gRPC and gRPC-web calls, and streams.
@@ -147,9 +148,9 @@ describe.each(transports)("each decision over %s", (name, makeTransport) => {
     );
     expect(ended).toMatchObject({ code: Code.Canceled });
     expect(got).toBe(3);
-    await until(() => billedStreams.length > billed, 5000, "the stream billed");
+    await waitUntil(() => billedStreams.length > billed, 5000, "the stream billed");
     expect(billedStreams.at(-1)).toBe(3);
-    await until(() => broker.payloads("billing/report").length > reports, 5000, "record");
+    await waitUntil(() => broker.payloads("billing/report").length > reports, 5000, "record");
     const rec = decodeRecords(broker.payloads("billing/report").slice(reports)).at(-1);
     expect(rec).toMatchObject({ apiKeySha256: hashApiKey("echo-all"), model: "stream", usage: 3n });
   });

@@ -11,6 +11,7 @@ import { type KeyRules, quotasLeft } from "../../../../src/keys/key-rules.js";
 import { handlerRuns } from "../../../helpers/echo-server.js";
 import type { KeyEntry } from "../../../helpers/fixtures.js";
 import { active, decisions, errorOf, say, startRulesWorld } from "../../../helpers/rules-world.js";
+import { sleep } from "../../../helpers/time.js";
 
 // Issue 14 over real calls: rate-limit window edges and concurrency, quotas debited by reported
 // usage and reset by updates, expiry passing while the process runs, and a grpc-js client.
@@ -50,7 +51,7 @@ describe("rate limits: window edges and concurrency", () => {
     expect(first.five).toEqual(["ok", "ok", "ok", "ok", "ok"]);
     expect(first.sixth).toMatchObject({ code: Code.ResourceExhausted });
     expect((first.sixth as ConnectError).metadata.get("retry-after")).toBe("1");
-    await new Promise((r) => setTimeout(r, 2100));
+    await sleep(2100);
     const second = await burst();
     expect(second.five).toEqual(["ok", "ok", "ok", "ok", "ok"]);
     expect(second.sixth).toMatchObject({ code: Code.ResourceExhausted });
@@ -144,7 +145,7 @@ describe("expiry is decided at call time", () => {
     await pushKeys(false, [active("soon", { expiresAtMs: Date.now() + 1500 })]);
     const t = createGrpcWebTransport({ baseUrl: server.url, httpVersion: "2" });
     expect(await errorOf(say(t, "soon"))).toBe("ok");
-    await new Promise((r) => setTimeout(r, 1700));
+    await sleep(1700);
     expect(await errorOf(say(t, "soon"))).toMatchObject({
       code: Code.Unauthenticated,
       rawMessage: "API key expired",

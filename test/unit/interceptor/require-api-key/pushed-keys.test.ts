@@ -14,9 +14,10 @@ import {
   requireApiKey,
 } from "../../../../src/index.js";
 import { EchoService } from "../../../gen/test/v1/echo_pb.js";
-import { AedesBroker, until } from "../../../helpers/aedes-broker.js";
+import { AedesBroker } from "../../../helpers/aedes-broker.js";
 import { handlerRuns, startEchoServer } from "../../../helpers/echo-server.js";
 import { decodeRecords, keyUpdate, testPublicKeys } from "../../../helpers/fixtures.js";
+import { waitUntil } from "../../../helpers/time.js";
 
 let broker: AedesBroker;
 let billing: BillingClient;
@@ -26,7 +27,7 @@ const decisions: ApiKeyDecision[] = [];
 async function pushKeys(snapshot: boolean, keys: Parameters<typeof keyUpdate>[0]) {
   const before = billing.stats().keyUpdates;
   await broker.publish("billing/keys/update", keyUpdate(keys, snapshot));
-  await until(() => billing.stats().keyUpdates > before, 5000, "key update applied");
+  await waitUntil(() => billing.stats().keyUpdates > before, 5000, "key update applied");
 }
 
 beforeAll(async () => {
@@ -43,7 +44,7 @@ beforeAll(async () => {
     requireApiKey({ exempt: ["test.v1.EchoService/Health"], onDecision: (d) => decisions.push(d) }),
   ]);
   await billing.connect();
-  await until(() => broker.payloads("billing/keys/request").length > 0, 5000, "subscribed");
+  await waitUntil(() => broker.payloads("billing/keys/request").length > 0, 5000, "subscribed");
 });
 afterAll(async () => {
   await server.close();
@@ -204,7 +205,7 @@ describe("key pushes through the broker take effect on the next call", () => {
     await billing.flush(5000);
     const before = broker.payloads("billing/report").length;
     await client().say({ text: "hello" }, auth);
-    await until(() => broker.payloads("billing/report").length > before, 5000, "record");
+    await waitUntil(() => broker.payloads("billing/report").length > before, 5000, "record");
     const rec = decodeRecords(broker.payloads("billing/report")).at(-1);
     expect(rec).toMatchObject({
       apiKeySha256: hashApiKey("good-key"),

@@ -5,6 +5,7 @@ import { BillingClient, requireApiKey, type VerifiedKey } from "../../../../src/
 import { EchoService } from "../../../gen/test/v1/echo_pb.js";
 import { AedesBroker } from "../../../helpers/aedes-broker.js";
 import { handlerRuns, startEchoServer } from "../../../helpers/echo-server.js";
+import { sleep } from "../../../helpers/time.js";
 
 // Issue 14 with the `verify` option: a verifier may return the same rules as the pushed key
 // list, with the same effects; usage reported for the key debits the cached answer.
@@ -92,7 +93,7 @@ describe.each([
       rawMessage: "quota exhausted for llm",
     });
     answers.set(k("prepaid"), { appId: "a", quotas: [{ module: "llm", remaining: 50 }] });
-    await new Promise((r) => setTimeout(r, 450)); // the cached answer expires
+    await sleep(450); // the cached answer expires
     expect(await errorOf(say(k("prepaid"), "hello"))).toBe("ok");
   });
 

@@ -15,6 +15,7 @@ import {
 } from "../../../../src/index.js";
 import { EchoService } from "../../../gen/test/v1/echo_pb.js";
 import { echoRoutes } from "../../../helpers/echo-server.js";
+import { sleep } from "../../../helpers/time.js";
 
 // The `verify` option: keys checked by the service's own function, cached, single-flight.
 function setup(
@@ -47,11 +48,11 @@ describe("requireApiKey({ verify })", () => {
     expect(await call("bad")).toBe(Code.Unauthenticated);
     expect(await call("bad")).toBe(Code.Unauthenticated);
     expect(calls).toEqual(["good", "bad"]);
-    await new Promise((r) => setTimeout(r, 80)); // the miss expired, the hit did not
+    await sleep(80); // the miss expired, the hit did not
     await call("bad");
     await call("good");
     expect(calls).toEqual(["good", "bad", "bad"]);
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     await call("good");
     expect(calls).toEqual(["good", "bad", "bad", "good"]);
   });
@@ -60,7 +61,7 @@ describe("requireApiKey({ verify })", () => {
     let calls = 0;
     const call = setup(async () => {
       calls++;
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
       return { appId: "app-sf" };
     });
     const results = await Promise.all(Array.from({ length: 20 }, () => call("k")));
@@ -73,7 +74,7 @@ describe("requireApiKey({ verify })", () => {
     const call = setup(
       async () => {
         if (mode === "throw") throw new Error("db down");
-        if (mode === "slow") await new Promise((r) => setTimeout(r, 300));
+        if (mode === "slow") await sleep(300);
         return { appId: "app-ok" };
       },
       { verifyTimeoutMs: 50 },

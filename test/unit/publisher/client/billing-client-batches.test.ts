@@ -5,8 +5,9 @@ import {
   type BillingClientOptions,
   getBillingClient,
 } from "../../../../src/index.js";
-import { AedesBroker, until } from "../../../helpers/aedes-broker.js";
+import { AedesBroker } from "../../../helpers/aedes-broker.js";
 import { decodeRecords, plainClientOptions } from "../../../helpers/fixtures.js";
+import { sleep, waitUntil } from "../../../helpers/time.js";
 
 // Batching through a real broker (Aedes) and a raw mqtt.js subscriber that counts messages.
 
@@ -44,7 +45,11 @@ const report = (client: BillingClient, usage: number) =>
 
 /** Waits until the subscriber has `n` records, then returns their ids. */
 async function receivedIds(n: number): Promise<string[]> {
-  await until(() => decodeRecords(messages).length >= n, 10_000, `${n} records at the subscriber`);
+  await waitUntil(
+    () => decodeRecords(messages).length >= n,
+    10_000,
+    `${n} records at the subscriber`,
+  );
   return decodeRecords(messages).map((r) => r.id);
 }
 
@@ -101,7 +106,7 @@ describe("batching on a real broker", () => {
     const lingering = new BillingClient(options({ lingerMs: 1000 }));
     await lingering.connect();
     const second = await spaced(lingering);
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     expect(messages).toHaveLength(0); // still lingering
     const t0 = Date.now();
     await lingering.flush(5000); // flush sends at once, without waiting out lingerMs
@@ -118,7 +123,7 @@ describe("batching on a real broker", () => {
     // it acknowledged. A deaf broker makes "in flight, never acknowledged" certain.)
     deaf = true;
     const ids = Array.from({ length: 2000 }, (_, i) => report(client, i));
-    await until(() => client.stats().inFlight === 200, 5000, "four batches of 50 in flight");
+    await waitUntil(() => client.stats().inFlight === 200, 5000, "four batches of 50 in flight");
     await broker.stop(); // the PUBACKs of the batches in flight never come
     deaf = false;
     await broker.start();

@@ -4,9 +4,10 @@ import {
   type BillingClientOptions,
   getBillingClient,
 } from "../../../../src/index.js";
-import { AedesBroker, until } from "../../../helpers/aedes-broker.js";
+import { AedesBroker } from "../../../helpers/aedes-broker.js";
 import { plainClientOptions } from "../../../helpers/fixtures.js";
 import { MemorySpool } from "../../../helpers/memory-spool.js";
+import { sleep, waitUntil } from "../../../helpers/time.js";
 
 // lingerMs with close() and flush() on a real broker (Aedes): what they wait for never lingers,
 // also after a reconnect put it back, and also with a spool (records queued a turn later).
@@ -43,8 +44,8 @@ describe("lingerMs with close() and flush()", () => {
     deaf = true;
     await Promise.all(Array.from({ length: 10 }, (_, i) => report(client, i)));
     const closed = client.close(5000);
-    await until(() => client.stats().inFlight === 10, 3000, "the ten in flight");
-    await new Promise((r) => setTimeout(r, 200));
+    await waitUntil(() => client.stats().inFlight === 10, 3000, "the ten in flight");
+    await sleep(200);
     await broker.stop(); // the connection drops with the batch in flight
     deaf = false;
     await broker.start();

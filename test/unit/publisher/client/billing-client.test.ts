@@ -14,7 +14,7 @@ import {
   hashApiKey,
   reportUsage,
 } from "../../../../src/index.js";
-import { AedesBroker, until } from "../../../helpers/aedes-broker.js";
+import { AedesBroker } from "../../../helpers/aedes-broker.js";
 import {
   decodeRecords,
   keyUpdate,
@@ -22,6 +22,7 @@ import {
   testPublicKeys,
 } from "../../../helpers/fixtures.js";
 import { freePort } from "../../../helpers/mosquitto.js";
+import { sleep, waitUntil } from "../../../helpers/time.js";
 
 let broker: AedesBroker;
 const logs: string[] = [];
@@ -57,12 +58,12 @@ describe("publishing", () => {
   it("publishes typed records at QoS 1 with id, time, fingerprint, app id and producer", async () => {
     const client = new BillingClient(options({ clientId: "svc-1" }));
     await client.connect();
-    await until(() => broker.payloads("billing/keys/request").length === 1, 5000, "subscribed");
+    await waitUntil(() => broker.payloads("billing/keys/request").length === 1, 5000, "subscribed");
     await broker.publish(
       "billing/keys/update",
       keyUpdate([{ key: "key-1", state: KeyState.ACTIVE, appId: "app-9" }], true),
     );
-    await until(() => client.keys.loaded, 5000, "key snapshot");
+    await waitUntil(() => client.keys.loaded, 5000, "key snapshot");
     const before = Date.now();
     const id = await report(client, 150, { metadata: { temperature: 0.7, tags: ["a"] } });
     await client.flush(5000);
@@ -148,7 +149,7 @@ describe("publishing", () => {
     for (let i = 0; i < 50; i++) ids.push(await report(client, i));
     expect(client.isConnected()).toBe(false);
     expect(client.stats().queued).toBe(50);
-    await new Promise((r) => setTimeout(r, 300)); // a few failed attempts
+    await sleep(300); // a few failed attempts
     await late.start();
     await client.flush(10_000);
     const got = decodeRecords(late.payloads("billing/report"));
@@ -169,16 +170,20 @@ describe("publishing", () => {
       ids.add(await report(client, i));
       if (i === 1000 || i === 2000) {
         await broker.stop();
-        await new Promise((r) => setTimeout(r, 100));
+        await sleep(100);
         await broker.start();
-        await until(() => client.isConnected(), 5000, "reconnected");
+        await waitUntil(() => client.isConnected(), 5000, "reconnected");
       }
       if (i % 100 === 0) await new Promise((r) => setImmediate(r));
     }
     await client.flush(20_000);
     // Aedes writes a QoS 1 PUBACK before it publishes, and when the socket is backed up it
     // publishes only after "drain": the last records reach subscribers just after their PUBACK.
-    await until(() => new Set(received().map((r) => r.id)).size >= ids.size, 5000, "all records");
+    await waitUntil(
+      () => new Set(received().map((r) => r.id)).size >= ids.size,
+      5000,
+      "all records",
+    );
     const got = received().map((r) => r.id);
     expect(new Set(got)).toEqual(ids); // duplicates may happen (same id); losses may not
     expect(client.stats().reconnects).toBeGreaterThanOrEqual(2);
@@ -223,7 +228,7 @@ describe("publishing", () => {
     await client.connect();
     await report(client);
     await client.flush(5000);
-    await until(() => broker.payloads("billing/heartbeat").length >= 2, 5000, "heartbeats");
+    await waitUntil(() => broker.payloads("billing/heartbeat").length >= 2, 5000, "heartbeats");
     const beat = fromBinary(HeartbeatSchema, broker.payloads("billing/heartbeat").at(-1) as Buffer);
     expect(beat).toMatchObject({ producer: "beater", state: ProducerState.RUNNING, published: 1n });
     // The broker drops the connection without a DISCONNECT from the client: the will goes out.
@@ -239,7 +244,7 @@ describe("publishing", () => {
     for (const c of Object.values((broker.broker as unknown as { clients: object }).clients)) {
       (c as { conn: { destroy(): void } }).conn.destroy();
     }
-    await until(
+    await waitUntil(
       () => wills.some((w) => fromBinary(HeartbeatSchema, w).state === ProducerState.LOST),
       5000,
       "will",
@@ -252,16 +257,16 @@ describe("no work that multiplies across reconnects (the Python SDK's flaw 2)", 
     const client = new BillingClient(options({ heartbeatIntervalMs: 50 }));
     await client.connect();
     const requests = () => broker.payloads("billing/keys/request").length;
-    await until(() => requests() === 1, 5000, "first key request");
+    await waitUntil(() => requests() === 1, 5000, "first key request");
     for (let i = 0; i < 3; i++) {
       await broker.stop();
       await broker.start();
       // One key-list request per connection: the subscription is made again each time.
-      await until(() => requests() === i + 2, 5000, "key request after reconnect");
+      await waitUntil(() => requests() === i + 2, 5000, "key request after reconnect");
     }
     expect(client.stats().reconnects).toBe(3);
     const before = broker.payloads("billing/heartbeat").length;
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
     const beats = broker.payloads("billing/heartbeat").length - before;
     expect(beats).toBeGreaterThanOrEqual(5);
     expect(beats).toBeLessThanOrEqual(12); // ~10 at 50 ms; 40 if four timers ran
@@ -273,7 +278,7 @@ describe("key sync", () => {
   it("subscribes and asks for a snapshot after every (re)connect", async () => {
     const client = new BillingClient(options({ clientId: "asker" }));
     await client.connect();
-    await until(() => broker.payloads("billing/keys/request").length === 1, 5000, "request");
+    await waitUntil(() => broker.payloads("billing/keys/request").length === 1, 5000, "request");
     const req = fromBinary(
       KeyListRequestSchema,
       broker.payloads("billing/keys/request")[0] as Buffer,
@@ -281,14 +286,18 @@ describe("key sync", () => {
     expect(req.producer).toBe("asker");
     await broker.stop();
     await broker.start();
-    await until(() => broker.payloads("billing/keys/request").length === 2, 5000, "2nd request");
+    await waitUntil(
+      () => broker.payloads("billing/keys/request").length === 2,
+      5000,
+      "2nd request",
+    );
     expect(client.stats().reconnects).toBe(1);
   });
 
   it("applies snapshots and deltas; ignores garbage, counted, keeping the list", async () => {
     const client = new BillingClient(options());
     await client.connect();
-    await until(() => broker.payloads("billing/keys/request").length === 1, 5000, "subscribed");
+    await waitUntil(() => broker.payloads("billing/keys/request").length === 1, 5000, "subscribed");
     expect(client.stats().keysLoaded).toBe(false);
     await broker.publish(
       "billing/keys/update",
@@ -300,19 +309,23 @@ describe("key sync", () => {
         true,
       ),
     );
-    await until(() => client.keys.loaded, 5000, "snapshot");
+    await waitUntil(() => client.keys.loaded, 5000, "snapshot");
     expect(client.keys.lookup("good")?.appId).toBe("a1");
     await broker.publish(
       "billing/keys/update",
       keyUpdate([{ key: "bad", state: KeyState.BLOCKED, reason: "unpaid" }], false),
     );
-    await until(() => client.keys.lookup("bad")?.state === KeyState.BLOCKED, 5000, "delta");
+    await waitUntil(() => client.keys.lookup("bad")?.state === KeyState.BLOCKED, 5000, "delta");
     await broker.publish("billing/keys/update", Buffer.from([0xff, 0xff, 0xff, 0x0f]));
-    await until(() => client.stats().keyUpdatesRefused.undecodable === 1, 5000, "garbage counted");
+    await waitUntil(
+      () => client.stats().keyUpdatesRefused.undecodable === 1,
+      5000,
+      "garbage counted",
+    );
     expect(client.keys.size).toBe(2);
     expect(logs.some((l) => l.includes("not a SignedKeyUpdate"))).toBe(true);
     await broker.publish("billing/keys/update", keyUpdate([], true));
-    await until(() => client.keys.size === 0, 5000, "revoking snapshot");
+    await waitUntil(() => client.keys.size === 0, 5000, "revoking snapshot");
     expect(client.stats().keyUpdates).toBe(3);
   });
 });

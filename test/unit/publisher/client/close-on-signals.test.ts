@@ -3,11 +3,12 @@ import { once } from "node:events";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BillingClient, closeOnSignals } from "../../../../src/index.js";
-import { AedesBroker, until } from "../../../helpers/aedes-broker.js";
+import { AedesBroker } from "../../../helpers/aedes-broker.js";
 import { decodeRecords } from "../../../helpers/fixtures.js";
 import { LatencyProxy } from "../../../helpers/latency-proxy.js";
 import { MemorySpool } from "../../../helpers/memory-spool.js";
 import { freePort } from "../../../helpers/mosquitto.js";
+import { sleep, waitUntil } from "../../../helpers/time.js";
 
 // A child process reports records in a loop against an embedded broker behind a proxy that adds
 // 40 ms each way (so that records are always waiting for their PUBACK), and gets SIGTERM
@@ -46,7 +47,7 @@ async function runChild(mode: "on" | "off" | "own" | "once" | "se-before" | "se-
     stderr += d.toString();
   });
   const exited = once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>;
-  await until(() => stdout.includes("ready"), 30_000, "the child reporting");
+  await waitUntil(() => stdout.includes("ready"), 30_000, "the child reporting");
   child.kill("SIGTERM");
   const [code, signal] = await exited;
   const resolved = stdout.split("\n").filter((l) => /^[0-9a-f-]{36}$/.test(l));
@@ -71,7 +72,7 @@ describe("closeOnSignals: SIGTERM mid-stream in a child process", () => {
     const r = await runChild("off");
     expect(r.signal).toBe("SIGTERM");
     // Whatever the proxy still held reaches the broker within its delay: wait it out.
-    await new Promise((res) => setTimeout(res, 500));
+    await sleep(500);
     const arrived = r.arrived();
     const lost = r.resolved.filter((id) => !arrived.has(id));
     expect(r.resolved.length).toBeGreaterThanOrEqual(200);
@@ -158,7 +159,7 @@ describe("closeOnSignals in this process", () => {
           await client.reportUsage({ apiKey: "k", module: "llm", model: "m", usage: 1 });
         closeOnSignals(client, { signals: ["SIGUSR2"], timeoutMs: 50, logger, exit: "none" });
         process.kill(process.pid, "SIGUSR2");
-        await until(() => lines.length === 2, 5000, "closed");
+        await waitUntil(() => lines.length === 2, 5000, "closed");
         expect(lines[0]).toBe("info: SIGUSR2: closing the billing client");
         expect(lines[1]).toBe(
           withRecord
@@ -196,7 +197,7 @@ describe("closeOnSignals in this process", () => {
     try {
       closeOnSignals(client, { signals: ["SIGUSR2"], timeoutMs: 50, logger, exit: "none" });
       process.kill(process.pid, "SIGUSR2");
-      await until(() => lines.length === 2, 5000, "closed");
+      await waitUntil(() => lines.length === 2, 5000, "closed");
       expect(lines[1]).toBe(
         "error: billing client closed: 1 records not acknowledged stay in the spool for the next start",
       );

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { BillingClient, type BillingError, reportUsage } from "../../../../src/index.js";
-import { until } from "../../../helpers/aedes-broker.js";
 import { useEmbeddedBroker } from "../../../helpers/embedded-broker.js";
 import { MemorySpool } from "../../../helpers/memory-spool.js";
+import { waitUntil } from "../../../helpers/time.js";
 
 // The waitUntil pattern of the README for short-lived processes (serverless handlers, CLI jobs):
 // `await client.flush()` before returning. reportUsage resolves once a record is queued, not
@@ -31,7 +31,7 @@ describe("waitUntil: await client.flush() before returning", () => {
     await client.connect();
     deaf = true;
     const id = await client.reportUsage(usage(1)); // resolved: queued, published, no PUBACK
-    await until(() => client.stats().inFlight === 1, 5000, "in flight");
+    await waitUntil(() => client.stats().inFlight === 1, 5000, "in flight");
     const err = (await client.flush(200).catch((e: unknown) => e)) as BillingError;
     expect(err.code).toBe("TIMEOUT");
     expect(err.message).toMatch(/1 records not yet acknowledged/);
@@ -51,7 +51,7 @@ describe("waitUntil: await client.flush() before returning", () => {
     await client.connect();
     deaf = true;
     await client.reportUsage(usage(1));
-    await until(() => client.stats().inFlight === 1, 5000, "in flight");
+    await waitUntil(() => client.stats().inFlight === 1, 5000, "in flight");
     const err = (await client.close(200).catch((e: unknown) => e)) as BillingError;
     expect(err.code).toBe("TIMEOUT");
     expect(err.message).toMatch(/1 usage records not acknowledged/);
@@ -65,13 +65,13 @@ describe("waitUntil: await client.flush() before returning", () => {
     await first.connect();
     deaf = true;
     const id = await first.reportUsage(usage(1));
-    await until(() => first.stats().inFlight === 1, 5000, "in flight");
+    await waitUntil(() => first.stats().inFlight === 1, 5000, "in flight");
     await expect(first.close(200)).resolves.toBeUndefined(); // nothing lost: kept in the spool
     expect(spool.count()).toBe(1);
     deaf = false;
     const next = new BillingClient(suite.options({ spool }));
     await next.flush(10_000);
     expect(suite.received().map((r) => r.id)).toEqual([id]);
-    await until(() => spool.count() === 0, 5000, "removed from the spool once acknowledged");
+    await waitUntil(() => spool.count() === 0, 5000, "removed from the spool once acknowledged");
   });
 });

@@ -15,7 +15,7 @@ import {
 import { resolveOptions } from "../../../../src/publisher/client/options.js";
 import { sameOptions } from "../../../../src/publisher/client/same-options.js";
 import { EchoService } from "../../../gen/test/v1/echo_pb.js";
-import { AedesBroker, until } from "../../../helpers/aedes-broker.js";
+import { AedesBroker } from "../../../helpers/aedes-broker.js";
 import { startEchoServer } from "../../../helpers/echo-server.js";
 import {
   keyUpdate,
@@ -24,6 +24,7 @@ import {
   testPublicKeys,
   unsignedKeyUpdate,
 } from "../../../helpers/fixtures.js";
+import { waitUntil } from "../../../helpers/time.js";
 
 // The client side of signed key updates on an embedded broker: what is logged, counted and sent.
 let broker: AedesBroker;
@@ -58,7 +59,7 @@ async function client(extra: BillingClientOptions = {}) {
     ...extra,
   });
   await c.connect();
-  await until(() => broker.payloads("billing/keys/request").length > 0, 5000, "subscribed");
+  await waitUntil(() => broker.payloads("billing/keys/request").length > 0, 5000, "subscribed");
   return c;
 }
 const refusedTotal = (c: BillingClient) =>
@@ -66,7 +67,7 @@ const refusedTotal = (c: BillingClient) =>
 async function push(c: BillingClient, payload: Uint8Array) {
   const before = c.stats().keyUpdates + refusedTotal(c);
   await broker.publish("billing/keys/update", payload);
-  await until(() => c.stats().keyUpdates + refusedTotal(c) > before, 5000, "update handled");
+  await waitUntil(() => c.stats().keyUpdates + refusedTotal(c) > before, 5000, "update handled");
 }
 async function call(key: string): Promise<Code | "ok"> {
   const echo = createClient(
@@ -125,7 +126,7 @@ describe("versions, gaps and staleness", () => {
     const requests = broker.payloads("billing/keys/request").length;
     await push(c, keyUpdate([{ ...GOOD, appId: "app-3" }], false, { version: v + 5n }));
     expect(c.keys.lookup("good-key")?.appId).toBe("app-3");
-    await until(
+    await waitUntil(
       () => broker.payloads("billing/keys/request").length === requests + 1,
       5000,
       "request",
@@ -144,7 +145,7 @@ describe("versions, gaps and staleness", () => {
     const before = broker.payloads("billing/keys/request").length;
     await push(c, keyUpdate([], false, { version: v + 2n }));
     expect(logs.some((l) => /^warn: a key-list delta skipped versions/.test(l))).toBe(true);
-    await until(
+    await waitUntil(
       () => broker.payloads("billing/keys/request").length >= before + 2,
       8000,
       "a second request while the list is incomplete",
@@ -167,14 +168,18 @@ describe("versions, gaps and staleness", () => {
     expect(c.stats().keysStale).toBe(false);
     expect(await call("good-key")).toBe("ok");
     const requests = broker.payloads("billing/keys/request").length;
-    await until(
+    await waitUntil(
       () => logs.some((l) => l.startsWith("error: the key list is stale")),
       5000,
       "stale",
     );
     expect(c.stats().keysStale).toBe(true);
     expect(await call("good-key")).toBe(Code.Unavailable);
-    await until(() => broker.payloads("billing/keys/request").length > requests, 5000, "request");
+    await waitUntil(
+      () => broker.payloads("billing/keys/request").length > requests,
+      5000,
+      "request",
+    );
     await push(c, keyUpdate([GOOD], true));
     expect(await call("good-key")).toBe("ok");
   });
@@ -186,7 +191,7 @@ describe("versions, gaps and staleness", () => {
     await push(c, keyUpdate([GOOD], true, { version: v - 1n }));
     await push(c, Buffer.from([0x10, 0x01]));
     const start = broker.payloads("billing/heartbeat").length;
-    await until(() => broker.payloads("billing/heartbeat").length > start, 5000, "heartbeat");
+    await waitUntil(() => broker.payloads("billing/heartbeat").length > start, 5000, "heartbeat");
     const beat = fromBinary(HeartbeatSchema, broker.payloads("billing/heartbeat").at(-1) as Buffer);
     expect(beat.keyUpdatesApplied).toBe(1n);
     expect(beat.keyListVersion).toBe(v);

@@ -5,6 +5,7 @@ import {
   type PublishLink,
   SendPipeline,
 } from "../../../../src/publisher/pipeline/send-pipeline.js";
+import { sleep } from "../../../helpers/time.js";
 
 // Batches in the send pipeline, with a fake link (no broker): what goes together, what a PUBACK
 // settles, how a refused batch is split, and lingerMs.
@@ -151,7 +152,7 @@ describe("SendPipeline batches", () => {
     expect(pipeline.retrying).toBe(8);
     expect(pipeline.failed).toBe(8);
     refusing = false;
-    await new Promise((r) => setTimeout(r, 30));
+    await sleep(30);
     expect(pipeline.published).toBe(8);
     expect(sent.length).toBeLessThanOrEqual(3); // the due retries go together again
   });
@@ -179,10 +180,10 @@ describe("SendPipeline batches", () => {
     pipeline.attach(link(10, (s) => s.done(null)));
     for (let i = 0; i < 3; i++) {
       add(1);
-      await new Promise((r) => setTimeout(r, 5));
+      await sleep(5);
     }
     expect(sent).toHaveLength(0);
-    await new Promise((r) => setTimeout(r, 80));
+    await sleep(80);
     expect(sent.map((s) => s.seqs)).toEqual([[0, 1, 2]]);
     add(7); // a full batch goes at once, the rest waits
     await turn();

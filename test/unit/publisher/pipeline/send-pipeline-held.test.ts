@@ -5,7 +5,7 @@ import {
   type PublishLink,
   SendPipeline,
 } from "../../../../src/publisher/pipeline/send-pipeline.js";
-import { until } from "../../../helpers/aedes-broker.js";
+import { waitUntil } from "../../../helpers/time.js";
 
 // A record that drops the connection each time it is sent alone is held as undeliverable, but
 // the drops may have had another cause (a broker in a crash loop, a middlebox resetting
@@ -62,11 +62,11 @@ it("a record held after dropping the connection alone is tried again later, and 
     pipeline.enqueue(r);
   }
   connect();
-  await until(() => pipeline.undeliverable.length === 1, 5000, "record 0 held");
-  await until(() => acked.length === 2, 5000, "records 1 and 2 acknowledged");
+  await waitUntil(() => pipeline.undeliverable.length === 1, 5000, "record 0 held");
+  await waitUntil(() => acked.length === 2, 5000, "records 1 and 2 acknowledged");
   expect(acked.sort()).toEqual([1, 2]);
   fixed = true; // the broker is fine again
-  await until(() => acked.includes(0), 5000, "record 0 tried again and acknowledged");
+  await waitUntil(() => acked.includes(0), 5000, "record 0 tried again and acknowledged");
   expect(pipeline.undeliverable).toEqual([]);
   // Between the first hold and its retry, only the reconnect that the drop which held it had
   // scheduled: the churn stopped. (Read from the log hook at the moment of each, so a slow

@@ -6,6 +6,7 @@ import {
   type PublishLink,
   SendPipeline,
 } from "../../../../src/publisher/pipeline/send-pipeline.js";
+import { sleep } from "../../../helpers/time.js";
 
 // The send pipeline under faults, with a fake link (no broker): lingerMs with flush and lost
 // connections, records over a connection's size limit, batches cut off by a lost connection.
@@ -52,7 +53,6 @@ function setup(opts: { maxBatchRecords?: number; maxBatchBytes?: number; lingerM
   });
   return { ledger, pipeline, add, make, sent, link, logs };
 }
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("SendPipeline: lingerMs with flush and lost connections", () => {
   it("records flush sent, put back by a lost connection, go at once on the next one", async () => {

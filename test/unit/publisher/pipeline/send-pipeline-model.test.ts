@@ -5,6 +5,7 @@ import {
   type PublishLink,
   SendPipeline,
 } from "../../../../src/publisher/pipeline/send-pipeline.js";
+import { sleep } from "../../../helpers/time.js";
 
 // A randomized model check of the send pipeline and the ledger (first written as a probe by the
 // adversarial review of issue 9): random interleavings of new records, connections coming and
@@ -133,7 +134,7 @@ async function run(seed: number, steps: number) {
         }),
       );
     } else if (x < 0.75) {
-      await new Promise((res) => setTimeout(res, 2));
+      await sleep(2);
     }
   }
   // Drain through a good connection.
@@ -145,13 +146,13 @@ async function run(seed: number, steps: number) {
   await new Promise((res) => setImmediate(res));
   const held = () => pipeline.undeliverable.length;
   for (const end = Date.now() + 5000; ledger.pending > held() && Date.now() < end; ) {
-    await new Promise((res) => setTimeout(res, 5));
+    await sleep(5);
   }
   pipeline.stop();
   const undeliverable = new Set(pipeline.undeliverable.map((p) => p.seq));
   // Flushes that waited for an undeliverable record cannot resolve: only the others are checked.
   const outcomes = await Promise.race([
-    Promise.all(flushes.map((f) => Promise.race([f, new Promise((r) => setTimeout(r, 50))]))),
+    Promise.all(flushes.map((f) => Promise.race([f, sleep(50)]))),
     new Promise<unknown[]>((res) => setTimeout(() => res(["hang"]), 2000)),
   ]);
   return {

@@ -5,7 +5,7 @@ import {
   type PublishLink,
   SendPipeline,
 } from "../../../../src/publisher/pipeline/send-pipeline.js";
-import { until } from "../../../helpers/aedes-broker.js";
+import { sleep, waitUntil } from "../../../helpers/time.js";
 import { workTimer } from "../../../helpers/work-timer.js";
 
 // The send pipeline without MQTT: a fake link stands for the connection, so the window, the
@@ -109,7 +109,7 @@ describe("SendPipeline", () => {
     await tick();
     expect(acked).toEqual([0, 1, 3, 4]);
     expect(pipeline.retrying).toBe(1);
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     expect(acked).toEqual([0, 1, 3, 4, 2]);
     expect(pipeline.failed).toBe(2);
     expect(pipeline.retrying).toBe(0);
@@ -167,10 +167,10 @@ describe("SendPipeline", () => {
     add(300_000);
     pipeline.attach(link);
     // Let every record be refused at least once, then keep cycling through retries.
-    while (answered < 300_000) await new Promise((r) => setTimeout(r, 20));
+    while (answered < 300_000) await sleep(20);
     timer.start();
     const until = answered + 200_000;
-    while (answered < until) await new Promise((r) => setTimeout(r, 20));
+    while (answered < until) await sleep(20);
     timer.stop();
     expect(pipeline.retrying + pipeline.inFlightCount + pipeline.queued).toBe(300_000);
     expect(await timer.worstMs()).toBeLessThan(50);
@@ -190,15 +190,15 @@ describe("PendingLedger flush", () => {
     const load = (async () => {
       while (!stop) {
         add(20); // ~2,000 records/s
-        await new Promise((r) => setTimeout(r, 10));
+        await sleep(10);
       }
     })();
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     let addedDuringFlushes = 0;
     for (let i = 0; i < 5; i++) {
       // Each flush starts with records in flight (a flush that resolves at once, with nothing
       // pending, lets no time pass for the load to go on).
-      await until(() => ledger.pending > 0, 5000, "records in flight");
+      await waitUntil(() => ledger.pending > 0, 5000, "records in flight");
       const before = ledger.pending;
       const lastBefore = acked.length + before - 1;
       await ledger.flush(3000);
@@ -221,7 +221,7 @@ describe("PendingLedger flush", () => {
     add(10);
     const flushed = ledger.flush(3000);
     add(20); // accepted after the call, and never acknowledged while it waits
-    await until(() => link.sent.length === 30, 2000, "30 records sent");
+    await waitUntil(() => link.sent.length === 30, 2000, "30 records sent");
     for (const s of link.sent.splice(0, 10)) s.done(null);
     await flushed; // the old flush waited for zero pending: a TIMEOUT here
     expect(acked).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);

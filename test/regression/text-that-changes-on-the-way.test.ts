@@ -1,22 +1,18 @@
-// Regression tests for the bugs of issue 9 about text and the CLI (embedded Aedes, loopback
-// sockets). Each test failed on commit 23c5ce5 for the reason its bug describes.
 import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { main } from "../../src/cli/main.js";
 import { BillingClient, BillingError, UsageRecordSchema } from "../../src/index.js";
-import { until } from "../helpers/aedes-broker.js";
-import { captureIo } from "../helpers/cli-io.js";
 import { useEmbeddedBroker } from "../helpers/embedded-broker.js";
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+// Text that UTF-8, PostgreSQL or a terminal would change on the way (issue 9.6): refused, nothing
+// queued or sent; never silently replaced.
 
 const suite = useEmbeddedBroker();
-const { logs, options, received } = suite;
+const { options, received } = suite;
 const base = { apiKey: "key-1", module: "llm", model: "gpt-4", usage: 1 };
 
 // ---- 6. text that changes on the way ---------------------------------------------------------
 
-describe("issue 9.6: text that would change on the way is refused, nothing queued or sent", () => {
+describe("text that would change on the way is refused, nothing queued or sent", () => {
   const key = "0".repeat(64);
   const record = (patch: Record<string, unknown>) =>
     create(UsageRecordSchema, {
@@ -86,75 +82,5 @@ describe("issue 9.6: text that would change on the way is refused, nothing queue
       expect.objectContaining({ code: "INVALID_ARGUMENT" }),
       expect.objectContaining({ code: "INVALID_ARGUMENT" }),
     ]);
-  });
-});
-
-// ---- 7. tls: false with a password ---------------------------------------------------------------
-
-describe("issue 9.7: tls: false with a password", () => {
-  // The positive case (a non-loopback host warns once) cannot be tested here without traffic to
-  // a non-loopback address: it needs a pure function of (host, tls, password) to test apart.
-  const plainTextWarning = (l: { level: string; msg: string }) =>
-    (l.level === "warn" || l.level === "error") &&
-    /password|plain ?text|clear ?text|unencrypted|tls/i.test(l.msg);
-
-  for (const host of ["127.0.0.1", "localhost", "::1"]) {
-    it(`no plain-text warning for a loopback broker (${host})`, async () => {
-      const client = new BillingClient(
-        options({ brokerHost: host, username: "u", password: "p", tls: false }),
-      );
-      await client.connect(5000).catch(() => {}); // ::1 may have no listener: the log is the point
-      await client.close(1000).catch(() => {});
-      expect(logs.filter(plainTextWarning)).toEqual([]);
-      // Positive control: the same logger does receive the TLS warning the SDK already has.
-      const insecure = new BillingClient(
-        options({ tls: true, dangerouslyDisableTlsVerification: true, password: "p" }),
-      );
-      await insecure.close(0).catch(() => {});
-      expect(logs.filter(plainTextWarning).length).toBeGreaterThan(0);
-    });
-  }
-});
-
-// ---- 8. tail says "connection lost" only when it is ------------------------------------------
-
-describe("issue 9.8: billing-sdk tail", () => {
-  const io = captureIo;
-  const conn = () => ["--broker", `mqtt://127.0.0.1:${suite.broker.port}`];
-  const ready = (a: ReturnType<typeof io>) =>
-    until(() => a.err.some((l) => l.startsWith("tail: listening")), 5000, "tail ready");
-
-  it('does not print "connection lost" after --count is reached, nor after Ctrl-C', async () => {
-    const a = io();
-    const counted = main(["tail", "--count", "2", ...conn()], a.io);
-    await ready(a);
-    const client = new BillingClient(options());
-    await client.reportUsage({ ...base, usage: 1 });
-    await client.reportUsage({ ...base, usage: 2 });
-    await client.flush(5000);
-    expect(await counted).toBe(0);
-    await sleep(200); // let late events arrive
-    expect(a.out).toHaveLength(2);
-    expect.soft(a.err, "stderr after --count 2 was reached").not.toContain("tail: connection lost");
-
-    const b = io();
-    const interrupted = main(["tail", ...conn()], b.io);
-    await ready(b);
-    b.interrupt();
-    expect(await interrupted).toBe(0);
-    await sleep(200);
-    expect.soft(b.err, "stderr after Ctrl-C").not.toContain("tail: connection lost");
-
-    // Positive control: a connection that is really lost is reported, with exit code 1.
-    const c = io();
-    const lost = main(["tail", ...conn()], c.io);
-    await ready(c);
-    await suite.broker.stop();
-    try {
-      expect(await lost).toBe(1);
-      expect(c.err).toContain("tail: connection lost");
-    } finally {
-      await suite.broker.start();
-    }
   });
 });
