@@ -6,6 +6,9 @@ import { defineConfig } from "vitest/config";
 // - integration-faults: the ingest fault runs (50,000 records through killed processes, a
 //   three-node NATS cluster, PostgreSQL): many processes at once, so they run after the others
 //   (groupOrder 1) instead of beside timing-sensitive tests. `npm run test:integration` runs both.
+// Tests mirror src/ (test/unit/<folder>/…, test/integration/<folder>/…). Regressions that must
+// stay are named by their symptom in test/regression/: `<symptom>.test.ts` runs with the unit
+// suite, `<symptom>.integration.test.ts` (a real broker) with the integration suite.
 // `npm test` runs all with coverage; the thresholds below fail CI when src/ coverage drops.
 const integration = {
   // The soak test measures the heap after a forced GC.
@@ -16,19 +19,26 @@ const integration = {
 export default defineConfig({
   test: {
     projects: [
-      { test: { name: "unit", include: ["test/unit/**/*.test.ts"], testTimeout: 20_000 } },
+      {
+        test: {
+          name: "unit",
+          include: ["test/unit/**/*.test.ts", "test/regression/**/*.test.ts"],
+          exclude: ["test/regression/**/*.integration.test.ts"],
+          testTimeout: 20_000,
+        },
+      },
       {
         test: {
           name: "integration",
-          include: ["test/integration/**/*.test.ts"],
-          exclude: ["test/integration/ingest-*.test.ts"],
+          include: ["test/integration/**/*.test.ts", "test/regression/**/*.integration.test.ts"],
+          exclude: ["test/integration/faults/**"],
           ...integration,
         },
       },
       {
         test: {
           name: "integration-faults",
-          include: ["test/integration/ingest-*.test.ts"],
+          include: ["test/integration/faults/**/*.test.ts"],
           sequence: { groupOrder: 1 },
           ...integration,
         },

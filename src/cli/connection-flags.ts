@@ -3,7 +3,7 @@ import { BillingError } from "../billing-error.js";
 import { defaultClientId } from "../common/client-id.js";
 import type { BrokerSettings } from "../mqtt/broker-settings.js";
 import { noteCaFile } from "../mqtt/ca-files.js";
-import { type BillingClientOptions, resolveOptions } from "../publisher/options.js";
+import { type BillingClientOptions, resolveOptions } from "../publisher/client/options.js";
 
 /** The connection flags every CLI command takes. */
 export const connectionFlags = {

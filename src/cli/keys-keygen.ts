@@ -17,7 +17,7 @@ it signs with. Existing files are never overwritten. Exit codes: 0 written, 1 co
 2 bad usage.`;
 
 /** The names keygen writes in `--out`. */
-export const KEY_FILES = {
+const KEY_FILES = {
   private: "key-update-private.pem",
   public: "key-update-public.pem",
 } as const;

@@ -18,11 +18,6 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 // separators.
 const INVISIBLE = /[\p{Cf}\p{Zl}\p{Zp}]/u;
 
-/** Whether `s` holds a control character (C0, DEL, C1). */
-export function hasControl(s: string): boolean {
-  return CONTROL.test(s);
-}
-
 /**
  * Why `s` is not a good name (module, model, app id, producer: text shown in dashboards and
  * logs), or undefined when it is: no control, line-separator, bidi or BOM characters, no lone

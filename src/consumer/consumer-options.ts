@@ -1,37 +1,16 @@
 import { hostname } from "node:os";
 import type { UsageRecord } from "../../gen/billing/v1/usage_pb.js";
 import { BillingError } from "../billing-error.js";
-import { positiveInt } from "../publisher/option-checks.js";
+import { positiveInt } from "../common/option-checks.js";
 import {
-  type BillingClientOptions,
-  type ResolvedOptions,
-  resolveOptions,
-} from "../publisher/options.js";
+  type MqttConnectionOptions,
+  type ResolvedConnectionOptions,
+  resolveConnectionOptions,
+} from "../mqtt/connection-options.js";
 import type { RejectedRecord, UsageStore } from "./usage-store.js";
 
 /** Options of `createUsageConsumer()`: the connection options of `BillingClient`, and these. */
-export interface UsageConsumerOptions
-  extends Pick<
-    BillingClientOptions,
-    | "brokerHost"
-    | "brokerPort"
-    | "fallbackBrokers"
-    | "username"
-    | "password"
-    | "tls"
-    | "ca"
-    | "cert"
-    | "key"
-    | "servername"
-    | "dangerouslyDisableTlsVerification"
-    | "topicPrefix"
-    | "protocolVersion"
-    | "keepaliveSeconds"
-    | "connectTimeoutMs"
-    | "reconnectBaseMs"
-    | "reconnectMaxMs"
-    | "logger"
-  > {
+export interface UsageConsumerOptions extends MqttConnectionOptions {
   /**
    * Where the records go, a batch of messages at a time: e.g. `createPostgresUsageStore()` from
    * `billing-sdk/postgres`. Give `store` or `onRecord`. Default: none.
@@ -107,7 +86,7 @@ export interface UsageConsumerOptions
 
 /** The consumer's options with every default filled in. */
 export interface ResolvedConsumerOptions {
-  connection: ResolvedOptions;
+  connection: ResolvedConnectionOptions;
   store: UsageStore | undefined;
   onRecord: ((record: UsageRecord) => void | Promise<void>) | undefined;
   onRejected: ((rejected: RejectedRecord) => void | Promise<void>) | undefined;
@@ -123,8 +102,8 @@ export interface ResolvedConsumerOptions {
   closeTimeoutMs: number;
 }
 
-/** The consumer's options that `BillingClient` has too (its own keys left out). */
-function connectionPart(o: UsageConsumerOptions): BillingClientOptions {
+/** The consumer's connection options (its own keys left out). */
+function connectionPart(o: UsageConsumerOptions): MqttConnectionOptions {
   const {
     store: _store,
     onRecord: _onRecord,
@@ -142,7 +121,7 @@ function connectionPart(o: UsageConsumerOptions): BillingClientOptions {
     closeTimeoutMs: _close,
     ...connection
   } = o;
-  return connection as BillingClientOptions;
+  return connection;
 }
 
 /** Fills the defaults and checks every option: the one place the consumer's defaults live. */
@@ -171,7 +150,7 @@ export function resolveConsumerOptions(o: UsageConsumerOptions): ResolvedConsume
     o.clientId ??
     `billing-consumer-${group === undefined ? "" : `${group}-`}${hostname().slice(0, 40)}`;
   const r: ResolvedConsumerOptions = {
-    connection: resolveOptions({ ...connectionPart(o), clientId, heartbeatIntervalMs: 0 }),
+    connection: resolveConnectionOptions(connectionPart(o), clientId),
     store: o.store,
     onRecord: o.onRecord,
     onRejected: o.onRejected,

@@ -2,9 +2,9 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { type UsageRecord, UsageRecordSchema } from "../../gen/billing/v1/usage_pb.js";
 import { BillingError } from "../billing-error.js";
 import { isSha256Hex } from "../common/sha256-hex.js";
+import { MetadataBudget } from "../protocol/metadata-budget.js";
 import { usageBatchRecordBytes } from "../protocol/usage-batch.js";
-import { MetadataBudget } from "../publisher/metadata-budget.js";
-import { checkName, checkTimestamp, UUID } from "../publisher/usage-input.js";
+import { checkName, checkTimestamp, UUID } from "../protocol/usage-input.js";
 import type { RejectedRecord } from "./usage-store.js";
 
 const NIL_UUID = "00000000-0000-0000-0000-000000000000";

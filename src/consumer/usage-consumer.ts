@@ -1,9 +1,11 @@
-import type { IConnackPacket, MqttClient } from "mqtt";
+import type { IClientOptions, IConnackPacket, MqttClient } from "mqtt";
 import { BillingError } from "../billing-error.js";
 import { atMost, withDeadline } from "../common/deadline.js";
+import type { BillingLogger } from "../common/logger.js";
+import { Connection } from "../mqtt/connection.js";
+import { brokerList } from "../mqtt/connection-options.js";
 import { billingTopics } from "../protocol/topics.js";
-import { Connection } from "../publisher/connection.js";
-import { brokerList } from "../publisher/options.js";
+import { AckLedger } from "./ack-ledger.js";
 import { BatchObservers } from "./batch-observers.js";
 import {
   type ResolvedConsumerOptions,
@@ -12,11 +14,11 @@ import {
 } from "./consumer-options.js";
 import { DedupeWindow } from "./dedupe-window.js";
 import type { Counters, Delivery, Handling } from "./delivery.js";
-import { type IncomingMessage, puback, takeOverAcks } from "./manual-acks.js";
+import { type IncomingMessage, takeOverAcks } from "./manual-acks.js";
 import { recordHandling } from "./record-handling.js";
 import { type CheckedMessage, checkMessage } from "./record-validation.js";
 import { storeHandling } from "./store-handling.js";
-import type { UsageConsumer } from "./usage-consumer-api.js";
+import type { UsageConsumer, UsageConsumerStats } from "./usage-consumer-api.js";
 
 /**
  * The backend's side of billing: subscribes to `<prefix>/report` with a persistent session
@@ -28,11 +30,23 @@ import type { UsageConsumer } from "./usage-consumer-api.js";
  * acknowledged. With a store that dedupes on `id`, each record is counted exactly once.
  */
 export function createUsageConsumer(options: UsageConsumerOptions): UsageConsumer {
-  const o = resolveConsumerOptions(options);
-  const c = o.connection;
-  const log = c.logger;
-  const topic = billingTopics(c.topicPrefix).report;
-  const counters: Counters = {
+  const consumer = new Consumer(resolveConsumerOptions(options));
+  return {
+    ready: consumer.ready,
+    stats: () => consumer.stats(),
+    observeBatches: (observer) => consumer.batches.add(observer),
+    close: () => consumer.close(),
+  };
+}
+
+/** One consumer: its connection, what it holds unacknowledged, and its way of handling. */
+class Consumer {
+  readonly batches = new BatchObservers();
+  readonly ready: Promise<void>;
+  private readonly c: ResolvedConsumerOptions["connection"];
+  private readonly log: BillingLogger;
+  private readonly topic: string;
+  private readonly counters: Counters = {
     received: 0,
     records: 0,
     handled: 0,
@@ -40,143 +54,161 @@ export function createUsageConsumer(options: UsageConsumerOptions): UsageConsume
     rejected: 0,
     failed: 0,
   };
-  // Per connection: its QoS 1 deliveries not yet acknowledged, in order, and their packet ids.
-  const unacked = new WeakMap<MqttClient, { queue: Delivery[]; ids: Set<number> }>();
-  let pending = 0;
-  let pendingBytes = 0;
-  let held: { client: MqttClient; next: () => void } | undefined;
-  let taking = true;
-  let subscribed: { resolve(): void; reject(err: BillingError): void } | undefined;
-  let warnedNoShare = false;
+  private readonly acks = new AckLedger();
+  private readonly handling: Handling;
+  private readonly conn: Connection;
+  private pending = 0;
+  private pendingBytes = 0;
+  /** The connection whose reading paused (pending past a bound), and how to resume it. */
+  private held: { client: MqttClient; next: () => void } | undefined;
+  private taking = true;
+  /** The first subscription's outcome, awaited by `ready`. */
+  private subscribed: { resolve(): void; reject(err: BillingError): void } | undefined;
+  private warnedNoShare = false;
+  private upAt = 0;
+  private quickLosses = 0;
+  private closing: Promise<void> | undefined;
 
-  const batches = new BatchObservers();
-  const ctx = { o, window: new DedupeWindow(o.dedupeWindow), counters, log, batches, done };
-  const handling: Handling =
-    o.store === undefined
-      ? recordHandling(ctx, o.onRecord as NonNullable<ResolvedConsumerOptions["onRecord"]>)
-      : storeHandling(ctx, o.store);
+  constructor(private readonly o: ResolvedConsumerOptions) {
+    this.c = o.connection;
+    this.log = this.c.logger;
+    this.topic = billingTopics(this.c.topicPrefix).report;
+    const ctx = {
+      o,
+      window: new DedupeWindow(o.dedupeWindow),
+      counters: this.counters,
+      log: this.log,
+      batches: this.batches,
+      done: (d: Delivery) => this.done(d),
+    };
+    this.handling =
+      o.store === undefined
+        ? recordHandling(ctx, o.onRecord as NonNullable<ResolvedConsumerOptions["onRecord"]>)
+        : storeHandling(ctx, o.store);
+    this.conn = new Connection(this.c, {
+      attemptOptions: (version) => this.attemptOptions(version),
+      prepare: (client) => this.prepare(client),
+      up: (client, connack, version) => this.up(client, connack, version),
+      down: () => this.down(),
+      message: () => {},
+      log: this.log,
+    });
+    this.ready = this.start();
+    this.ready.catch((err: unknown) => {
+      this.subscribed = undefined;
+      if (this.closing === undefined) {
+        this.log("error", `consumer not started: ${(err as Error).message}`);
+        void this.close();
+      }
+    });
+  }
 
-  /** A delivery was handled: acknowledge, in order of arrival, what is handled on its connection. */
-  function done(d: Delivery): void {
-    d.done = true;
-    pending--;
-    pendingBytes -= d.bytes;
-    const u = unacked.get(d.client);
-    if (u !== undefined && d.messageId !== undefined) {
-      let n = 0;
-      while (n < u.queue.length && (u.queue[n] as Delivery).done) n++;
-      if (n > 0) {
-        const handled = u.queue.splice(0, n);
-        for (const h of handled) u.ids.delete(h.messageId as number);
-        ack(d.client, handled);
+  stats(): UsageConsumerStats {
+    return {
+      ...this.counters,
+      connected: this.conn.client !== undefined,
+      protocolVersion: this.conn.version,
+      pending: this.pending,
+      reconnects: this.conn.reconnects,
+      lagMs: this.batches.lastLagMs,
+    };
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.taking = false;
+      this.subscribed?.reject(new BillingError("CLOSED", "the consumer was closed"));
+      await atMost(this.handling.idle(), this.o.closeTimeoutMs);
+      this.handling.stop();
+      await this.conn.close(Math.min(this.o.closeTimeoutMs, 5000), async () => {});
+    })();
+    return this.closing;
+  }
+
+  /** Connects (trying each broker once) and subscribes: what `ready` waits for. */
+  private async start(): Promise<void> {
+    const first = new Promise<void>((resolve, reject) => {
+      this.subscribed = { resolve, reject };
+    });
+    first.catch(() => {});
+    this.conn.start();
+    let lastError: unknown;
+    for (let i = 0; i < brokerList(this.c).length; i++) {
+      try {
+        await this.conn.connect(this.c.connectTimeoutMs + 5000);
+        lastError = undefined;
+        break;
+      } catch (err) {
+        lastError = err;
+        if ((err as BillingError).code === "CLOSED") break;
       }
     }
-    if (held !== undefined && !full()) {
-      const h = held;
-      held = undefined;
+    if (lastError !== undefined) throw lastError;
+    await withDeadline(first, this.c.connectTimeoutMs, "no answer to the subscription");
+    this.subscribed = undefined;
+  }
+
+  private full(): boolean {
+    return this.pending >= this.o.maxPendingMessages || this.pendingBytes >= this.o.maxPendingBytes;
+  }
+
+  /** A delivery was handled: acknowledge what it completes, and resume reading if it paused. */
+  private done(d: Delivery): void {
+    d.done = true;
+    this.pending--;
+    this.pendingBytes -= d.bytes;
+    this.acks.handled(d);
+    if (this.held !== undefined && !this.full()) {
+      const h = this.held;
+      this.held = undefined;
       if (h.client.connected) h.next();
     }
   }
 
-  // Acknowledgements made in one turn go out in one write per connection.
-  const toAck = new Map<MqttClient, number[]>();
-  function ack(client: MqttClient, handled: Delivery[]): void {
-    if (toAck.size === 0) queueMicrotask(flushAcks);
-    const ids = toAck.get(client) ?? [];
-    for (const d of handled) ids.push(d.messageId as number);
-    toAck.set(client, ids);
-  }
-  function flushAcks(): void {
-    for (const [client, ids] of toAck) puback(client, ids);
-    toAck.clear();
-  }
-
-  let upAt = 0;
-  let quickLosses = 0;
-  const takenOver = (why: string) =>
-    log(
-      "error",
-      `another consumer seems to use client id ${c.clientId} and take the session over (${why}): give each consumer its own clientId`,
-    );
-
-  const full = () => pending >= o.maxPendingMessages || pendingBytes >= o.maxPendingBytes;
-
-  function receive(client: MqttClient, m: IncomingMessage, next: () => void): void {
-    if (!taking && m.messageId !== undefined) {
+  private receive(client: MqttClient, m: IncomingMessage, next: () => void): void {
+    if (!this.taking && m.messageId !== undefined) {
       next(); // closing: left unacknowledged, for the next session
       return;
     }
-    const checked = m.topic === topic ? check(m.payload) : { records: [], rejected: [] };
-    if (m.topic === topic) {
-      counters.received++;
-      counters.records += checked.records.length;
+    const ours = m.topic === this.topic;
+    const checked = ours ? this.check(m.payload) : { records: [], rejected: [] };
+    if (ours) {
+      this.counters.received++;
+      this.counters.records += checked.records.length;
     }
     // A packet id this connection has not acknowledged yet: the broker sent the same message
-    // again (NATS does after its ack_wait). Handled again, acknowledged once.
-    const u = unacked.get(client);
-    const again = m.messageId !== undefined && u?.ids.has(m.messageId) === true;
+    // again. Handled again, acknowledged once.
+    const again = this.acks.unacknowledged(client, m.messageId);
     const d: Delivery = {
       client,
       messageId: again ? undefined : m.messageId,
       records: checked.records,
       rejected: checked.rejected,
-      bytes: Math.min(m.payload.length, o.maxMessageBytes),
+      bytes: Math.min(m.payload.length, this.o.maxMessageBytes),
       left: 0,
       done: false,
     };
-    pending++;
-    pendingBytes += d.bytes;
-    if (d.messageId !== undefined && u !== undefined) {
-      u.queue.push(d);
-      u.ids.add(d.messageId);
-    }
-    handling.add(d);
-    if (full()) held = { client, next };
+    this.pending++;
+    this.pendingBytes += d.bytes;
+    this.acks.track(d);
+    this.handling.add(d);
+    if (this.full()) this.held = { client, next };
     else next();
   }
 
   /** `checkMessage`, and a message that makes it fail for any reason is rejected whole. */
-  function check(payload: Buffer): CheckedMessage {
+  private check(payload: Buffer): CheckedMessage {
     try {
-      return checkMessage(payload, o.maxMessageBytes);
+      return checkMessage(payload, this.o.maxMessageBytes);
     } catch (err) {
       return { records: [], rejected: [{ reason: `cannot be checked: ${String(err)}`, payload }] };
     }
   }
 
-  function subscribe(client: MqttClient, version: 4 | 5): void {
-    // MQTT 3.1.1 has no shared subscription: every consumer then gets every record.
-    const shared = o.group !== undefined && version === 5;
-    const filter = shared ? `$share/${o.group}/${topic}` : topic;
-    if (o.group !== undefined && !shared && !warnedNoShare) {
-      warnedNoShare = true;
-      log(
-        "warn",
-        `MQTT 3.1.1: no shared subscription, group ${o.group} is ignored: this consumer receives every record on ${topic}`,
-      );
-    }
-    client.subscribe(filter, { qos: 1 }, (err) => {
-      if (err === null || err === undefined) {
-        subscribed?.resolve();
-        return;
-      }
-      // Lost with the connection: the next one subscribes again. Else the broker refused it.
-      if (!client.connected || client.disconnecting) return;
-      const refused = new BillingError(
-        "NOT_AUTHORIZED",
-        `the broker refused the subscription to ${filter}: ${err.message}`,
-        { cause: err },
-      );
-      if (subscribed !== undefined) subscribed.reject(refused);
-      else {
-        log("error", refused.message);
-        client.end(true); // try again later
-      }
-    });
-  }
-
-  const conn = new Connection(c, {
-    attemptOptions: (version) => ({
+  /** The persistent session of an attempt at `version`. */
+  private attemptOptions(version: 4 | 5): Partial<IClientOptions> {
+    const o = this.o;
+    return {
       // A session that ends at disconnect is, in MQTT 3.1.1, a clean one.
       clean: version === 4 && o.sessionExpirySeconds === 0,
       ...(version === 5
@@ -189,84 +221,71 @@ export function createUsageConsumer(options: UsageConsumerOptions): UsageConsume
             },
           }
         : {}),
-    }),
-    prepare: (client) => {
-      unacked.set(client, { queue: [], ids: new Set() });
-      takeOverAcks(client, (m, next) => receive(client, m, next));
-      client.on("disconnect", (packet) => {
-        if (packet.reasonCode === 142) takenOver("the broker says so");
-      });
-    },
-    up: (client: MqttClient, connack: IConnackPacket, version: 4 | 5) => {
-      upAt = Date.now();
-      if (!connack.sessionPresent && conn.reconnects > 0 && o.sessionExpirySeconds > 0) {
-        log("warn", "the broker did not keep the session: records sent while away may be lost");
-      }
-      subscribe(client, version);
-    },
-    down: () => {
-      held = undefined;
-      // mosquitto closes the older of two connections with one client id without a word:
-      // connections lost right after they were made, again and again, are the sign of it.
-      quickLosses = Date.now() - upAt < 5000 ? quickLosses + 1 : 0;
-      if (quickLosses === 3) takenOver("connections keep being closed right after they are made");
-    },
-    message: () => {},
-    log,
-  });
+    };
+  }
 
-  let closing: Promise<void> | undefined;
-  const close = (): Promise<void> => {
-    closing ??= (async () => {
-      taking = false;
-      subscribed?.reject(new BillingError("CLOSED", "the consumer was closed"));
-      await atMost(handling.idle(), o.closeTimeoutMs);
-      handling.stop();
-      await conn.close(Math.min(o.closeTimeoutMs, 5000), async () => {});
-    })();
-    return closing;
-  };
-
-  const ready = (async () => {
-    const first = new Promise<void>((resolve, reject) => {
-      subscribed = { resolve, reject };
+  private prepare(client: MqttClient): void {
+    this.acks.open(client);
+    takeOverAcks(client, (m, next) => this.receive(client, m, next));
+    client.on("disconnect", (packet) => {
+      if (packet.reasonCode === 142) this.takenOver("the broker says so");
     });
-    first.catch(() => {});
-    conn.start();
-    let lastError: unknown;
-    for (let i = 0; i < brokerList(c).length; i++) {
-      try {
-        await conn.connect(c.connectTimeoutMs + 5000);
-        lastError = undefined;
-        break;
-      } catch (err) {
-        lastError = err;
-        if ((err as BillingError).code === "CLOSED") break;
-      }
-    }
-    if (lastError !== undefined) throw lastError;
-    await withDeadline(first, c.connectTimeoutMs, "no answer to the subscription");
-    subscribed = undefined;
-  })();
-  ready.catch((err: unknown) => {
-    subscribed = undefined;
-    if (closing === undefined) {
-      log("error", `consumer not started: ${(err as Error).message}`);
-      void close();
-    }
-  });
+  }
 
-  return {
-    ready,
-    stats: () => ({
-      ...counters,
-      connected: conn.client !== undefined,
-      protocolVersion: conn.version,
-      pending,
-      reconnects: conn.reconnects,
-      lagMs: batches.lastLagMs,
-    }),
-    observeBatches: (observer) => batches.add(observer),
-    close,
-  };
+  private up(client: MqttClient, connack: IConnackPacket, version: 4 | 5): void {
+    this.upAt = Date.now();
+    if (!connack.sessionPresent && this.conn.reconnects > 0 && this.o.sessionExpirySeconds > 0) {
+      this.log("warn", "the broker did not keep the session: records sent while away may be lost");
+    }
+    this.subscribe(client, version);
+  }
+
+  private down(): void {
+    this.held = undefined;
+    // mosquitto closes the older of two connections with one client id without a word:
+    // connections lost right after they were made, again and again, are the sign of it.
+    this.quickLosses = Date.now() - this.upAt < 5000 ? this.quickLosses + 1 : 0;
+    if (this.quickLosses === 3) {
+      this.takenOver("connections keep being closed right after they are made");
+    }
+  }
+
+  private takenOver(why: string): void {
+    this.log(
+      "error",
+      `another consumer seems to use client id ${this.c.clientId} and take the session over (${why}): give each consumer its own clientId`,
+    );
+  }
+
+  private subscribe(client: MqttClient, version: 4 | 5): void {
+    const { group } = this.o;
+    // MQTT 3.1.1 has no shared subscription: every consumer then gets every record.
+    const shared = group !== undefined && version === 5;
+    const filter = shared ? `$share/${group}/${this.topic}` : this.topic;
+    if (group !== undefined && !shared && !this.warnedNoShare) {
+      this.warnedNoShare = true;
+      this.log(
+        "warn",
+        `MQTT 3.1.1: no shared subscription, group ${group} is ignored: this consumer receives every record on ${this.topic}`,
+      );
+    }
+    client.subscribe(filter, { qos: 1 }, (err) => {
+      if (err === null || err === undefined) {
+        this.subscribed?.resolve();
+        return;
+      }
+      // Lost with the connection: the next one subscribes again. Else the broker refused it.
+      if (!client.connected || client.disconnecting) return;
+      const refused = new BillingError(
+        "NOT_AUTHORIZED",
+        `the broker refused the subscription to ${filter}: ${err.message}`,
+        { cause: err },
+      );
+      if (this.subscribed !== undefined) this.subscribed.reject(refused);
+      else {
+        this.log("error", refused.message);
+        client.end(true); // try again later
+      }
+    });
+  }
 }

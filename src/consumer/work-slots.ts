@@ -1,5 +1,5 @@
+import { backoff } from "../common/backoff.js";
 import { withDeadline } from "../common/deadline.js";
-import { backoff } from "../publisher/backoff.js";
 
 /** What `WorkSlots` runs, and what it tells about failures. */
 export interface WorkSlotsOptions<J> {

@@ -1,5 +1,4 @@
-import type { BillingClient } from "../publisher/billing-client.js";
-import { getBillingClient } from "../publisher/registry.js";
+import { type BillingClient, getBillingClient } from "../publisher/index.js";
 import type { KeySource } from "./key-source.js";
 
 /**

@@ -2,8 +2,7 @@ import { create, type JsonObject } from "@bufbuild/protobuf";
 import type { HandlerContext } from "@connectrpc/connect";
 import { UsageRecordSchema } from "../../gen/billing/v1/usage_pb.js";
 import { BillingError } from "../billing-error.js";
-import type { BillingClient } from "../publisher/billing-client.js";
-import { getBillingClient } from "../publisher/registry.js";
+import { type BillingClient, getBillingClient } from "../publisher/index.js";
 import { billingCaller } from "./billing-caller.js";
 
 /** What a handler passes to `reportUsageFor`: a `UsageInit` without the key. */

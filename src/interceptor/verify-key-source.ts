@@ -4,7 +4,7 @@ import { withDeadline } from "../common/deadline.js";
 import { LruMap } from "../common/lru-map.js";
 import type { KeyInfo } from "../keys/key-list.js";
 import { type KeyRules, keyRulesOf, keyRulesProblem } from "../keys/key-rules.js";
-import { debitedByReports } from "../publisher/usage-debits.js";
+import { debitedByReports } from "../keys/usage-debits.js";
 import type { KeySource } from "./key-source.js";
 import { type RuleState, VerifyRuleStates } from "./verify-rule-states.js";
 

@@ -30,7 +30,7 @@ export type RuleRefusal =
  * legitimately need several windows to repay, so the wait is not capped at one window; the cap
  * keeps it an integer in plain digits (no "4.7e+21") that any client parses.
  */
-export const MAX_RETRY_AFTER_S = 2 ** 31 - 1;
+const MAX_RETRY_AFTER_S = 2 ** 31 - 1;
 
 function bucket(rules: KeyRules, now: number): number[] {
   let b = rules.buckets;

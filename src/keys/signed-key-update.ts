@@ -146,3 +146,26 @@ export function verifySignature(
     return false;
   }
 }
+
+/** `keyUpdatePublicKeys` as Ed25519 public keys by signer name; throws naming the bad entry. */
+export function publicKeysOf(value: unknown): Map<string, KeyObject> {
+  const keys = new Map<string, KeyObject>();
+  if (value === undefined) return keys;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw BillingError.invalid(
+      "keyUpdatePublicKeys",
+      'must be an object: { "<signer>": "<Ed25519 public key PEM>" }',
+    );
+  }
+  for (const [signer, key] of Object.entries(value)) {
+    const problem = signerProblem(signer);
+    if (problem !== undefined) {
+      throw BillingError.invalid(
+        `keyUpdatePublicKeys[${JSON.stringify(signer)}]`,
+        `the signer name ${problem}`,
+      );
+    }
+    keys.set(signer, ed25519PublicKey(`keyUpdatePublicKeys.${signer}`, key));
+  }
+  return keys;
+}

@@ -1,5 +1,5 @@
 import type { BatchObservableResult, Observable } from "@opentelemetry/api";
-import type { BillingClient } from "../publisher/billing-client.js";
+import type { BillingClient } from "../publisher/client/billing-client.js";
 import { type MetricsHandle, type MetricsOptions, meterOf, observables } from "./meter-of.js";
 
 /**

@@ -1,4 +1,4 @@
-import type { BatchObservableResult, Observable } from "@opentelemetry/api";
+import type { BatchObservableResult, Meter, Observable } from "@opentelemetry/api";
 import type { UsageConsumer } from "../consumer/usage-consumer-api.js";
 import { type MetricsHandle, type MetricsOptions, meterOf, observables } from "./meter-of.js";
 
@@ -11,18 +11,8 @@ const LAG_BUCKETS = [
   0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21_600, 86_400,
 ];
 
-/**
- * Reports a `UsageConsumer`'s counters (`consumer.stats()`, read once per collection) as
- * OpenTelemetry observable instruments, and each write that succeeded (`observeBatches`) into
- * two histograms: its duration and its lag (the age of its oldest record when it was handled:
- * one value per batch, not per record, so a batch of 2,000 records costs one recording).
- * Returns a handle whose `stop()` unregisters both.
- */
-export function instrumentConsumer(
-  consumer: UsageConsumer,
-  options?: MetricsOptions,
-): MetricsHandle {
-  const meter = meterOf(options);
+/** The consumer's instruments on `meter`: its counters as observables, and two histograms. */
+function consumerInstruments(meter: Meter) {
   const { counter, upDown, gauge } = observables(meter);
   const messages = counter(
     "billing.consumer.received.messages",
@@ -80,23 +70,45 @@ export function instrumentConsumer(
       "Age of each handled batch's oldest record (now - occurred_at) when it was written",
     advice: { explicitBucketBoundaries: LAG_BUCKETS },
   });
+  return {
+    observed: {
+      messages,
+      records,
+      handled,
+      duplicates,
+      rejected,
+      failed,
+      reconnects,
+      pending,
+      connected,
+    },
+    duration,
+    lag,
+  };
+}
+
+/**
+ * Reports a `UsageConsumer`'s counters (`consumer.stats()`, read once per collection) as
+ * OpenTelemetry observable instruments, and each write that succeeded (`observeBatches`) into
+ * two histograms: its duration and its lag (the age of its oldest record when it was handled:
+ * one value per batch, not per record, so a batch of 2,000 records costs one recording).
+ * Returns a handle whose `stop()` unregisters both.
+ */
+export function instrumentConsumer(
+  consumer: UsageConsumer,
+  options?: MetricsOptions,
+): MetricsHandle {
+  const meter = meterOf(options);
+  const { observed, duration, lag } = consumerInstruments(meter);
   const unobserve = consumer.observeBatches((b) => {
     duration.record(b.durationMs / 1000);
     if (b.lagMs !== undefined) lag.record(b.lagMs / 1000);
   });
-  const all: Observable[] = [
-    messages,
-    records,
-    handled,
-    duplicates,
-    rejected,
-    failed,
-    reconnects,
-    pending,
-    connected,
-  ];
+  const all: Observable[] = Object.values(observed);
   const callback = (r: BatchObservableResult) => {
     const s = consumer.stats();
+    const { messages, records, handled, duplicates, rejected, failed } = observed;
+    const { reconnects, pending, connected } = observed;
     r.observe(messages, s.received);
     r.observe(records, s.records);
     r.observe(handled, s.handled);

@@ -10,7 +10,7 @@ export interface MetricsOptions {
 }
 
 /** The instrumentation scope of every billing-sdk instrument. */
-export const METER_NAME = "billing-sdk";
+const METER_NAME = "billing-sdk";
 
 /** The meter of `options` (or of the global provider). */
 export function meterOf(options: MetricsOptions | undefined): Meter {

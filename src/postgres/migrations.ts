@@ -49,7 +49,7 @@ const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: (s: string
 ];
 
 /** The newest schema version this code knows. */
-export const SCHEMA_VERSION = MIGRATIONS.length;
+const SCHEMA_VERSION = MIGRATIONS.length;
 
 /**
  * Checks, without changing anything, that `schema` holds this code's tables at its version (for

@@ -1,3 +1,5 @@
+import { BillingError } from "../billing-error.js";
+
 /** One record as a spool stores it: its order, its id and its encoded bytes. */
 export interface SpooledRecord {
   readonly seq: number;
@@ -22,4 +24,23 @@ export interface RecordSpool {
   count(): number;
   /** Releases the storage (and its lock). Idempotent. */
   close(): void;
+}
+
+/** The spool, checked to be a `RecordSpool`. */
+export function checkSpool(spool: Partial<RecordSpool> | undefined): void {
+  if (
+    spool !== undefined &&
+    (typeof spool !== "object" ||
+      spool === null ||
+      typeof spool.load !== "function" ||
+      typeof spool.append !== "function" ||
+      typeof spool.remove !== "function" ||
+      typeof spool.count !== "function" ||
+      typeof spool.close !== "function")
+  ) {
+    throw BillingError.invalid(
+      "spool",
+      "must be a RecordSpool, e.g. new SqliteSpool({ path }) from billing-sdk/spool",
+    );
+  }
 }

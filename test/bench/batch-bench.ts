@@ -12,6 +12,7 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { connectAsync } from "mqtt";
 import { makePki, type TestPki } from "../helpers/certs.js";
 import { Mosquitto } from "../helpers/mosquitto.js";
+import { sleep } from "../helpers/time.js";
 import { countingSubscriber } from "./counting-subscriber.js";
 import { BENCH_METADATA } from "./report-in-turns.js";
 
@@ -188,7 +189,7 @@ async function tlsDelivered(
     await new Promise<void>((r) => setImmediate(r));
   }
   await client.flush(300_000);
-  while (sub.count() < N) await new Promise((r) => setTimeout(r, 2));
+  while (sub.count() < N) await sleep(2);
   const rate = N / ((performance.now() - t0) / 1000);
   await client.close();
   return rate;
@@ -251,7 +252,7 @@ export async function batchBench(): Promise<void> {
     );
     const sub = await countingSubscriber(m, caFile);
     try {
-      await new Promise((r) => setTimeout(r, 500)); // subscribed
+      await sleep(500); // subscribed
       const batched: number[] = [];
       const single: number[] = [];
       for (let r = 0; r < ROUNDS; r++) {

@@ -23,6 +23,7 @@ import { availableParallelism } from "node:os";
 import pg from "pg";
 import { findMosquitto, Mosquitto } from "../helpers/mosquitto.js";
 import { findPostgresBin, PostgresServer } from "../helpers/postgres.js";
+import { sleep } from "../helpers/time.js";
 import { cpuMs } from "./process-cpu.js";
 import { reportInTurns } from "./report-in-turns.js";
 
@@ -63,7 +64,7 @@ async function startIngest(db: PostgresServer, port: number): Promise<ChildProce
       proc.kill("SIGKILL");
       throw new Error(`ingest did not start: ${log}`);
     }
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
   }
   return proc;
 }
@@ -140,7 +141,7 @@ async function main() {
       if (gone || performance.now() > deadline) {
         throw new Error(`ingest stopped at ${stored} of ${n} rows (exit ${ingest?.exitCode})`);
       }
-      await new Promise((r) => setTimeout(r, 10));
+      await sleep(10);
     }
   };
   try {

@@ -41,9 +41,10 @@ import {
 } from "../../src/index.js";
 import { createPostgresUsageStore } from "../../src/postgres/index.js";
 import { AiService } from "../gen/demo/v1/ai_pb.js";
-import { AedesBroker, until } from "../helpers/aedes-broker.js";
+import { AedesBroker } from "../helpers/aedes-broker.js";
 import { makePki } from "../helpers/certs.js";
 import { startServer } from "../helpers/echo-server.js";
+import { waitUntil } from "../helpers/time.js";
 import { type RollupRow, readBack, type StoredRecord } from "./demo-readback.js";
 import { aiRoutes } from "./demo-service.js";
 
@@ -219,7 +220,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     });
     cleanup.push(() => billing.close());
     await billing.connect();
-    await until(() => billing.keys.loaded, 10_000, "the key list");
+    await waitUntil(() => billing.keys.loaded, 10_000, "the key list");
     print(
       `service    connected (MQTT ${billing.stats().protocolVersion === 5 ? "5" : "3.1.1"}); key list loaded: ${billing.stats().keysKnown} keys`,
     );
@@ -278,7 +279,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
 
     // 5. What the backend stored, read back from the database, and the counters.
     await billing.flush(10_000);
-    await until(() => consumer.stats().handled >= 3, 10_000, "3 usage records stored");
+    await waitUntil(() => consumer.stats().handled >= 3, 10_000, "3 usage records stored");
     const { records, rollup } = await readBack(store);
     for (const r of records) print(`stored     ${JSON.stringify(r)}`);
     for (const r of rollup) {

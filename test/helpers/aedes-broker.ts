@@ -139,12 +139,3 @@ export class AedesBroker {
     );
   }
 }
-
-/** Polls until `check` is true; fails after `timeoutMs`. */
-export async function until(check: () => boolean, timeoutMs = 10_000, what = "condition") {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}

@@ -3,7 +3,7 @@ import { once } from "node:events";
 import { join } from "node:path";
 import pg from "pg";
 import type { BillingClient } from "../../src/index.js";
-import { until } from "./aedes-broker.js";
+import { sleep, waitUntil } from "./time.js";
 
 const root = new URL("../..", import.meta.url).pathname;
 
@@ -43,7 +43,7 @@ export async function startIngest(
   void exited.then(() => {
     gone = true;
   });
-  await until(
+  await waitUntil(
     () => gone || lines.some((l) => l.startsWith("ingest: consuming")),
     30_000,
     "ingest to start",
@@ -110,7 +110,7 @@ export class Tally {
       if (have >= n) return;
       if (Date.now() > end)
         throw new Error(`timed out waiting for ${n} rows in ${schema} (have ${have})`);
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
     }
   }
 
@@ -167,7 +167,7 @@ export function produce(
         turn.push(client.reportUsage({ apiKey: "fault-key", module: "llm", model: "m", usage }));
       }
       out.ids.push(...(await Promise.all(turn)));
-      await new Promise((r) => setTimeout(r, pauseMs));
+      await sleep(pauseMs);
     }
     await client.flush(flushMs);
   })();

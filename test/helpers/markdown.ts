@@ -19,7 +19,7 @@ export function codeBlocks(text: string, lang?: string): CodeBlock[] {
 }
 
 /** The text without its fenced code blocks (a `# comment` in a bash block is no heading). */
-export function prose(text: string): string {
+function prose(text: string): string {
   return text.replace(FENCE, "");
 }
 
@@ -32,7 +32,7 @@ export function headings(text: string): { level: number; text: string }[] {
 }
 
 /** GitHub's anchor for a heading's text: lower case, punctuation and symbols dropped, spaces as hyphens. */
-export function githubSlug(heading: string): string {
+function githubSlug(heading: string): string {
   return heading
     .trim()
     .toLowerCase()

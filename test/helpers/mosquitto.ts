@@ -5,6 +5,7 @@ import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestPki } from "./certs.js";
+import { sleep } from "./time.js";
 
 const CANDIDATES = ["mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"];
 
@@ -64,7 +65,7 @@ export async function waitForPort(port: number, alive: () => boolean, log: () =>
   const end = Date.now() + 10_000;
   while (!(await portOpen(port))) {
     if (!alive() || Date.now() > end) throw new Error(`broker did not start: ${log()}`);
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
   }
 }
 

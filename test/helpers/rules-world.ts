@@ -14,9 +14,10 @@ import {
   requireApiKey,
 } from "../../src/index.js";
 import { EchoService } from "../gen/test/v1/echo_pb.js";
-import { AedesBroker, until } from "./aedes-broker.js";
+import { AedesBroker } from "./aedes-broker.js";
 import { handlerRuns, startServer } from "./echo-server.js";
 import { type KeyEntry, keyUpdate, testPublicKeys } from "./fixtures.js";
+import { sleep, waitUntil } from "./time.js";
 
 // Issue 14's test world: an embedded broker, a BillingClient trusting the test signer, and the echo
 // service behind requireApiKey() (Say reports its text length as "llm" usage; SayMany sends 10
@@ -39,7 +40,7 @@ export function routes(router: ConnectRouter) {
       handlerRuns.count++;
       async function* ten() {
         for (let i = 0; i < 10; i++) {
-          await new Promise((r) => setTimeout(r, 40));
+          await sleep(40);
           yield { text: `${req.text}${i}` };
         }
       }
@@ -91,7 +92,7 @@ export async function startRulesWorld() {
     requireApiKey({ exempt: ["test.v1.EchoService/Health"], onDecision: (d) => decisions.push(d) }),
   ]);
   await billing.connect();
-  await until(() => broker.payloads("billing/keys/request").length > 0, 5000, "subscribed");
+  await waitUntil(() => broker.payloads("billing/keys/request").length > 0, 5000, "subscribed");
   return {
     broker,
     billing,
@@ -100,7 +101,7 @@ export async function startRulesWorld() {
     async pushKeys(snapshot: boolean, keys: KeyEntry[]) {
       const before = billing.stats().keyUpdates;
       await broker.publish("billing/keys/update", keyUpdate(keys, snapshot));
-      await until(() => billing.stats().keyUpdates > before, 5000, "key update applied");
+      await waitUntil(() => billing.stats().keyUpdates > before, 5000, "key update applied");
     },
     async close() {
       await server.close();

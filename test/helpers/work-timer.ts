@@ -1,4 +1,5 @@
 import { PerformanceObserver } from "node:perf_hooks";
+import { sleep } from "./time.js";
 
 /**
  * Times pieces of synchronous work (callbacks) by what they cost this process, not by the wall
@@ -39,7 +40,7 @@ export function workTimer() {
     },
     /** The most one timed piece cost, in ms (call after `stop`; GC entries arrive async). */
     async worstMs(): Promise<number> {
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
       observer.disconnect();
       let worst = 0;
       for (const s of slow) {

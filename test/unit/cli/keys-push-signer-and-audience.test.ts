@@ -7,9 +7,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { KeyUpdateSchema, SignedKeyUpdateSchema } from "../../../gen/billing/v1/usage_pb.js";
 import { main } from "../../../src/cli/main.js";
 import { BillingClient, getBillingClient } from "../../../src/index.js";
-import { AedesBroker, until } from "../../helpers/aedes-broker.js";
+import { AedesBroker } from "../../helpers/aedes-broker.js";
 import { captureIo } from "../../helpers/cli-io.js";
 import { plainClientOptions } from "../../helpers/fixtures.js";
+import { waitUntil } from "../../helpers/time.js";
 
 // `keys push` tells which key it signed with (the signer and its public key's fingerprint, as
 // `keys keygen` printed it), binds the update to an audience, refuses a public key given as the
@@ -78,7 +79,7 @@ describe("keys keygen and keys push print one fingerprint", () => {
     const r = await push(keysFile, "--signing-key", privateOf("right"), "--signer", "ops-backend");
     expect(r.code).toBe(0);
     expect(r.out).toContain(`signer ops-backend: public key ${printed.right}`);
-    await until(() => client.keys.loaded, 5000, "the pushed list");
+    await waitUntil(() => client.keys.loaded, 5000, "the pushed list");
   });
 
   it("push with a wrong private key still publishes, but prints the other fingerprint: the SDK refuses it", async () => {
@@ -88,12 +89,12 @@ describe("keys keygen and keys push print one fingerprint", () => {
       }),
     );
     await client.connect();
-    await until(() => broker.payloads("billing/keys/request").length > 0, 5000, "subscribed");
+    await waitUntil(() => broker.payloads("billing/keys/request").length > 0, 5000, "subscribed");
     const r = await push(keysFile, "--signing-key", privateOf("wrong"), "--signer", "ops-backend");
     expect(r.code).toBe(0);
     expect(r.out).toContain(`signer ops-backend: public key ${printed.wrong}`);
     expect(r.out).not.toContain(printed.right);
-    await until(() => client.stats().keyUpdatesRefused.badSignature === 1, 5000, "refused");
+    await waitUntil(() => client.stats().keyUpdatesRefused.badSignature === 1, 5000, "refused");
     expect(client.keys.loaded).toBe(false);
   });
 

@@ -8,11 +8,12 @@ import { main } from "../../../src/cli/main.js";
 import { BillingClient, hashApiKey } from "../../../src/index.js";
 import { createPostgresUsageStore } from "../../../src/postgres/index.js";
 import { PGLITE_LOCK_FILE } from "../../../src/postgres/pglite-lock.js";
-import { AedesBroker, until } from "../../helpers/aedes-broker.js";
+import { AedesBroker } from "../../helpers/aedes-broker.js";
 import { captureIo } from "../../helpers/cli-io.js";
 import { keyUpdate, testPublicKeys } from "../../helpers/fixtures.js";
 import { startIngest } from "../../helpers/ingest-run.js";
 import { runCli } from "../../helpers/run-cli.js";
+import { waitUntil } from "../../helpers/time.js";
 
 // `billing-sdk ingest --pglite DIR` and `billing-sdk usage --pglite DIR`, through the real CLI in
 // child processes: the embedded PostgreSQL from the command line, not only from code. Records
@@ -79,12 +80,16 @@ describe("ingest and usage on an embedded PGlite directory", () => {
       ],
       async (c) => {
         // Subscribed once it asks for the list.
-        await until(() => broker.payloads("billing/keys/request").length > 0, 5000, "subscribed");
+        await waitUntil(
+          () => broker.payloads("billing/keys/request").length > 0,
+          5000,
+          "subscribed",
+        );
         await broker.publish(
           "billing/keys/update",
           keyUpdate([{ key: "key-gamma", state: KeyState.ACTIVE, appId: "app-known" }], true),
         );
-        await until(() => c.keys.loaded, 5000, "the key list");
+        await waitUntil(() => c.keys.loaded, 5000, "the key list");
       },
     );
     // A process that only reports: no key list, no app.
@@ -95,7 +100,7 @@ describe("ingest and usage on an embedded PGlite directory", () => {
       ["key-beta", "llm", "m1", 10],
       ["key-beta", "llm", "m1", 20],
     ]);
-    await until(() => ingest.stored() === 7, 20_000, "7 records stored");
+    await waitUntil(() => ingest.stored() === 7, 20_000, "7 records stored");
 
     // While ingest has DIR open, a reader is refused, saying by whom, and nothing is changed.
     const busy = await runCli(["usage", "--pglite", dataDir]);

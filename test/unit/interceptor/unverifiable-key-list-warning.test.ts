@@ -9,7 +9,7 @@ import {
   requireApiKey,
 } from "../../../src/index.js";
 import { EchoService } from "../../gen/test/v1/echo_pb.js";
-import { AedesBroker, until } from "../../helpers/aedes-broker.js";
+import { AedesBroker } from "../../helpers/aedes-broker.js";
 import { startEchoServer } from "../../helpers/echo-server.js";
 import {
   keyUpdate,
@@ -17,6 +17,7 @@ import {
   testPublicKeys,
   unsignedKeyUpdate,
 } from "../../helpers/fixtures.js";
+import { waitUntil } from "../../helpers/time.js";
 
 // "no keyUpdatePublicKeys are configured" is a warning for a process that checks keys: one that
 // only reports usage (no requireApiKey) never needs the key list, and must not be told to
@@ -49,7 +50,7 @@ async function client(extra: BillingClientOptions = {}) {
     ...extra,
   });
   await c.connect();
-  await until(() => broker.payloads("billing/keys/request").length > 0, 5000, "subscribed");
+  await waitUntil(() => broker.payloads("billing/keys/request").length > 0, 5000, "subscribed");
   return c;
 }
 const refused = (c: BillingClient) =>
@@ -73,7 +74,7 @@ describe("the warning about missing keyUpdatePublicKeys", () => {
     const c = await client();
     await broker.publish("billing/keys/update", keyUpdate([GOOD], true));
     await broker.publish("billing/keys/update", unsignedKeyUpdate(keyUpdateMessage([GOOD], true)));
-    await until(() => refused(c) === 2, 5000, "both updates refused");
+    await waitUntil(() => refused(c) === 2, 5000, "both updates refused");
     await c.reportUsage({ apiKey: "good-key", module: "llm", model: "m", usage: 1 });
     await c.flush(5000);
     expect(told()).toEqual([]);
@@ -87,7 +88,7 @@ describe("the warning about missing keyUpdatePublicKeys", () => {
       expect(await call(server.url)).toBe(Code.Unavailable);
       expect(await call(server.url)).toBe(Code.Unavailable);
       await broker.publish("billing/keys/update", keyUpdate([GOOD], true));
-      await until(() => refused(c) === 1, 5000, "the update refused");
+      await waitUntil(() => refused(c) === 1, 5000, "the update refused");
       expect(await call(server.url)).toBe(Code.Unavailable);
       expect(told()).toEqual([
         "warn: requireApiKey() checks keys against the pushed key list, but no keyUpdatePublicKeys are configured: every key update is refused and the key list never loads, so requireApiKey() answers Unavailable (usage records still go out). Configure keyUpdatePublicKeys with the billing backend's Ed25519 public key.",
