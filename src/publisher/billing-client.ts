@@ -21,7 +21,7 @@ import {
 import { PendingLedger } from "./pending-ledger.js";
 import type { PendingRecord } from "./pending-record.js";
 import type { RecordSpool } from "./record-spool.js";
-import { getBillingClient, register, unregister, warnAtExit } from "./registry.js";
+import { getBillingClient, type LeftAtExit, register, unregister, warnAtExit } from "./registry.js";
 import { sameOptions } from "./same-options.js";
 import { securityWarnings } from "./security-warnings.js";
 import { SendPipeline } from "./send-pipeline.js";
@@ -97,7 +97,7 @@ export class BillingClient {
     });
     if (o.spool !== undefined) this.openSpool(o.spool);
     this.heartbeat = new Heartbeat(this.topics.heartbeat, o.clientId, () => this.stats());
-    register(this, () => warnAtExit(this.stats().queued, this.outbox !== undefined, log));
+    register(this, () => warnAtExit(this.leftAtExit(), log));
     this.heartbeat.start(o.heartbeatIntervalMs, () => this.connection.client);
     this.connection = new Connection(o, {
       will: () => this.heartbeat.will(),
@@ -203,6 +203,17 @@ export class BillingClient {
   /** Counters and state; cheap enough to poll. */
   stats(): BillingStats {
     return collectStats(this.connection, this.ledger, this.pipeline, this.keySync, this.rejected);
+  }
+
+  /**
+   * What stays behind if the process exits now. With a spool every record is in it once its
+   * group commit ran (after close(), all of them: the outbox is closed by then, and gone).
+   */
+  private leftAtExit(): LeftAtExit {
+    const pending = this.ledger.pending;
+    const notStored = this.outbox?.waiting ?? 0;
+    const spooled = this.o.spool === undefined ? 0 : pending - notStored;
+    return { pending, spooled, closing: this.lifecycle !== "running" };
   }
 
   private log(level: LogLevel, message: string, fields?: object): void {
