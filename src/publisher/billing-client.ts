@@ -94,6 +94,7 @@ export class BillingClient {
       maxBatchRecords: o.maxBatchRecords,
       maxBatchBytes: o.maxBatchBytes,
       lingerMs: o.lingerMs,
+      topic: this.topics.report,
     });
     if (o.spool !== undefined) this.openSpool(o.spool);
     this.heartbeat = new Heartbeat(this.topics.heartbeat, o.clientId, () => this.stats());
@@ -175,10 +176,15 @@ export class BillingClient {
   /**
    * Resolves once every record accepted **before this call** has been acknowledged by the broker
    * (records accepted meanwhile are not waited for, so it resolves under steady load). Rejects
-   * with `TIMEOUT` (saying how many remain) after `timeoutMs`. Default `timeoutMs`: `30_000`.
+   * with `TIMEOUT` (saying how many remain, and why when it is known: e.g. no subscriber on the
+   * report topic, PUBACK 0x10) after `timeoutMs`. Default `timeoutMs`: `30_000`.
    */
   flush(timeoutMs = 30_000): Promise<void> {
-    const flushed = badTimeout(timeoutMs) ?? this.ledger.flush(timeoutMs);
+    const flushed =
+      badTimeout(timeoutMs) ??
+      this.ledger.flush(timeoutMs).catch((err: unknown) => {
+        throw this.explained(err);
+      });
     this.pipeline.sendLingering(); // after: what flush waits for no longer lingers
     return flushed;
   }
@@ -198,6 +204,13 @@ export class BillingClient {
       this.closePromise = this.doClose(timeoutMs);
     }
     return this.closePromise;
+  }
+
+  /** `err` (a `TIMEOUT`) with why records wait, when the pipeline knows. */
+  private explained(err: unknown): unknown {
+    const why = this.pipeline.noSubscriber.cause();
+    if (!(err instanceof BillingError) || why === undefined) return err;
+    return new BillingError(err.code, `${err.rawMessage}: ${why}`, { cause: err });
   }
 
   /** Counters and state; cheap enough to poll. */
@@ -256,8 +269,9 @@ export class BillingClient {
     this.keySync.stop();
     this.pipeline.stop();
     await this.connection.close(GOODBYE_MS, (client) => this.heartbeat.goodbye(client));
+    const why = this.pipeline.noSubscriber.cause();
     if (this.outbox !== undefined) {
-      this.outbox.close(); // nothing is lost: unacknowledged records stay in the spool
+      this.outbox.close(why); // nothing is lost: unacknowledged records stay in the spool
       this.outbox = undefined;
       return;
     }
@@ -269,7 +283,7 @@ export class BillingClient {
       });
       throw new BillingError(
         "TIMEOUT",
-        `closed with ${lost} usage records not acknowledged within ${timeoutMs} ms`,
+        `closed with ${lost} usage records not acknowledged within ${timeoutMs} ms${why === undefined ? "" : `: ${why}`}`,
         { cause: flushError },
       );
     }
