@@ -182,6 +182,24 @@ describe.runIf(mosquittoAvailable())("PUBACK 0x10 on the report topic (real mosq
     }
   });
 
+  it("records queued for an offline group member survive a broker restart (persistence) and reach it when it is back", async () => {
+    const seen = new Map<string, number>();
+    const member = consumer("nosub-e", seen, "g");
+    await member.ready;
+    await member.close(); // its session stays, with the shared subscription
+    consumers.splice(consumers.indexOf(member), 1);
+    const client = producer("nosub-e");
+    await client.connect(5000);
+    const ids = await report(client, 500);
+    await client.flush(5000); // taken by the broker for the member's session, not 0x10
+    expect(client.stats().heldNoSubscriber).toBe(0);
+    await broker.stop("SIGTERM"); // a clean stop saves the sessions
+    await broker.start();
+    await consumer("nosub-e", seen, "g").ready;
+    await until(() => seen.size >= 500, 10_000, "the 500 queued records");
+    expect(new Set(seen.keys())).toEqual(new Set(ids));
+  });
+
   /** The reason code of the PUBACK to one QoS 1 publish (one at a time on `raw`). */
   const pubackReason = (raw: MqttClient, topic: string, payload: Buffer) =>
     new Promise<number>((resolve, reject) => {
