@@ -37,7 +37,9 @@ export function createUsageConsumer(options: UsageConsumerOptions): UsageConsume
     records: 0,
     handled: 0,
     duplicates: 0,
-    rejected: 0,
+    idConflicts: 0,
+    rejectedDeliveries: 0,
+    rejectedStored: 0,
     failed: 0,
   };
   // Per connection: its QoS 1 deliveries not yet acknowledged, in order, and their packet ids.
@@ -106,7 +108,8 @@ export function createUsageConsumer(options: UsageConsumerOptions): UsageConsume
       next(); // closing: left unacknowledged, for the next session
       return;
     }
-    const checked = m.topic === topic ? check(m.payload) : { records: [], rejected: [] };
+    const checked: CheckedMessage =
+      m.topic === topic ? check(m.payload) : { records: [], digests: [], rejected: [] };
     if (m.topic === topic) {
       counters.received++;
       counters.records += checked.records.length;
@@ -119,6 +122,7 @@ export function createUsageConsumer(options: UsageConsumerOptions): UsageConsume
       client,
       messageId: again ? undefined : m.messageId,
       records: checked.records,
+      digests: checked.digests,
       rejected: checked.rejected,
       bytes: Math.min(m.payload.length, o.maxMessageBytes),
       left: 0,
@@ -140,7 +144,8 @@ export function createUsageConsumer(options: UsageConsumerOptions): UsageConsume
     try {
       return checkMessage(payload, o.maxMessageBytes);
     } catch (err) {
-      return { records: [], rejected: [{ reason: `cannot be checked: ${String(err)}`, payload }] };
+      const rejected = [{ reason: `cannot be checked: ${String(err)}`, payload }];
+      return { records: [], digests: [], rejected };
     }
   }
 
@@ -260,6 +265,7 @@ export function createUsageConsumer(options: UsageConsumerOptions): UsageConsume
     ready,
     stats: () => ({
       ...counters,
+      rejected: counters.rejectedDeliveries,
       connected: conn.client !== undefined,
       protocolVersion: conn.version,
       pending,
