@@ -62,11 +62,6 @@ export class NoSubscriberHold {
     this.maxMs = wait.max;
   }
 
-  /** Whether the broker has answered 0x10 since the last delivered batch. */
-  get active(): boolean {
-    return this.episode !== undefined;
-  }
-
   /**
    * Whether a batch may go now: always outside an episode; in one, a single probe once the wait
    * is over and nothing is in flight (batches sent before the episode answer first).
@@ -103,7 +98,7 @@ export class NoSubscriberHold {
       this.episode = e;
       this.log(
         "warn",
-        `no subscriber on ${this.topic}: the broker answered PUBACK reason 0x10 (No matching subscribers) and dropped ${batch.length} records. They stay queued (and spooled) and are sent again, after ${this.firstMs} ms and then up to every ${this.maxMs} ms, until a subscriber is there: ${ADVICE}`,
+        `no subscriber on ${this.topic}: the broker answered PUBACK reason 0x10 (No matching subscribers) and dropped ${batch.length} records. They stay queued (with a spool, in it) and are sent again, after ${this.firstMs} ms and then up to every ${this.maxMs} ms, until a subscriber is there: ${ADVICE}`,
         { records: batch.length },
       );
     } else if (batch === e.probe) {
