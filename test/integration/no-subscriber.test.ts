@@ -1,3 +1,5 @@
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -198,6 +200,38 @@ describe.runIf(mosquittoAvailable())("PUBACK 0x10 on the report topic (real mosq
     await consumer("nosub-e", seen, "g").ready;
     await until(() => seen.size >= 500, 10_000, "the 500 queued records");
     expect(new Set(seen.keys())).toEqual(new Set(ids));
+  });
+
+  it("closeOnSignals on SIGTERM says the records were not delivered and why, not that all were acknowledged", async () => {
+    const root = new URL("../..", import.meta.url).pathname;
+    const child = spawn("node", ["--import", "tsx", join(root, "test/helpers/signal-child.ts")], {
+      cwd: root,
+      env: {
+        ...process.env,
+        BILLING_CHILD: JSON.stringify({ port: broker.plainPort, mode: "on", timeoutMs: 1000 }),
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout?.on("data", (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr?.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const exited = once(child, "exit");
+    try {
+      await until(() => stdout.includes("ready"), 20_000, "the child to report records");
+      child.kill("SIGTERM");
+      await exited;
+    } finally {
+      child.kill("SIGKILL");
+    }
+    expect(stderr).toMatch(
+      /billing client closed: \[TIMEOUT\] closed with \d+ usage records not acknowledged within 1000 ms: no subscriber on billing\/report/,
+    );
+    expect(stderr).not.toMatch(/every accepted record was acknowledged/);
   });
 
   /** The reason code of the PUBACK to one QoS 1 publish (one at a time on `raw`). */
