@@ -13,6 +13,8 @@ export interface Delivery {
   /** The packet id to acknowledge (QoS 1), or undefined (QoS 0). */
   readonly messageId: number | undefined;
   readonly records: readonly UsageRecord[];
+  /** The digest of each record's bytes, in the order of `records`. */
+  readonly digests: readonly string[];
   readonly rejected: readonly RejectedRecord[];
   /** The payload's size, for the pending-bytes bound. */
   readonly bytes: number;
@@ -27,7 +29,9 @@ export interface Counters {
   records: number;
   handled: number;
   duplicates: number;
-  rejected: number;
+  idConflicts: number;
+  rejectedDeliveries: number;
+  rejectedStored: number;
   failed: number;
 }
 

@@ -1,9 +1,12 @@
 import type { UsageRecord } from "../../gen/billing/v1/usage_pb.js";
 import type { Delivery, Handling, HandlingContext } from "./delivery.js";
+import { idConflict } from "./id-conflict.js";
 import type { RejectedRecord } from "./usage-store.js";
 import { WorkSlots } from "./work-slots.js";
 
-type Item = { d: Delivery; record: UsageRecord } | { d: Delivery; rejected: RejectedRecord };
+type Item =
+  | { d: Delivery; record: UsageRecord; digest: string }
+  | { d: Delivery; rejected: RejectedRecord };
 
 /**
  * Deliveries to `onRecord` (and `onRejected`), one call per record, `concurrency` calls at a
@@ -50,29 +53,39 @@ export function recordHandling(
     // Done (counted, its message's part finished) once, by the first call that succeeded.
     run: async (item) => {
       if ("record" in item) {
-        const id = item.record.id;
-        if (window.has(id)) {
+        const { record, digest } = item;
+        const before = window.digest(record.id);
+        if (before === digest) {
           return () => {
             counters.duplicates++;
             finish(item.d);
           };
         }
+        if (before !== undefined) {
+          // Its id was handled with other bytes: not billed again, passed on as rejected.
+          await onRejected(idConflict(record, "handled before with other content"));
+          return () => {
+            counters.idConflicts++;
+            finish(item.d);
+          };
+        }
         const start = performance.now();
-        await onRecord(item.record);
+        await onRecord(record);
         const durationMs = performance.now() - start;
         return () => {
-          if (window.has(id)) counters.duplicates++;
-          else {
-            window.add(id);
+          const first = window.digest(record.id); // another call of this id may have finished
+          if (first === undefined) {
+            window.add(record.id, digest);
             counters.handled++;
-            ctx.batches.wrote([item.record], 0, durationMs);
-          }
+            ctx.batches.wrote([record], 0, durationMs);
+          } else if (first === digest) counters.duplicates++;
+          else counters.idConflicts++;
           finish(item.d);
         };
       }
       await onRejected(item.rejected);
       return () => {
-        counters.rejected++;
+        counters.rejectedDeliveries++;
         finish(item.d);
       };
     },
@@ -96,7 +109,9 @@ export function recordHandling(
         ctx.done(d);
         return;
       }
-      for (const record of d.records) queue.push({ d, record });
+      for (const [i, record] of d.records.entries()) {
+        queue.push({ d, record, digest: d.digests[i] as string });
+      }
       for (const rejected of d.rejected) queue.push({ d, rejected });
       slots.pump();
     },

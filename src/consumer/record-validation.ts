@@ -5,6 +5,7 @@ import { isSha256Hex } from "../common/sha256-hex.js";
 import { MetadataBudget } from "../protocol/metadata-budget.js";
 import { usageBatchRecordBytes } from "../protocol/usage-batch.js";
 import { checkName, checkTimestamp, UUID } from "../protocol/usage-input.js";
+import { recordDigest } from "./dedupe-window.js";
 import type { RejectedRecord } from "./usage-store.js";
 
 const NIL_UUID = "00000000-0000-0000-0000-000000000000";
@@ -44,6 +45,8 @@ export const REJECTED_KEEP_BYTES = 16_384;
 /** The records of one message on `<prefix>/report`, split into billable and rejected. */
 export interface CheckedMessage {
   records: UsageRecord[];
+  /** The digest of each record's bytes (`recordDigest`), in the order of `records`. */
+  digests: string[];
   rejected: RejectedRecord[];
 }
 
@@ -56,7 +59,7 @@ export function checkMessage(
   payload: Uint8Array,
   maxBytes = Number.POSITIVE_INFINITY,
 ): CheckedMessage {
-  const out: CheckedMessage = { records: [], rejected: [] };
+  const out: CheckedMessage = { records: [], digests: [], rejected: [] };
   if (payload.length > maxBytes) {
     // Not decoded; only its beginning is kept for a person to look at.
     out.rejected.push({
@@ -86,8 +89,10 @@ export function checkMessage(
       continue;
     }
     const problem = recordProblem(record);
-    if (problem === undefined) out.records.push(record);
-    else {
+    if (problem === undefined) {
+      out.records.push(record);
+      out.digests.push(recordDigest(bytes));
+    } else {
       out.rejected.push({
         reason: problem,
         payload: bytes,

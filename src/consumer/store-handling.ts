@@ -1,12 +1,13 @@
 import type { UsageRecord } from "../../gen/billing/v1/usage_pb.js";
 import type { Delivery, Handling, HandlingContext } from "./delivery.js";
-import type { RejectedRecord, UsageStore } from "./usage-store.js";
+import type { RejectedRecord, UsageStore, UsageWriteResult } from "./usage-store.js";
 import { WorkSlots } from "./work-slots.js";
 
 /** A part of one message: its records `from`..`to` (and its rejections, with the first part). */
 interface Slice {
   d: Delivery;
   records: readonly UsageRecord[];
+  digests: readonly string[];
   rejected: readonly RejectedRecord[];
 }
 
@@ -39,38 +40,46 @@ export function storeHandling(ctx: HandlingContext, store: UsageStore): Handling
       return batch;
     },
     run: async (batch) => {
-      // Skipped: ids handled recently, or twice in this batch. Filtered at each attempt: the
-      // window only ever holds ids that were durably handled.
-      const ids = new Set<string>();
+      // Skipped: a record whose bytes were handled recently under its id, or came before in this
+      // batch. One with other bytes under a known id goes to the store, which compares the
+      // content. Filtered at each attempt: the window only holds what was durably handled.
+      const seen = new Map<string, string>();
       const records: UsageRecord[] = [];
+      const digests: string[] = [];
       const rejected: RejectedRecord[] = [];
       let skipped = 0;
       for (const s of batch) {
-        for (const r of s.records) {
-          if (ids.has(r.id) || window.has(r.id)) skipped++;
+        for (const [i, r] of s.records.entries()) {
+          const digest = s.digests[i] as string;
+          const before = seen.get(r.id) ?? window.digest(r.id);
+          if (before === digest) skipped++;
           else {
-            ids.add(r.id);
+            if (!seen.has(r.id)) seen.set(r.id, digest);
             records.push(r);
+            digests.push(digest);
           }
         }
         rejected.push(...s.rejected);
       }
-      let inserted = 0;
-      let refused = 0;
+      let w: Written = { inserted: 0, refused: 0, conflicts: new Set(), rejectedStored: 0 };
       let durationMs = -1;
       if (records.length > 0 || rejected.length > 0) {
         const start = performance.now();
         const result = await store.write({ records, rejected });
         durationMs = performance.now() - start;
-        inserted = reported(result?.inserted, records.length, records.length);
-        refused = reported(result?.rejected, records.length - inserted, 0);
+        w = written(result, records.length, rejected.length);
       }
       // Done: counted and acknowledged once, by the first write of this batch that succeeded.
       return () => {
-        for (const id of ids) window.add(id);
-        counters.handled += inserted;
-        counters.duplicates += skipped + records.length - inserted - refused;
-        counters.rejected += rejected.length + refused;
+        for (const [i, r] of records.entries()) {
+          if (!w.conflicts.has(i)) window.add(r.id, digests[i] as string);
+        }
+        const conflicts = w.conflicts.size;
+        counters.handled += w.inserted;
+        counters.idConflicts += conflicts;
+        counters.duplicates += skipped + records.length - w.inserted - w.refused - conflicts;
+        counters.rejectedDeliveries += rejected.length + w.refused;
+        counters.rejectedStored += w.rejectedStored;
         if (durationMs >= 0) ctx.batches.wrote(records, rejected.length, durationMs);
         for (const s of batch) {
           if (--s.d.left === 0) ctx.done(s.d);
@@ -93,9 +102,11 @@ export function storeHandling(ctx: HandlingContext, store: UsageStore): Handling
       const max = o.maxBatchRecords;
       d.left = Math.max(1, Math.ceil(d.records.length / max));
       for (let i = 0; i < d.left; i++) {
+        const one = d.left === 1;
         queue.push({
           d,
-          records: d.left === 1 ? d.records : d.records.slice(i * max, (i + 1) * max),
+          records: one ? d.records : d.records.slice(i * max, (i + 1) * max),
+          digests: one ? d.digests : d.digests.slice(i * max, (i + 1) * max),
           rejected: i === 0 ? d.rejected : [],
         });
       }
@@ -103,6 +114,37 @@ export function storeHandling(ctx: HandlingContext, store: UsageStore): Handling
     },
     idle: () => slots.idle(),
     stop: () => slots.stop(),
+  };
+}
+
+/** What a store's write did, its figures checked against the batch. */
+interface Written {
+  inserted: number;
+  /** Records the store refused (kept as rejected). */
+  refused: number;
+  /** Indexes of records whose id was stored with other content. */
+  conflicts: Set<number>;
+  rejectedStored: number;
+}
+
+/**
+ * A store's `UsageWriteResult`, within bounds: inserted, refused and conflicts together at most
+ * the records; a store that reports nothing inserted every record.
+ */
+function written(result: UsageWriteResult | undefined, records: number, rejected: number): Written {
+  const inserted = reported(result?.inserted, records, records);
+  const refused = reported(result?.rejected, records - inserted, 0);
+  const conflicts = new Set<number>();
+  for (const i of Array.isArray(result?.conflicts) ? result.conflicts : []) {
+    if (conflicts.size >= records - inserted - refused) break;
+    if (Number.isSafeInteger(i) && i >= 0 && i < records) conflicts.add(i);
+  }
+  const all = rejected + refused + conflicts.size;
+  return {
+    inserted,
+    refused,
+    conflicts,
+    rejectedStored: reported(result?.rejectedStored, all, all),
   };
 }
 

@@ -12,9 +12,27 @@ export interface UsageConsumerStats {
   records: number;
   /** Records handled for the first time: new in the store, or `onRecord` resolved. */
   handled: number;
-  /** Records skipped or not stored again because their id was handled before. */
+  /** Records skipped or not stored again because their id was handled before, with this content. */
   duplicates: number;
-  /** Records (or whole messages) that cannot be billed: kept as rejected, and acknowledged. */
+  /**
+   * Records whose id was handled before with different content (another usage, key, time…):
+   * never billed; kept in `rejected_records` with a reason naming the id (a store), or passed
+   * to `onRejected`. Counted each time one arrives.
+   */
+  idConflicts: number;
+  /**
+   * Rejections handled, each time one arrives: records (or whole messages) that cannot be
+   * billed, and records the store refused. A payload the broker delivers twice counts twice;
+   * conflicts are counted in `idConflicts` instead.
+   */
+  rejectedDeliveries: number;
+  /**
+   * Rows this consumer added to `rejected_records`: rejections, the store's refusals and
+   * conflicts, each payload once (one stored before is not counted again). Summed over the
+   * consumers of a group, it matches the table's new rows. 0 with `onRecord`.
+   */
+  rejectedStored: number;
+  /** @deprecated The same as `rejectedDeliveries` (its former name). */
   rejected: number;
   /** `store.write` / `onRecord` attempts that failed or timed out (each is tried again). */
   failed: number;

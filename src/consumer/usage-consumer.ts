@@ -51,7 +51,9 @@ class Consumer {
     records: 0,
     handled: 0,
     duplicates: 0,
-    rejected: 0,
+    idConflicts: 0,
+    rejectedDeliveries: 0,
+    rejectedStored: 0,
     failed: 0,
   };
   private readonly acks = new AckLedger();
@@ -106,6 +108,7 @@ class Consumer {
   stats(): UsageConsumerStats {
     return {
       ...this.counters,
+      rejected: this.counters.rejectedDeliveries,
       connected: this.conn.client !== undefined,
       protocolVersion: this.conn.version,
       pending: this.pending,
@@ -171,7 +174,9 @@ class Consumer {
       return;
     }
     const ours = m.topic === this.topic;
-    const checked = ours ? this.check(m.payload) : { records: [], rejected: [] };
+    const checked: CheckedMessage = ours
+      ? this.check(m.payload)
+      : { records: [], digests: [], rejected: [] };
     if (ours) {
       this.counters.received++;
       this.counters.records += checked.records.length;
@@ -183,6 +188,7 @@ class Consumer {
       client,
       messageId: again ? undefined : m.messageId,
       records: checked.records,
+      digests: checked.digests,
       rejected: checked.rejected,
       bytes: Math.min(m.payload.length, this.o.maxMessageBytes),
       left: 0,
@@ -201,7 +207,8 @@ class Consumer {
     try {
       return checkMessage(payload, this.o.maxMessageBytes);
     } catch (err) {
-      return { records: [], rejected: [{ reason: `cannot be checked: ${String(err)}`, payload }] };
+      const rejected = [{ reason: `cannot be checked: ${String(err)}`, payload }];
+      return { records: [], digests: [], rejected };
     }
   }
 

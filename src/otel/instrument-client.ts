@@ -27,6 +27,11 @@ export function instrumentClient(client: BillingClient, options?: MetricsOptions
     "{attempt}",
     "Failed publish attempts (refused by the broker or cut off by a disconnect); all retried",
   );
+  const heldNoSubscriber = counter(
+    "billing.publisher.held_no_subscriber.records",
+    "{record}",
+    "Records the broker answered PUBACK 0x10 (no subscriber) and dropped: kept queued and sent again",
+  );
   const refused = counter(
     "billing.publisher.refused.records",
     "{record}",
@@ -92,6 +97,7 @@ export function instrumentClient(client: BillingClient, options?: MetricsOptions
     accepted,
     published,
     failed,
+    heldNoSubscriber,
     refused,
     queued,
     queuedBytes,
@@ -112,6 +118,7 @@ export function instrumentClient(client: BillingClient, options?: MetricsOptions
     r.observe(accepted, s.published + s.queued);
     r.observe(published, s.published);
     r.observe(failed, s.failed);
+    r.observe(heldNoSubscriber, s.heldNoSubscriber);
     for (const [reason, n] of Object.entries(s.rejectedByCode)) {
       r.observe(refused, n, { "billing.refusal.reason": reason });
     }

@@ -9,7 +9,8 @@ import type {
 import { checkMigrated, migrate } from "./migrations.js";
 import { pgClient, pgliteClient, type Query, type SqlClient } from "./sql-client.js";
 import { toStoreError } from "./store-error.js";
-import { recordsJson, refusedRecord, rejectedJson, writeStatement } from "./write-statement.js";
+import { type WriteOutcome, writeRecords } from "./write-records.js";
+import { refusedRecord, writeStatement } from "./write-statement.js";
 
 /** Options of `createPostgresUsageStore()`. */
 export interface PostgresUsageStoreOptions {
@@ -87,10 +88,12 @@ const isDataError = (err: unknown) => /^(22|54)/.test(String((err as { code?: un
 
 /**
  * Opens the store: connects (or starts PGlite), creates the schema and applies its migrations.
- * `write` puts a batch in one transaction: each record once (`ON CONFLICT (id) DO NOTHING`),
+ * `write` puts a batch in one statement (one transaction; see `writeRecords` for the rare
+ * follow-ups): each record once (`ON CONFLICT (id) DO NOTHING`),
  * only the newly inserted ones added to the per-minute rollups, the rejections kept with their
- * bytes and reason. A record PostgreSQL itself refuses (e.g. a rollup sum past numeric(20,0)) is
- * kept as rejected instead of blocking the others.
+ * bytes and reason. A record whose id was stored with other content is a conflict: kept as
+ * rejected, never billed (`writeRecords`). A record PostgreSQL itself refuses (e.g. a rollup sum
+ * past numeric(20,0)) is kept as rejected instead of blocking the others.
  */
 export async function createPostgresUsageStore(
   options: PostgresUsageStoreOptions = {},
@@ -126,23 +129,27 @@ export async function createPostgresUsageStore(
 function postgresUsageStore(db: SqlClient, schema: string): PostgresUsageStore {
   const s = `"${schema}"`;
   const statement = writeStatement(s);
-  const run = async (q: Query, records: readonly UsageRecord[], rejected: RejectedRecord[]) => {
-    const rows = await q<{ inserted: number }>(statement, [
-      recordsJson(records),
-      rejectedJson(rejected),
-    ]);
-    return Number(rows[0]?.inserted ?? 0);
-  };
+  const run = (q: Query, records: readonly UsageRecord[], rejected: readonly RejectedRecord[]) =>
+    writeRecords(q, statement, records, rejected);
+  const result = (o: WriteOutcome, refused = 0): UsageWriteResult => ({
+    inserted: o.inserted,
+    ...(refused > 0 ? { rejected: refused } : {}),
+    ...(o.conflicts.length > 0 ? { conflicts: o.conflicts } : {}),
+    rejectedStored: o.rejectedStored,
+  });
 
   /** The batch again, a record at a time (savepoints): those PostgreSQL refuses are rejected. */
   const isolate = (batch: UsageWrite): Promise<UsageWriteResult> =>
     db.transaction(async (q) => {
-      let inserted = 0;
+      const all: WriteOutcome = { inserted: 0, conflicts: [], rejectedStored: 0 };
       const refused: RejectedRecord[] = [];
-      for (const record of batch.records) {
+      for (const [i, record] of batch.records.entries()) {
         await q("SAVEPOINT billing_record");
         try {
-          inserted += await run(q, [record], []);
+          const one = await run(q, [record], []);
+          all.inserted += one.inserted;
+          all.rejectedStored += one.rejectedStored;
+          if (one.conflicts.length > 0) all.conflicts.push(i);
           await q("RELEASE SAVEPOINT billing_record");
         } catch (err) {
           if (!isDataError(err)) throw err;
@@ -150,8 +157,8 @@ function postgresUsageStore(db: SqlClient, schema: string): PostgresUsageStore {
           refused.push(refusedRecord(record, err));
         }
       }
-      await run(q, [], [...batch.rejected, ...refused]);
-      return { inserted, rejected: refused.length };
+      all.rejectedStored += (await run(q, [], [...batch.rejected, ...refused])).rejectedStored;
+      return result(all, refused.length);
     });
 
   let closed: Promise<void> | undefined;
@@ -161,7 +168,7 @@ function postgresUsageStore(db: SqlClient, schema: string): PostgresUsageStore {
     async write(batch) {
       if (closed !== undefined) throw new BillingError("CLOSED", "the usage store is closed");
       try {
-        return { inserted: await run(db.query, batch.records, [...batch.rejected]) };
+        return result(await run(db.query, batch.records, batch.rejected));
       } catch (err) {
         try {
           if (isDataError(err)) return await isolate(batch);

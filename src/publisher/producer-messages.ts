@@ -15,6 +15,8 @@ export interface HeartbeatCounters {
   published: number;
   failed: number;
   rejected: number;
+  /** Records answered PUBACK 0x10 (no subscriber), each time. */
+  heldNoSubscriber: number;
   reconnects: number;
   keyUpdates: number;
   keyUpdatesRefused: KeyUpdateRefusals;
@@ -54,6 +56,7 @@ export function heartbeatPayload(
           published: BigInt(c.published),
           failed: BigInt(c.failed),
           rejected: BigInt(c.rejected),
+          heldNoSubscriber: BigInt(c.heldNoSubscriber),
           reconnects: BigInt(c.reconnects),
           keyUpdatesApplied: BigInt(c.keyUpdates),
           keyUpdatesRefused: refusals(c.keyUpdatesRefused),

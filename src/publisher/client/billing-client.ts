@@ -19,7 +19,7 @@ import { SendPipeline } from "../pipeline/send-pipeline.js";
 import type { RecordSpool } from "../record-spool.js";
 import { type BillingStats, collectStats } from "./billing-stats.js";
 import { connackProblem, connectionLimits } from "./connection-limits.js";
-import { warnAtExit } from "./exit-warning.js";
+import { type LeftAtExit, warnAtExit } from "./exit-warning.js";
 import { Heartbeat } from "./heartbeat.js";
 import {
   type BillingClientOptions,
@@ -95,10 +95,11 @@ export class BillingClient {
       maxBatchRecords: o.maxBatchRecords,
       maxBatchBytes: o.maxBatchBytes,
       lingerMs: o.lingerMs,
+      topic: this.topics.report,
     });
     if (o.spool !== undefined) this.openSpool(o.spool);
     this.heartbeat = new Heartbeat(this.topics.heartbeat, o.clientId, () => this.stats());
-    clientSlot.set(this, () => warnAtExit(this.stats().queued, this.outbox !== undefined, log));
+    clientSlot.set(this, () => warnAtExit(this.leftAtExit(), log));
     this.heartbeat.start(o.heartbeatIntervalMs, () => this.connection.client);
     this.connection = new Connection(o, {
       will: () => this.heartbeat.will(),
@@ -176,10 +177,15 @@ export class BillingClient {
   /**
    * Resolves once every record accepted **before this call** has been acknowledged by the broker
    * (records accepted meanwhile are not waited for, so it resolves under steady load). Rejects
-   * with `TIMEOUT` (saying how many remain) after `timeoutMs`. Default `timeoutMs`: `30_000`.
+   * with `TIMEOUT` (saying how many remain, and why when it is known: e.g. no subscriber on the
+   * report topic, PUBACK 0x10) after `timeoutMs`. Default `timeoutMs`: `30_000`.
    */
   flush(timeoutMs = 30_000): Promise<void> {
-    const flushed = badTimeout(timeoutMs) ?? this.ledger.flush(timeoutMs);
+    const flushed =
+      badTimeout(timeoutMs) ??
+      this.ledger.flush(timeoutMs).catch((err: unknown) => {
+        throw this.explained(err);
+      });
     this.pipeline.sendLingering(); // after: what flush waits for no longer lingers
     return flushed;
   }
@@ -201,9 +207,27 @@ export class BillingClient {
     return this.closePromise;
   }
 
+  /** `err` (a `TIMEOUT`) with why records wait, when the pipeline knows. */
+  private explained(err: unknown): unknown {
+    const why = this.pipeline.noSubscriber.cause();
+    if (!(err instanceof BillingError) || why === undefined) return err;
+    return new BillingError(err.code, `${err.rawMessage}: ${why}`, { cause: err });
+  }
+
   /** Counters and state; cheap enough to poll. */
   stats(): BillingStats {
     return collectStats(this.connection, this.ledger, this.pipeline, this.keySync, this.rejected);
+  }
+
+  /**
+   * What stays behind if the process exits now. With a spool every record is in it once its
+   * group commit ran (after close(), all of them: the outbox is closed by then, and gone).
+   */
+  private leftAtExit(): LeftAtExit {
+    const pending = this.ledger.pending;
+    const notStored = this.outbox?.waiting ?? 0;
+    const spooled = this.o.spool === undefined ? 0 : pending - notStored;
+    return { pending, spooled, closing: this.lifecycle !== "running" };
   }
 
   private log(level: LogLevel, message: string, fields?: object): void {
@@ -246,8 +270,9 @@ export class BillingClient {
     this.keySync.stop();
     this.pipeline.stop();
     await this.connection.close(GOODBYE_MS, (client) => this.heartbeat.goodbye(client));
+    const why = this.pipeline.noSubscriber.cause();
     if (this.outbox !== undefined) {
-      this.outbox.close(); // nothing is lost: unacknowledged records stay in the spool
+      this.outbox.close(why); // nothing is lost: unacknowledged records stay in the spool
       this.outbox = undefined;
       return;
     }
@@ -259,7 +284,7 @@ export class BillingClient {
       });
       throw new BillingError(
         "TIMEOUT",
-        `closed with ${lost} usage records not acknowledged within ${timeoutMs} ms`,
+        `closed with ${lost} usage records not acknowledged within ${timeoutMs} ms${why === undefined ? "" : `: ${why}`}`,
         { cause: flushError },
       );
     }

@@ -29,6 +29,14 @@ export interface BillingStats {
    * this process (with a spool they stay in it). Logged at error level.
    */
   undeliverable: number;
+  /**
+   * Records the broker answered with PUBACK reason 0x10 (MQTT 5, "No matching subscribers": no
+   * ingest subscribes to `<prefix>/report`, and the broker dropped them), counted each time (a
+   * record held twice counts twice). They are not published: they stay queued (and spooled) and
+   * are sent again, after 100 ms and then up to every 5 s, until a subscriber is there; not
+   * counted in `failed`. MQTT 3.1.1 has no reason codes: a 3.1.1 broker drops them silently.
+   */
+  heldNoSubscriber: number;
   /** Records acknowledged by the broker. */
   published: number;
   /** Messages acknowledged by the broker: each carried a batch of one or more records. */
@@ -101,6 +109,7 @@ export function collectStats(
     inFlight: pipeline.inFlightCount,
     retrying: pipeline.retrying,
     undeliverable: pipeline.undeliverable.length,
+    heldNoSubscriber: pipeline.noSubscriber.held,
     published: pipeline.published,
     publishedMessages: pipeline.messages,
     failed: pipeline.failed,

@@ -105,13 +105,19 @@ export class SpoolOutbox {
     for (const b of batch) b.resolve();
   }
 
-  /** Flushes and closes the spool; logs how many records it keeps for the next start. */
-  close(): void {
+  /**
+   * Flushes and closes the spool; logs how many records it keeps for the next start, and `why`
+   * they were not delivered when it is known.
+   */
+  close(why?: string): void {
     this.flush();
     const kept = this.spool.count();
     this.spool.close();
     if (kept > 0) {
-      this.log("warn", `${kept} records stay in the spool and go out at the next start`, { kept });
+      const because = why === undefined ? "" : ` (${why})`;
+      this.log("warn", `${kept} records stay in the spool and go out at the next start${because}`, {
+        kept,
+      });
     }
   }
 

@@ -22,6 +22,12 @@ function holdUndeliverable(
 }
 
 /**
+ * Connections a suspect dropped while alone after which it is held as undeliverable: kept (and
+ * pending, so flush and close report it), counted, logged, tried once more after 5 minutes.
+ */
+export const UNDELIVERABLE_AFTER_SOLO_DROPS = 3;
+
+/**
  * How long a record held after dropping the connection each time it was sent alone waits before
  * it is tried once more: the drops may have had another cause (a broker in a crash loop, a
  * middlebox resetting connections, a broker that disconnects on a denied publish), and a record

@@ -1,5 +1,6 @@
-import type { IClientPublishOptions, MqttClient } from "mqtt";
+import type { IClientPublishOptions, MqttClient, Packet } from "mqtt";
 import { usageBatchBytes } from "../../protocol/usage-batch.js";
+import { NO_MATCHING_SUBSCRIBERS } from "./no-subscriber-hold.js";
 import type { PublishLink } from "./send-pipeline.js";
 
 const PUBLISH_V4: IClientPublishOptions = { qos: 1 };
@@ -20,6 +21,11 @@ const CONNECTION_GONE = /^(Connection closed|client disconnecting)/;
  * most `window` awaiting their PUBACK (the caller caps it by the broker's receive maximum), each
  * a `UsageBatch` of at most `maxBatchBytes` (the caller keeps it within the broker's maximum
  * packet size).
+ *
+ * On MQTT 5 a PUBACK with reason 0x10 (no matching subscribers: the broker dropped the message)
+ * fails the publish with `code` 0x10: mqtt.js calls back without an error and without the PUBACK,
+ * so the reason codes are read from the PUBACKs as they arrive, by packet id (the id is not
+ * reused before its callback has run).
  */
 export function mqttPublishLink(
   client: MqttClient,
@@ -30,6 +36,16 @@ export function mqttPublishLink(
 ): PublishLink {
   const options = version === 5 ? PUBLISH_V5 : PUBLISH_V4;
   let gone = false;
+  // Packet ids whose PUBACK said 0x10, until their callback runs. Any other PUBACK of an id
+  // clears it (a stray PUBACK that mqtt.js ignores cannot mark a later publish).
+  const noSubscriber = new Set<number>();
+  if (version === 5) {
+    client.on("packetreceive", (packet: Packet) => {
+      if (packet.cmd !== "puback" || packet.messageId === undefined) return;
+      if (packet.reasonCode === NO_MATCHING_SUBSCRIBERS) noSubscriber.add(packet.messageId);
+      else noSubscriber.delete(packet.messageId);
+    });
+  }
   return {
     window,
     maxBatchBytes,
@@ -37,11 +53,13 @@ export function mqttPublishLink(
     isUp: () => !gone && client.connected && !client.disconnecting,
     // Every message on <prefix>/report is a UsageBatch: the records' bytes framed, not re-encoded.
     send: (records, done) =>
-      client.publish(topic, usageBatchBytes(records.map((r) => r.bytes)), options, (err) => {
+      client.publish(topic, usageBatchBytes(records.map((r) => r.bytes)), options, (err, sent) => {
         if (err && typeof (err as { code?: unknown }).code !== "number") {
           if (CONNECTION_GONE.test(err.message)) gone = true;
         }
-        done(err);
+        const id = sent?.messageId;
+        if (!err && id !== undefined && noSubscriber.delete(id)) done(noSubscriberError());
+        else done(err);
       }),
     // Publishes made in one tick (a burst of reportUsage calls, or of PUBACKs read in one chunk)
     // leave in one write: one syscall for many packets instead of several per packet.
@@ -51,4 +69,10 @@ export function mqttPublishLink(
       process.nextTick(() => stream.uncork());
     },
   };
+}
+
+function noSubscriberError(): Error {
+  return Object.assign(new Error("PUBACK reason 0x10: No matching subscribers"), {
+    code: NO_MATCHING_SUBSCRIBERS,
+  });
 }

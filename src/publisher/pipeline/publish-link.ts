@@ -5,7 +5,8 @@ import type { PendingLedger } from "./pending-ledger.js";
 /**
  * Where the pipeline publishes: one live connection. `send` publishes one batch of encoded
  * records as one QoS 1 message and calls `done` once, with the PUBACK (no error) or the failure:
- * an error whose numeric `code` is the broker's PUBACK reason code (≥ 0x80), or another error.
+ * an error whose numeric `code` is the broker's PUBACK reason code (≥ 0x80, or 0x10 when the
+ * broker had no subscriber for the message and dropped it), or another error.
  */
 export interface PublishLink {
   /** How many messages may await their PUBACK at once on this connection. */
@@ -35,4 +36,8 @@ export interface SendPipelineHooks {
   heldRetryMs?: number | undefined;
   /** How long a batch that is not full may wait for more records. Default: 0. */
   lingerMs?: number;
+  /** The topic published on, for what is logged. Default: "the report topic". */
+  topic?: string;
+  /** The waits between tries while there is no subscriber (tests). Default: 100 ms to 5 s. */
+  noSubscriberMs?: { first: number; max: number } | undefined;
 }

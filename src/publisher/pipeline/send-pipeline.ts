@@ -2,8 +2,9 @@ import { framedSize } from "../../protocol/usage-batch.js";
 import type { PendingRecord } from "../pending-record.js";
 import { BatchBuilder, type BatchLimits, SUSPECT_AFTER_LOSSES } from "./batch-builder.js";
 import { DropCap } from "./drop-cap.js";
-import { HELD_RETRY_MS, HeldRecords } from "./held-records.js";
+import { HELD_RETRY_MS, HeldRecords, UNDELIVERABLE_AFTER_SOLO_DROPS } from "./held-records.js";
 import { LingerTimer } from "./linger-timer.js";
+import { NO_MATCHING_SUBSCRIBERS, NoSubscriberHold } from "./no-subscriber-hold.js";
 import type { PublishLink, SendPipelineHooks } from "./publish-link.js";
 import { RecordQueue } from "./record-queue.js";
 import { RefusalLog } from "./refusal-log.js";
@@ -11,11 +12,6 @@ import { RetrySchedule } from "./retry-schedule.js";
 
 export type { PublishLink, SendPipelineHooks } from "./publish-link.js";
 
-/**
- * Connections a suspect dropped while alone after which it is held as undeliverable: kept (and
- * pending, so flush and close report it), counted, logged, tried once more after 5 minutes.
- */
-const UNDELIVERABLE_AFTER_SOLO_DROPS = 3;
 /**
  * PUBACK reason codes about the topic (not authorized, topic name invalid): every record of a
  * batch would be refused alike, so its records wait out their delay without splitting it.
@@ -35,6 +31,8 @@ const TOPIC_REFUSALS = new Set([0x87, 0x90]);
  *   does not announce); a record cut off alone counts a loss, is sent alone at
  *   `SUSPECT_AFTER_LOSSES`, and after `UNDELIVERABLE_AFTER_SOLO_DROPS` drops alone is held apart
  *   (`HeldRecords`), as is a record larger than the link's `maxBatchBytes`.
+ * - A batch answered PUBACK 0x10 (no subscriber: the broker dropped it) goes back; one batch at
+ *   a time is then tried until a subscriber exists (`NoSubscriberHold`).
  */
 export class SendPipeline {
   private readonly queue = new RecordQueue();
@@ -61,6 +59,8 @@ export class SendPipeline {
   /** Failed attempts, per record (refused, or cut off by a lost connection). */
   failed = 0;
   private readonly held: HeldRecords;
+  /** Records answered PUBACK 0x10 wait here for a subscriber (`held`, `cause()`). */
+  readonly noSubscriber: NoSubscriberHold;
 
   constructor(private readonly hooks: SendPipelineHooks) {
     this.retries = new RetrySchedule(() => this.pump());
@@ -70,6 +70,13 @@ export class SendPipeline {
     this.maxBatchRecords = hooks.maxBatchRecords ?? 500;
     this.maxBatchBytes = hooks.maxBatchBytes ?? 256 * 1024;
     this.linger = new LingerTimer(hooks.lingerMs ?? 0, () => this.pump());
+    const topic = hooks.topic ?? "the report topic";
+    this.noSubscriber = new NoSubscriberHold(
+      topic,
+      hooks.log,
+      () => this.pump(),
+      hooks.noSubscriberMs,
+    );
   }
 
   /** Records held as undeliverable (see above). */
@@ -124,6 +131,7 @@ export class SendPipeline {
   /** The connection is gone: what was in flight goes back, to be sent again. */
   detach(): void {
     this.link = undefined;
+    this.noSubscriber.detached();
     for (const batch of this.inFlight) this.cutOff(batch);
     this.solo = false;
     this.inFlight.clear();
@@ -135,6 +143,7 @@ export class SendPipeline {
     this.retries.stop();
     this.held.stop();
     this.linger.stop();
+    this.noSubscriber.stop();
   }
 
   /** Sends what the window allows: parts of refused batches, due retries, then the queue. */
@@ -165,6 +174,7 @@ export class SendPipeline {
     let corked = false;
     // A publish may fail at once (the connection is going down): stop as soon as it is.
     while (this.inFlight.size < link.window && !this.solo && link === this.link && link.isUp()) {
+      if (!this.noSubscriber.mayGo(now, this.inFlight.size)) break;
       const next = this.batches.peek(now);
       if (next === undefined) break;
       const linkMax = link.maxBatchBytes ?? Infinity;
@@ -187,6 +197,7 @@ export class SendPipeline {
       }
       this.inFlight.add(batch);
       this.inFlightRecords += batch.length;
+      this.noSubscriber.sent(batch);
       link.send(batch, (err) => this.settled(link, batch, err));
     }
     if (this.queue.length === 0) this.linger.reset();
@@ -212,7 +223,11 @@ export class SendPipeline {
     if (link !== this.link || !this.inFlight.delete(batch)) return;
     this.inFlightRecords -= batch.length;
     this.solo = false;
-    if (!err) {
+    const reason = (err as { code?: unknown } | null | undefined)?.code;
+    if (reason === NO_MATCHING_SUBSCRIBERS) {
+      this.noSubscriber.notDelivered(batch, Date.now(), (r) => this.queue.putBack(r));
+    } else if (!err) {
+      this.noSubscriber.delivered();
       this.messages++;
       this.dropCap.acknowledged(Math.min(this.maxBatchBytes, link.maxBatchBytes ?? Infinity));
       this.published += batch.length;
@@ -221,31 +236,28 @@ export class SendPipeline {
         this.hooks.acknowledged(record);
         this.hooks.ledger.settle(record.seq, record.bytes.length);
       }
-    } else {
-      const reason = (err as { code?: unknown }).code;
-      if (typeof reason === "number" || link.isUp()) {
-        // The broker refused this batch (PUBACK reason code >= 0x80), or mqtt.js did while the
-        // connection is up (e.g. larger than the broker's maximum packet size): a problem of
-        // this batch. Its halves go apart (not counted as failures); a record refused alone,
-        // or refused for its topic, waits out its delay.
-        const why = typeof reason === "number" ? `PUBACK reason code ${reason}` : err.message;
-        for (const record of batch) record.losses = 0; // the broker answered
-        if (batch.length > 1 && !TOPIC_REFUSALS.has(reason as number)) this.batches.split(batch);
-        else {
-          this.failed += batch.length;
-          for (const record of batch) {
-            record.attempts++;
-            this.retryLater(record, why);
-          }
-        }
-      } else {
+    } else if (typeof reason === "number" || link.isUp()) {
+      // The broker refused this batch (PUBACK reason code >= 0x80), or mqtt.js did while the
+      // connection is up (e.g. larger than the broker's maximum packet size): a problem of this
+      // batch. Its halves go apart (not counted as failures); a record refused alone, or
+      // refused for its topic, waits out its delay.
+      const why = typeof reason === "number" ? `PUBACK reason code ${reason}` : err.message;
+      for (const record of batch) record.losses = 0; // the broker answered
+      if (batch.length > 1 && !TOPIC_REFUSALS.has(reason as number)) this.batches.split(batch);
+      else {
         this.failed += batch.length;
         for (const record of batch) {
           record.attempts++;
-          this.queue.putBack(record);
+          this.retryLater(record, why);
         }
-        return; // the connection is going down; detach() follows
       }
+    } else {
+      this.failed += batch.length;
+      for (const record of batch) {
+        record.attempts++;
+        this.queue.putBack(record);
+      }
+      return; // the connection is going down; detach() follows
     }
     this.pump();
   }

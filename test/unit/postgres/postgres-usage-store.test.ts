@@ -100,12 +100,18 @@ describe("createPostgresUsageStore", () => {
     const r1 = record({ usage: 18_446_744_073_709_551_615n, metadata: { tokens: 3, tags: ["a"] } });
     const r2 = record({ usage: 5n, appId: "" });
     const r3 = record({ model: "gpt-5", usage: 7n });
-    expect(await store.write({ records: [r1, r2, r3], rejected: [] })).toEqual({ inserted: 3 });
-    // A resend of r1 (same id, even with other values) and a new record: only the new one counts.
+    expect(await store.write({ records: [r1, r2, r3], rejected: [] })).toEqual({
+      inserted: 3,
+      rejectedStored: 0,
+    });
+    // A resend of r1, the same id with other values (a conflict: kept as rejected, not billed),
+    // and a new record twice: only the new one counts.
     const resend = { ...r1, usage: 1n };
     const r4 = record({ usage: 1n, occurredAt: timestampFromMs(MINUTE + 60_000) });
     expect(await store.write({ records: [resend, r4, r4], rejected: [] })).toEqual({
       inserted: 1,
+      conflicts: [0],
+      rejectedStored: 1,
     });
     const rows = await store.query<Record<string, unknown>>(
       `SELECT id::text, app_id, usage::text, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS at, metadata, producer
@@ -167,7 +173,7 @@ describe("createPostgresUsageStore", () => {
     const fine = record({ usage: 3n });
     const result = await store.write({ records: [...big, nul, fine], rejected: [] });
     // numeric(20,0) holds 5 of them summed in one rollup row, not 6.
-    expect(result).toEqual({ inserted: 6, rejected: 2 });
+    expect(result).toEqual({ inserted: 6, rejected: 2, rejectedStored: 2 });
     const reasons = await store.query<{ record_id: string; reason: string }>(
       "SELECT record_id, reason FROM billing.rejected_records WHERE reason LIKE 'PostgreSQL refused it%' ORDER BY reason",
     );

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AedesBroker } from "../../../helpers/aedes-broker.js";
 import { decodeRecords } from "../../../helpers/fixtures.js";
 import { LatencyProxy } from "../../../helpers/latency-proxy.js";
-import { waitUntil } from "../../../helpers/time.js";
+import { sleep, waitUntil } from "../../../helpers/time.js";
 
 // A wrapper (npm, tsx, a shell) forwards the SIGTERM or Ctrl-C its child got too, a few ms to a
 // few hundred ms after the first: closeOnSignals takes a signal within 1 s of the first as the
@@ -60,7 +60,6 @@ async function reportingChild(port: number) {
     resolved: () => stdout.split("\n").filter((l) => /^[0-9a-f-]{36}$/.test(l)),
   };
 }
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("a second signal soon after the first", () => {
   it("within 1 s it does not cut the flush: every record whose reportUsage resolved arrives", async () => {

@@ -14,7 +14,8 @@ import { sleep } from "../../../helpers/time.js";
 // record settled but those held as undeliverable; every flush resolves, and only once every
 // record accepted before it had settled. With batches (issue 13): batch limits vary by seed, a
 // PUBACK settles its whole batch, refused batches are split; no message exceeds its limits; on
-// each connection, records that were never refused nor suspect go out in increasing seq.
+// each connection, records that were never refused nor suspect go out in increasing seq. PUBACK
+// 0x10 answers (no subscriber: not delivered) put their records back and hold the window.
 
 type Done = (err?: Error | null) => void;
 type FakeLink = PublishLink & { up: boolean; pend: Array<{ s: number[]; done: Done }> };
@@ -43,6 +44,7 @@ async function run(seed: number, steps: number) {
     acknowledged: () => {},
     log: () => {},
     maxBatchRecords,
+    noSubscriberMs: { first: 1, max: 4 },
   });
   const tainted = new Set<number>(); // refused (alone or in a batch) or sent as a suspect
   const problems: string[] = [];
@@ -122,7 +124,8 @@ async function run(seed: number, steps: number) {
     } else if (x < 0.65) {
       const p = link?.pend.shift();
       for (const t of p?.s ?? []) tainted.add(t);
-      p?.done(Object.assign(new Error("refused"), { code: 0x80 }));
+      const code = x < 0.63 ? 0x80 : 0x10; // refused, or taken and dropped (no subscriber)
+      p?.done(Object.assign(new Error("refused"), { code }));
     } else if (x < 0.7) {
       late.shift()?.done(r() < 0.5 ? null : new Error("Connection closed"));
     } else if (x < 0.72) {
