@@ -178,35 +178,41 @@ function postgresUsageStore(db: SqlClient, schema: string): PostgresUsageStore {
         throw toStoreError(err, db.where, "cannot write usage");
       }
     },
-    async usage(options = {}) {
-      const since = options.since ?? new Date(-62_135_596_800_000); // 0001-01-01: all
-      const rows = await db.query<{
-        app_id: string;
-        key_sha256: string | null;
-        module: string;
-        model: string;
-        usage: string;
-        records: string;
-      }>(
-        `SELECT app_id, CASE WHEN app_id = '' THEN api_key_sha256 END AS key_sha256, module, model,
-           sum(usage)::text AS usage, sum(records)::text AS records
-         FROM ${s}.usage_minutely WHERE minute >= date_trunc('minute', $1::timestamptz, 'UTC')
-         GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`,
-        [since.toISOString()],
-      );
-      return rows.map((r) => ({
-        appId: r.app_id,
-        apiKeySha256: r.key_sha256 ?? undefined,
-        module: r.module,
-        model: r.model,
-        usage: BigInt(r.usage),
-        records: Number(r.records),
-      }));
-    },
+    usage: (options = {}) => usageTotals(db, s, options.since),
     query: (sql, params) => db.query(sql, params),
     close() {
       closed ??= db.close();
       return closed;
     },
   };
+}
+
+/** Usage summed over the minute rollups since `since` (default: all), by app, module and model. */
+async function usageTotals(
+  db: SqlClient,
+  s: string,
+  since = new Date(-62_135_596_800_000), // 0001-01-01: all
+): Promise<UsageTotal[]> {
+  const rows = await db.query<{
+    app_id: string;
+    key_sha256: string | null;
+    module: string;
+    model: string;
+    usage: string;
+    records: string;
+  }>(
+    `SELECT app_id, CASE WHEN app_id = '' THEN api_key_sha256 END AS key_sha256, module, model,
+       sum(usage)::text AS usage, sum(records)::text AS records
+     FROM ${s}.usage_minutely WHERE minute >= date_trunc('minute', $1::timestamptz, 'UTC')
+     GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`,
+    [since.toISOString()],
+  );
+  return rows.map((r) => ({
+    appId: r.app_id,
+    apiKeySha256: r.key_sha256 ?? undefined,
+    module: r.module,
+    model: r.model,
+    usage: BigInt(r.usage),
+    records: Number(r.records),
+  }));
 }

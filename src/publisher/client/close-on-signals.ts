@@ -98,32 +98,12 @@ export function closeOnSignals(
   options: CloseOnSignalsOptions = {},
 ): () => void {
   const { signals, timeoutMs, drain, drainTimeoutMs, exit, log } = checkedOptions(options);
-  const say = (level: "info" | "error", message: string, fields?: Record<string, unknown>) => {
-    try {
-      log(level, message, fields);
-    } catch {
-      // a logger that throws must not stop the shutdown
-    }
-  };
+  const say = sayingSafely(log);
   // A server is watched from now on (its HTTP/2 sessions); a function is bounded by the deadline.
   // Each resolves with what went wrong, if anything.
   const watched = drain instanceof Server ? serverDrain(drain, drainTimeoutMs) : undefined;
-  const drained = watched?.drain ?? (typeof drain === "function" ? bounded(drain) : undefined);
-  function bounded(fn: () => Promise<unknown>): () => Promise<string | undefined> {
-    return () => {
-      let late = false;
-      const mark = () => {
-        late = true;
-      };
-      return withDeadline(Promise.resolve().then(fn), drainTimeoutMs, "", mark).then(
-        () => undefined,
-        (err: unknown) =>
-          late
-            ? `drain did not finish within ${drainTimeoutMs} ms`
-            : `drain failed: ${(err as Error)?.message ?? String(err)}`,
-      );
-    };
-  }
+  const drained =
+    watched?.drain ?? (typeof drain === "function" ? bounded(drain, drainTimeoutMs) : undefined);
 
   let firstAt: number | undefined;
   let ended = false;
@@ -137,21 +117,7 @@ export function closeOnSignals(
     ended = true;
     if (exit === "signal") process.kill(process.pid, signal);
   };
-  const closeClient = () =>
-    client.close(timeoutMs).then(
-      () => {
-        // With a spool, a close that ran out of time resolves: what is left stays there.
-        const left = client.stats().queued;
-        if (left === 0)
-          say("info", "billing client closed: every accepted record was acknowledged");
-        else
-          say(
-            "error",
-            `billing client closed: ${left} records not acknowledged stay in the spool for the next start`,
-          );
-      },
-      (err: unknown) => say("error", `billing client closed: ${(err as Error).message}`),
-    );
+  const closeClient = () => closeAndSay(client, timeoutMs, say);
   function onSignal(signal: NodeJS.Signals): void {
     if (firstAt !== undefined) {
       if (performance.now() - firstAt < REPEAT_SIGNAL_MS) {
@@ -191,4 +157,55 @@ export function closeOnSignals(
   }
   for (const s of signals) process.prependListener(s, onSignal);
   return uninstall;
+}
+
+type Say = (level: "info" | "error", message: string, fields?: Record<string, unknown>) => void;
+
+/** `log`, except that a logger that throws does not stop the shutdown. */
+function sayingSafely(log: BillingLogger): Say {
+  return (level, message, fields) => {
+    try {
+      log(level, message, fields);
+    } catch {
+      // a logger that throws must not stop the shutdown
+    }
+  };
+}
+
+/** A drain function bounded by `ms`: resolves with what went wrong, if anything. */
+function bounded(fn: () => Promise<unknown>, ms: number): () => Promise<string | undefined> {
+  return () => {
+    let late = false;
+    const mark = () => {
+      late = true;
+    };
+    return withDeadline(Promise.resolve().then(fn), ms, "", mark).then(
+      () => undefined,
+      (err: unknown) =>
+        late
+          ? `drain did not finish within ${ms} ms`
+          : `drain failed: ${(err as Error)?.message ?? String(err)}`,
+    );
+  };
+}
+
+/** Closes the client and says how that went. */
+function closeAndSay(
+  client: BillingClient,
+  timeoutMs: number | undefined,
+  say: Say,
+): Promise<void> {
+  return client.close(timeoutMs).then(
+    () => {
+      // With a spool, a close that ran out of time resolves: what is left stays there.
+      const left = client.stats().queued;
+      if (left === 0) say("info", "billing client closed: every accepted record was acknowledged");
+      else
+        say(
+          "error",
+          `billing client closed: ${left} records not acknowledged stay in the spool for the next start`,
+        );
+    },
+    (err: unknown) => say("error", `billing client closed: ${(err as Error).message}`),
+  );
 }

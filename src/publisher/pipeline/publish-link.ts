@@ -3,6 +3,12 @@ import type { PendingRecord } from "../pending-record.js";
 import type { PendingLedger } from "./pending-ledger.js";
 
 /**
+ * PUBACK reason codes about the topic (not authorized, topic name invalid): every record of a
+ * batch would be refused alike, so its records wait out their delay without splitting it.
+ */
+export const TOPIC_REFUSALS = new Set([0x87, 0x90]);
+
+/**
  * Where the pipeline publishes: one live connection. `send` publishes one batch of encoded
  * records as one QoS 1 message and calls `done` once, with the PUBACK (no error) or the failure:
  * an error whose numeric `code` is the broker's PUBACK reason code (≥ 0x80, or 0x10 when the

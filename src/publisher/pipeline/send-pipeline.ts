@@ -5,18 +5,12 @@ import { DropCap } from "./drop-cap.js";
 import { HELD_RETRY_MS, HeldRecords, UNDELIVERABLE_AFTER_SOLO_DROPS } from "./held-records.js";
 import { LingerTimer } from "./linger-timer.js";
 import { NO_MATCHING_SUBSCRIBERS, NoSubscriberHold } from "./no-subscriber-hold.js";
-import type { PublishLink, SendPipelineHooks } from "./publish-link.js";
+import { type PublishLink, type SendPipelineHooks, TOPIC_REFUSALS } from "./publish-link.js";
 import { RecordQueue } from "./record-queue.js";
 import { RefusalLog } from "./refusal-log.js";
 import { RetrySchedule } from "./retry-schedule.js";
 
 export type { PublishLink, SendPipelineHooks } from "./publish-link.js";
-
-/**
- * PUBACK reason codes about the topic (not authorized, topic name invalid): every record of a
- * batch would be refused alike, so its records wait out their delay without splitting it.
- */
-const TOPIC_REFUSALS = new Set([0x87, 0x90]);
 
 /**
  * The send pipeline: queue, batches in flight, suspect isolation, retries. It knows nothing of
