@@ -52,6 +52,7 @@ const CODES: ReadonlySet<string> = new Set<BillingErrorCode>([
  * `instanceof BillingError` holds across two copies of the package in one process.
  */
 export class BillingError extends Error {
+  /** Always `"BillingError"`. */
   override name = "BillingError";
   /** Why the call failed. */
   readonly code: BillingErrorCode;

@@ -1,6 +1,11 @@
-// The public API of billing-sdk's core, exported by name: the publisher (BillingClient,
-// reportUsage) and the interceptor (requireApiKey). Optional parts are subpath exports:
-// billing-sdk/spool (SQLite outbox) and billing-sdk/consumer (the backend's consumer).
+/**
+ * The public API of billing-sdk's core, exported by name: the publisher (`BillingClient`,
+ * `reportUsage`) and the interceptor (`requireApiKey`). Optional parts are subpath exports:
+ * `billing-sdk/spool` (SQLite outbox), `billing-sdk/consumer` (the backend's consumer),
+ * `billing-sdk/postgres` (its PostgreSQL store) and `billing-sdk/otel` (metrics).
+ *
+ * @module billing-sdk
+ */
 
 export type {
   Heartbeat,
@@ -45,6 +50,7 @@ export { KeyList } from "./keys/key-list.js";
 export type { AllowedMethods, KeyPlan, KeyRules, LimitRule } from "./keys/key-rules.js";
 export type { KeyUpdateRefusal, KeyUpdateRefusals } from "./keys/key-update-gate.js";
 export { signKeyUpdate } from "./keys/signed-key-update.js";
+export type { MqttConnectionOptions } from "./mqtt/connection-options.js";
 export type { BillingTopics } from "./protocol/topics.js";
 export { billingTopics } from "./protocol/topics.js";
 export type { UsageInit } from "./protocol/usage-input.js";

@@ -87,59 +87,59 @@ function refusal(err: unknown): unknown {
   );
 }
 
-/** `billing-sdk doctor`: one line per check; exit 1 when one fails. */
-export async function doctor(
-  v: ConnectionValues & { "wait-keys"?: string },
-  io: CliIo,
-): Promise<number> {
-  const wait = Number(v["wait-keys"] ?? 5);
-  if (!(wait >= 0)) {
-    io.err("doctor: --wait-keys must be a number of seconds");
-    return 2;
-  }
-  const s = cliSettings(v, "doctor", { connectTimeoutMs: 5000 });
-  const where = `broker ${brokerName(s)}`;
-  let failed = false;
-  let lastError: unknown;
+/** The checks of one run: each prints its line; remembers whether one failed, and why. */
+class Checks {
+  failed = false;
+  lastError: unknown;
+
+  constructor(
+    private readonly io: CliIo,
+    private readonly s: Settings,
+  ) {}
+
   /** Runs one check and prints its line; `subject` (a topic) starts the line when it fails. */
-  const run = async (name: string, step: () => Promise<string>, subject?: string) => {
+  async run(name: string, step: () => Promise<string>, subject?: string): Promise<boolean> {
     try {
-      io.out(`✓ ${name.padEnd(10)} ${await step()}`);
+      this.io.out(`✓ ${name.padEnd(10)} ${await step()}`);
       return true;
     } catch (err) {
-      lastError = err;
-      const e = toBillingError(err, where, { ...errorHints(s), suggestDoctor: false });
+      this.lastError = err;
+      const e = toBillingError(err, `broker ${brokerName(this.s)}`, {
+        ...errorHints(this.s),
+        suggestDoctor: false,
+      });
       const cause = e.rawMessage;
-      io.out(
+      this.io.out(
         `✗ ${name.padEnd(10)} ${subject === undefined ? "" : `${subject}: `}${e.code}: ${cause}`,
       );
-      failed = true;
+      this.failed = true;
       return false;
     }
-  };
-  if (!(await run("DNS", () => dns(s)))) return 1;
-  if (!(await run("TCP", () => tcp(s)))) return 1;
-  if (s.tls && !(await run("TLS", () => tls(s)))) {
+  }
+}
+
+/** DNS, TCP and TLS, each after the one before passed: false when one failed. */
+async function reachable(checks: Checks, s: Settings, ca: string | undefined, io: CliIo) {
+  if (!(await checks.run("DNS", () => dns(s)))) return false;
+  if (!(await checks.run("TCP", () => tcp(s)))) return false;
+  if (s.tls && !(await checks.run("TLS", () => tls(s)))) {
     // Not signed by the CA given: say who did sign the broker's certificate.
-    if (isUntrustedChain(lastError)) {
-      for (const line of await explainUntrustedChain(s, v.ca)) io.out(`  ${line}`);
+    if (isUntrustedChain(checks.lastError)) {
+      for (const line of await explainUntrustedChain(s, ca)) io.out(`  ${line}`);
     }
-    return 1;
+    return false;
   }
   if (!s.tls) {
     io.out(`! ${"TLS".padEnd(10)} off (mqtt://): billing traffic is readable on the network`);
   }
-  let session: Connected | undefined;
-  await run("MQTT", async () => {
-    session = await connectNegotiated(s, 5);
-    return `connected as "${s.username ?? "(anonymous)"}" with MQTT ${session.version === 5 ? "5" : "3.1.1"}`;
-  });
-  if (session === undefined) return 1;
-  const { client, version } = session;
-  const topics = billingTopics(s.topicPrefix);
-  const arrived = new Promise<string>((resolve) => {
-    client.on("message", (topic, payload) => {
-      if (topic !== topics.keysUpdate) return;
+  return true;
+}
+
+/** What the first message on `topic` (the key-update topic) says, once one arrives. */
+function keyListArrival(client: Connected["client"], topic: string): Promise<string> {
+  return new Promise<string>((resolve) => {
+    client.on("message", (t, payload) => {
+      if (t !== topic) return;
       try {
         const signed = fromBinary(SignedKeyUpdateSchema, payload);
         const u = fromBinary(KeyUpdateSchema, signed.keyUpdate);
@@ -155,54 +155,99 @@ export async function doctor(
       }
     });
   });
-  try {
-    const subscribed = await run(
-      "subscribe",
-      async () => {
-        const granted = await client.subscribeAsync(topics.keysUpdate, { qos: 1 });
-        const qos = granted[0]?.qos;
-        if (qos === undefined || qos >= 0x80) throw new Error(`refused (${qos})`);
-        return `${topics.keysUpdate}: granted QoS ${qos}`;
-      },
-      topics.keysUpdate,
-    );
-    const probes: Array<[string, Buffer]> = [
-      [topics.heartbeat, heartbeatPayload(s.clientId, ProducerState.STOPPED)],
-      [topics.keysRequest, keyListRequestPayload(s.clientId)],
-    ];
-    let requested = false;
-    for (const [topic, payload] of probes) {
-      const ok = await run(
-        "publish",
-        async () => {
-          await withDeadline(
-            client.publishAsync(topic, payload, { qos: 1 }).catch((err: unknown) => {
-              throw refusal(err);
-            }),
-            5000,
-            `${topic}: PUBACK`,
-          );
-          return version === 5
-            ? `${topic}: PUBACK success`
-            : `${topic}: PUBACK (MQTT 3.1.1 cannot report a refusal: check the broker's ACL)`;
-        },
-        topic,
-      );
-      if (ok && topic === topics.keysRequest) requested = true;
-    }
-    if (subscribed && requested) {
-      await run("key list", () =>
-        withDeadline(arrived, wait * 1000, "key list").catch(() => {
-          throw new Error(
-            `no KeyUpdate on ${topics.keysUpdate} within ${wait} s after a KeyListRequest: is the billing backend running?`,
-          );
+}
+
+/** The publish permission on `topic`: a QoS 1 publish of `payload` and its PUBACK. */
+function publishCheck(
+  checks: Checks,
+  { client, version }: Connected,
+  topic: string,
+  payload: Buffer,
+) {
+  return checks.run(
+    "publish",
+    async () => {
+      await withDeadline(
+        client.publishAsync(topic, payload, { qos: 1 }).catch((err: unknown) => {
+          throw refusal(err);
         }),
+        5000,
+        `${topic}: PUBACK`,
       );
-    }
+      return version === 5
+        ? `${topic}: PUBACK success`
+        : `${topic}: PUBACK (MQTT 3.1.1 cannot report a refusal: check the broker's ACL)`;
+    },
+    topic,
+  );
+}
+
+/**
+ * On a connected session: the subscribe permission, the publish permissions (a stopped
+ * heartbeat, a KeyListRequest), then whether a key list arrives within `wait` seconds.
+ */
+async function sessionChecks(checks: Checks, session: Connected, s: Settings, wait: number) {
+  const { client } = session;
+  const topics = billingTopics(s.topicPrefix);
+  const arrived = keyListArrival(client, topics.keysUpdate);
+  const subscribed = await checks.run(
+    "subscribe",
+    async () => {
+      const granted = await client.subscribeAsync(topics.keysUpdate, { qos: 1 });
+      const qos = granted[0]?.qos;
+      if (qos === undefined || qos >= 0x80) throw new Error(`refused (${qos})`);
+      return `${topics.keysUpdate}: granted QoS ${qos}`;
+    },
+    topics.keysUpdate,
+  );
+  await publishCheck(
+    checks,
+    session,
+    topics.heartbeat,
+    heartbeatPayload(s.clientId, ProducerState.STOPPED),
+  );
+  const requested = await publishCheck(
+    checks,
+    session,
+    topics.keysRequest,
+    keyListRequestPayload(s.clientId),
+  );
+  if (subscribed && requested) {
+    await checks.run("key list", () =>
+      withDeadline(arrived, wait * 1000, "key list").catch(() => {
+        throw new Error(
+          `no KeyUpdate on ${topics.keysUpdate} within ${wait} s after a KeyListRequest: is the billing backend running?`,
+        );
+      }),
+    );
+  }
+}
+
+/** `billing-sdk doctor`: one line per check; exit 1 when one fails. */
+export async function doctor(
+  v: ConnectionValues & { "wait-keys"?: string },
+  io: CliIo,
+): Promise<number> {
+  const wait = Number(v["wait-keys"] ?? 5);
+  if (!(wait >= 0)) {
+    io.err("doctor: --wait-keys must be a number of seconds");
+    return 2;
+  }
+  const s = cliSettings(v, "doctor", { connectTimeoutMs: 5000 });
+  const checks = new Checks(io, s);
+  if (!(await reachable(checks, s, v.ca, io))) return 1;
+  let session: Connected | undefined;
+  await checks.run("MQTT", async () => {
+    session = await connectNegotiated(s, 5);
+    return `connected as "${s.username ?? "(anonymous)"}" with MQTT ${session.version === 5 ? "5" : "3.1.1"}`;
+  });
+  if (session === undefined) return 1;
+  try {
+    await sessionChecks(checks, session, s, wait);
   } finally {
     // A graceful end waits for PUBACKs a broker that stopped answering never sends: bounded.
-    await atMost(client.endAsync(), 1000);
-    discard(client);
+    await atMost(session.client.endAsync(), 1000);
+    discard(session.client);
   }
-  return failed ? 1 : 0;
+  return checks.failed ? 1 : 0;
 }

@@ -2,6 +2,7 @@ import { hostname } from "node:os";
 import { BillingError } from "../billing-error.js";
 import type { BillingLogger } from "../common/logger.js";
 import { createUsageConsumer } from "../consumer/usage-consumer.js";
+import type { UsageConsumer } from "../consumer/usage-consumer-api.js";
 import type { UsageStore } from "../consumer/usage-store.js";
 import { createPostgresUsageStore } from "../postgres/postgres-usage-store.js";
 import { billingTopics } from "../protocol/topics.js";
@@ -46,8 +47,8 @@ export interface IngestValues extends ConnectionValues, StoreValues {
 
 const f = (n: number) => Math.round(n).toLocaleString("en-US");
 
-/** `billing-sdk ingest`: the consumer into PostgreSQL until SIGTERM/SIGINT. */
-export async function ingest(v: IngestValues, io: CliIo): Promise<number> {
+/** The flags of `ingest`, checked, with their defaults. */
+function ingestSettings(v: IngestValues) {
   const location = storeLocation(v);
   const progressSeconds = Number(v.progress ?? "10");
   if (!Number.isFinite(progressSeconds) || progressSeconds < 0) {
@@ -69,27 +70,67 @@ export async function ingest(v: IngestValues, io: CliIo): Promise<number> {
   const clientId =
     v["client-id"] ??
     `billing-ingest-${group === undefined ? "" : `${group}-`}${hostname().slice(0, 40)}`;
+  return { location, progressSeconds, writeTimeoutMs, base, fallbackBrokers, group, clientId };
+}
+
+/**
+ * `store`, watched for the lag: how old the newest record of the last committed batch was when
+ * it committed. `takeLag()` says it (undefined: no batch since the last call) and forgets it.
+ */
+function lagWatched(store: UsageStore): { store: UsageStore; takeLag(): number | undefined } {
+  let lagMs: number | undefined;
+  return {
+    store: {
+      async write(batch) {
+        const result = await store.write(batch);
+        let newest = 0;
+        for (const r of batch.records) {
+          const t = r.occurredAt;
+          const ms = t === undefined ? 0 : Number(t.seconds) * 1000 + t.nanos / 1e6;
+          if (ms > newest) newest = ms;
+        }
+        if (newest > 0) lagMs = Math.max(0, Date.now() - newest);
+        return result;
+      },
+    },
+    takeLag() {
+      const lag = lagMs;
+      lagMs = undefined;
+      return lag;
+    },
+  };
+}
+
+/** A function that prints one progress line: the rates since its last call, and the totals. */
+function progressLine(consumer: UsageConsumer, takeLag: () => number | undefined, io: CliIo) {
+  let last = { at: Date.now(), handled: 0, rejected: 0 };
+  return () => {
+    const s = consumer.stats();
+    const now = Date.now();
+    const seconds = (now - last.at) / 1000;
+    const rate = seconds > 0 ? (s.handled - last.handled) / seconds : 0;
+    const lagMs = takeLag();
+    io.err(
+      `ingest: ${f(rate)} records/s, lag ${lagMs === undefined ? "-" : `${(lagMs / 1000).toFixed(1)} s`}, rejected ${f(
+        s.rejected - last.rejected,
+      )} (totals: stored ${f(s.handled)}, duplicates ${f(s.duplicates)}, rejected ${f(
+        s.rejected,
+      )}, pending ${f(s.pending)}, failed writes ${f(s.failed)}${s.connected ? "" : ", disconnected"})`,
+    );
+    last = { at: now, handled: s.handled, rejected: s.rejected };
+  };
+}
+
+/** `billing-sdk ingest`: the consumer into PostgreSQL until SIGTERM/SIGINT. */
+export async function ingest(v: IngestValues, io: CliIo): Promise<number> {
+  const { location, progressSeconds, writeTimeoutMs, base, fallbackBrokers, group, clientId } =
+    ingestSettings(v);
   const store = await createPostgresUsageStore({
     ...location,
     schema: v.schema,
     statementTimeoutMs: writeTimeoutMs,
   });
-
-  // The lag: how old the newest record of the last committed batch was when it committed.
-  let lagMs: number | undefined;
-  const observed: UsageStore = {
-    async write(batch) {
-      const result = await store.write(batch);
-      let newest = 0;
-      for (const r of batch.records) {
-        const t = r.occurredAt;
-        const ms = t === undefined ? 0 : Number(t.seconds) * 1000 + t.nanos / 1e6;
-        if (ms > newest) newest = ms;
-      }
-      if (newest > 0) lagMs = Math.max(0, Date.now() - newest);
-      return result;
-    },
-  };
+  const watched = lagWatched(store);
   const logger: BillingLogger = (level, message) => {
     if (level !== "debug") io.err(`ingest: ${level}: ${message}`);
   };
@@ -98,7 +139,7 @@ export async function ingest(v: IngestValues, io: CliIo): Promise<number> {
     fallbackBrokers,
     clientId,
     group,
-    store: observed,
+    store: watched.store,
     handlerTimeoutMs: writeTimeoutMs,
     logger,
   });
@@ -117,22 +158,7 @@ export async function ingest(v: IngestValues, io: CliIo): Promise<number> {
     }) into ${store.where}, schema ${store.schema}`,
   );
 
-  let last = { at: Date.now(), handled: 0, rejected: 0 };
-  const progress = () => {
-    const s = consumer.stats();
-    const now = Date.now();
-    const seconds = (now - last.at) / 1000;
-    const rate = seconds > 0 ? (s.handled - last.handled) / seconds : 0;
-    io.err(
-      `ingest: ${f(rate)} records/s, lag ${lagMs === undefined ? "-" : `${(lagMs / 1000).toFixed(1)} s`}, rejected ${f(
-        s.rejected - last.rejected,
-      )} (totals: stored ${f(s.handled)}, duplicates ${f(s.duplicates)}, rejected ${f(
-        s.rejected,
-      )}, pending ${f(s.pending)}, failed writes ${f(s.failed)}${s.connected ? "" : ", disconnected"})`,
-    );
-    last = { at: now, handled: s.handled, rejected: s.rejected };
-    lagMs = undefined;
-  };
+  const progress = progressLine(consumer, watched.takeLag, io);
   const timer = progressSeconds > 0 ? setInterval(progress, progressSeconds * 1000) : undefined;
   await new Promise<void>((resolve) => io.onInterrupt(resolve));
   clearInterval(timer);

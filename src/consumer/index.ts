@@ -1,4 +1,8 @@
-// billing-sdk/consumer: the backend's side, an optional part.
+/**
+ * billing-sdk/consumer: the backend's side, an optional part.
+ *
+ * @module billing-sdk/consumer
+ */
 
 export type { BatchObserver, ConsumerBatch } from "./batch-observers.js";
 export type { UsageConsumerOptions } from "./consumer-options.js";

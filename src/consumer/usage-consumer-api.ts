@@ -56,6 +56,7 @@ export interface UsageConsumer {
    * a lost connection is retried forever.
    */
   readonly ready: Promise<void>;
+  /** A snapshot of the consumer's counters (a new object each call). */
   stats(): UsageConsumerStats;
   /**
    * Tells `observer` of every write that succeeded, after it is counted: a `store.write` (one

@@ -56,5 +56,6 @@ export interface UsageWriteResult {
  * messages stay unacknowledged and the batch is written again.
  */
 export interface UsageStore {
+  /** Writes `batch` durably, all or nothing; resolves once it is committed. */
   write(batch: UsageWrite): Promise<UsageWriteResult>;
 }

@@ -1,17 +1,13 @@
-import { create, type JsonObject } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import type { HandlerContext } from "@connectrpc/connect";
 import { UsageRecordSchema } from "../../gen/billing/v1/usage_pb.js";
 import { BillingError } from "../billing-error.js";
+import type { UsageInit } from "../protocol/usage-input.js";
 import { type BillingClient, getBillingClient } from "../publisher/index.js";
 import { billingCaller } from "./billing-caller.js";
 
 /** What a handler passes to `reportUsageFor`: a `UsageInit` without the key. */
-export interface CallerUsage {
-  module: string;
-  model: string;
-  usage: number | bigint;
-  metadata?: JsonObject;
-}
+export interface CallerUsage extends Omit<UsageInit, "apiKey"> {}
 
 /**
  * Reports usage for the caller `requireApiKey()` verified, without reading headers again.

@@ -52,7 +52,16 @@ export interface RequireApiKeyOptions {
    * Times are ms ≥ 0, `maxEntries` a positive integer (else `INVALID_ARGUMENT`).
    * Default: `{ ttlMs: 60_000, negativeTtlMs: 5_000, maxEntries: 10_000 }`.
    */
-  cache?: { ttlMs?: number; negativeTtlMs?: number; maxEntries?: number } | undefined;
+  cache?:
+    | {
+        /** How long a valid key's answer is kept (0: ask on every call). Default: `60_000` ms. */
+        ttlMs?: number;
+        /** How long an unknown key's answer (`null`) is kept. Default: `5_000` ms. */
+        negativeTtlMs?: number;
+        /** The most answers kept, of valid and of unknown keys each. Default: `10_000`. */
+        maxEntries?: number;
+      }
+    | undefined;
   /** Deadline of one `verify` call. Default: `2_000` ms. */
   verifyTimeoutMs?: number | undefined;
   /** Headers that carry the key as-is. Default: `["api-key", "apikey"]` (the Python SDK's). */

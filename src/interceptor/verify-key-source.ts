@@ -25,9 +25,27 @@ export interface VerifiedKey {
   /** `"pkg.Service/Method"` or `"pkg.Service/*"` names the key may call. Default: all methods. */
   allowedMethods?: string[];
   /** Rate limits, as in `KeyStatus.rate_limits` (`module` "": requests). Default: none. */
-  rateLimits?: { limit: number; windowSeconds: number; module?: string }[];
+  rateLimits?: {
+    /** How many in one window (> 0). */
+    limit: number;
+    /** The window's length in seconds (> 0). */
+    windowSeconds: number;
+    /**
+     * What it counts: `""` requests (debited when a call is let in), else the usage reported for
+     * that module (debited by `reportUsage`). Default: `""`.
+     */
+    module?: string;
+  }[];
   /** Units left per module, as in `KeyStatus.quotas`. Default: none. */
-  quotas?: { module: string; remaining: number }[];
+  quotas?: {
+    /** The module whose usage it bounds (not empty). */
+    module: string;
+    /**
+     * Units left as the verifier counted them; the SDK subtracts what `reportUsage` reports
+     * after that, and refuses calls at or below 0.
+     */
+    remaining: number;
+  }[];
 }
 
 /** A verifier's answer as a key-list entry; throws when its rules are malformed. */

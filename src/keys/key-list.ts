@@ -50,7 +50,9 @@ function infoOf(k: KeyStatus, previous: KeyInfo | undefined, invalid: () => void
 
 /** One key whose entry an update changed; `info` is undefined when the key was removed. */
 export interface KeyChange {
+  /** The key's fingerprint: hex SHA-256 of the raw key. */
   readonly apiKeySha256: string;
+  /** The key's entry after the update; undefined: the key was removed. */
   readonly info: KeyInfo | undefined;
 }
 

@@ -12,7 +12,9 @@ export interface LimitRule {
 
 /** The methods a key may call: exact `"pkg.Service/Method"` names, and services allowed whole. */
 export interface AllowedMethods {
+  /** Methods allowed by their full `"pkg.Service/Method"` name. */
   readonly exact: ReadonlySet<string>;
+  /** Services (`"pkg.Service"`) whose every method is allowed (`"pkg.Service/*"`). */
   readonly services: ReadonlySet<string>;
 }
 
@@ -23,7 +25,9 @@ export interface AllowedMethods {
 export interface KeyPlan {
   /** Undefined: every method. */
   readonly methods: AllowedMethods | undefined;
+  /** The rate limits, each with its own token bucket (`KeyRules.buckets`). */
   readonly limits: readonly LimitRule[];
+  /** The modules with a quota, in the order of `KeyRules.quota` and `KeyRules.moreQuotas`. */
   readonly quotaModules: readonly string[];
 }
 
@@ -33,6 +37,7 @@ export interface KeyPlan {
  * on a `KeyInfo` whose key has no rules.
  */
 export interface KeyRules {
+  /** The methods, limits and quota modules this key shares with others that have the same. */
   readonly plan: KeyPlan;
   /** When the key expires, ms since the epoch; undefined: never. */
   readonly expiresAtMs: number | undefined;

@@ -18,7 +18,14 @@ export interface MqttConnectionOptions {
    * `[{ host: "mqtt-2.example.com", port: 8883 }]`. Same credentials and TLS settings; `port`
    * defaults to `brokerPort`. Default: none.
    */
-  fallbackBrokers?: Array<{ host: string; port?: number | undefined }> | undefined;
+  fallbackBrokers?:
+    | Array<{
+        /** The broker's host name or IP address. */
+        host: string;
+        /** The broker's port. Default: `brokerPort`. */
+        port?: number | undefined;
+      }>
+    | undefined;
   /** MQTT user name. Default: none. */
   username?: string | undefined;
   /** MQTT password. Default: none. Never logged. */

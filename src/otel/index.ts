@@ -1,5 +1,9 @@
-// billing-sdk/otel: OpenTelemetry metrics, an optional part. Only this entry imports
-// @opentelemetry/api (an optional peer dependency); the core never loads it.
+/**
+ * billing-sdk/otel: OpenTelemetry metrics, an optional part. Only this entry imports
+ * `@opentelemetry/api` (an optional peer dependency); the core never loads it.
+ *
+ * @module billing-sdk/otel
+ */
 
 export { instrumentClient } from "./instrument-client.js";
 export { instrumentConsumer } from "./instrument-consumer.js";

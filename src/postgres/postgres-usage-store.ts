@@ -59,9 +59,13 @@ export interface UsageTotal {
    * backend resolves it from this. Undefined when `appId` is set (its keys are summed together).
    */
   apiKeySha256: string | undefined;
+  /** The records' module, e.g. `"llm"`. */
   module: string;
+  /** The records' model, e.g. `"gpt-4"`. */
   model: string;
+  /** The sum of the records' `usage`. */
   usage: bigint;
+  /** How many records were summed. */
   records: number;
 }
 

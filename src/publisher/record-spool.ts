@@ -2,8 +2,14 @@ import { BillingError } from "../billing-error.js";
 
 /** One record as a spool stores it: its order, its id and its encoded bytes. */
 export interface SpooledRecord {
+  /**
+   * The record's place in the order records were accepted: it grows, across restarts too (the
+   * client continues after the highest one `load()` returns); `remove()` names records by it.
+   */
   readonly seq: number;
+  /** The record's id (`UsageRecord.id`, a UUIDv7). */
   readonly id: string;
+  /** The encoded `UsageRecord`. */
   readonly bytes: Uint8Array;
 }
 

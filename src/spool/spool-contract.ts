@@ -3,7 +3,9 @@ import type { RecordSpool, SpooledRecord } from "../publisher/record-spool.js";
 
 /** One case of the spool contract: a name, and a check that throws when the spool fails it. */
 export interface SpoolContractCase {
+  /** What the case checks, e.g. as a test's name. */
   readonly name: string;
+  /** Runs the check on the spool the cases were made for; throws when the spool fails it. */
   readonly run: () => void;
 }
 

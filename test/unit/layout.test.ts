@@ -12,9 +12,6 @@ const MAX_FUNCTION_LINES = 80;
 // Functions over the bound when the check came. Each was being changed by work done in parallel:
 // split it once that work is merged, then drop it here (the last test says when).
 const KNOWN_LONG = new Set([
-  "src/cli/doctor.ts: doctor",
-  "src/cli/ingest.ts: ingest",
-  "src/cli/main.ts: main",
   "src/consumer/record-handling.ts: recordHandling",
   "src/consumer/store-handling.ts: storeHandling",
   "src/otel/instrument-client.ts: instrumentClient",
@@ -44,9 +41,8 @@ interface Measured {
   functions: Array<{ name: string; lines: number }>;
 }
 
-const measured: Measured[] = sourceFiles(join(root, "src")).map((path) => {
-  const text = readFileSync(path, "utf8");
-  const file = relative(root, path);
+/** The functions of a source text, each with its length in lines. */
+function functionsOf(file: string, text: string): Measured["functions"] {
   const source = ts.createSourceFile(file, text, ts.ScriptTarget.ES2022, true);
   const lineOf = (pos: number) => source.getLineAndCharacterOfPosition(pos).line;
   const functions: Measured["functions"] = [];
@@ -58,7 +54,14 @@ const measured: Measured[] = sourceFiles(join(root, "src")).map((path) => {
     ts.forEachChild(node, visit);
   };
   visit(source);
-  return { file, lines: text.split("\n").length - (text.endsWith("\n") ? 1 : 0), functions };
+  return functions;
+}
+
+const measured: Measured[] = sourceFiles(join(root, "src")).map((path) => {
+  const text = readFileSync(path, "utf8");
+  const file = relative(root, path);
+  const lines = text.split("\n").length - (text.endsWith("\n") ? 1 : 0);
+  return { file, lines, functions: functionsOf(file, text) };
 });
 
 describe("the size of src/", () => {
@@ -81,7 +84,15 @@ describe("the size of src/", () => {
     const lengths = new Map(measured.flatMap((m) => m.functions).map((f) => [f.name, f.lines]));
     const short = [...KNOWN_LONG].filter((name) => (lengths.get(name) ?? 0) <= MAX_FUNCTION_LINES);
     expect(short).toEqual([]);
-    // The measure itself finds long functions: the known ones are among those it counts.
-    expect(lengths.get("src/cli/doctor.ts: doctor")).toBeGreaterThan(MAX_FUNCTION_LINES);
+  });
+
+  it("the measure counts a function from its first line to its last, nested ones included", () => {
+    const body = Array.from({ length: 79 }, (_, i) => `  const v${i} = () => ${i};`).join("\n");
+    const text = `export function outer() {\n${body}\n}\nconst short = () => {\n  return 1;\n};\n`;
+    expect(functionsOf("x.ts", text)).toEqual([
+      { name: "x.ts: outer", lines: 81 },
+      ...Array.from({ length: 79 }, (_, i) => ({ name: `x.ts: v${i}`, lines: 1 })),
+      { name: "x.ts: short", lines: 3 },
+    ]);
   });
 });

@@ -79,6 +79,58 @@ function checkedOptions(options: CloseOnSignalsOptions) {
   return { signals, timeoutMs, drain, drainTimeoutMs, exit, log: options.logger ?? consoleLogger };
 }
 
+/** A logger that never throws: one that does must not stop the shutdown. */
+function safe(log: BillingLogger) {
+  return (level: "info" | "error", message: string, fields?: Record<string, unknown>) => {
+    try {
+      log(level, message, fields);
+    } catch {
+      // a logger that throws must not stop the shutdown
+    }
+  };
+}
+
+/** A drain function bounded by `drainTimeoutMs`: resolves with what went wrong, if anything. */
+function bounded(
+  fn: () => Promise<unknown>,
+  drainTimeoutMs: number,
+): () => Promise<string | undefined> {
+  return () => {
+    let late = false;
+    const mark = () => {
+      late = true;
+    };
+    return withDeadline(Promise.resolve().then(fn), drainTimeoutMs, "", mark).then(
+      () => undefined,
+      (err: unknown) =>
+        late
+          ? `drain did not finish within ${drainTimeoutMs} ms`
+          : `drain failed: ${(err as Error)?.message ?? String(err)}`,
+    );
+  };
+}
+
+/** Closes `client` (up to `timeoutMs`) and says how it went: all acknowledged, or what is left. */
+function closeAndSay(
+  client: BillingClient,
+  timeoutMs: number | undefined,
+  say: ReturnType<typeof safe>,
+): Promise<void> {
+  return client.close(timeoutMs).then(
+    () => {
+      // With a spool, a close that ran out of time resolves: what is left stays there.
+      const left = client.stats().queued;
+      if (left === 0) say("info", "billing client closed: every accepted record was acknowledged");
+      else
+        say(
+          "error",
+          `billing client closed: ${left} records not acknowledged stay in the spool for the next start`,
+        );
+    },
+    (err: unknown) => say("error", `billing client closed: ${(err as Error).message}`),
+  );
+}
+
 /**
  * Closes `client` cleanly when the process gets one of `signals` (SIGTERM, SIGINT): first it
  * drains `drain` (your server: the calls in flight finish and report their usage), then it stops
@@ -98,7 +150,7 @@ export function closeOnSignals(
   options: CloseOnSignalsOptions = {},
 ): () => void {
   const { signals, timeoutMs, drain, drainTimeoutMs, exit, log } = checkedOptions(options);
-  const say = sayingSafely(log);
+  const say = safe(log);
   // A server is watched from now on (its HTTP/2 sessions); a function is bounded by the deadline.
   // Each resolves with what went wrong, if anything.
   const watched = drain instanceof Server ? serverDrain(drain, drainTimeoutMs) : undefined;
@@ -157,55 +209,4 @@ export function closeOnSignals(
   }
   for (const s of signals) process.prependListener(s, onSignal);
   return uninstall;
-}
-
-type Say = (level: "info" | "error", message: string, fields?: Record<string, unknown>) => void;
-
-/** `log`, except that a logger that throws does not stop the shutdown. */
-function sayingSafely(log: BillingLogger): Say {
-  return (level, message, fields) => {
-    try {
-      log(level, message, fields);
-    } catch {
-      // a logger that throws must not stop the shutdown
-    }
-  };
-}
-
-/** A drain function bounded by `ms`: resolves with what went wrong, if anything. */
-function bounded(fn: () => Promise<unknown>, ms: number): () => Promise<string | undefined> {
-  return () => {
-    let late = false;
-    const mark = () => {
-      late = true;
-    };
-    return withDeadline(Promise.resolve().then(fn), ms, "", mark).then(
-      () => undefined,
-      (err: unknown) =>
-        late
-          ? `drain did not finish within ${ms} ms`
-          : `drain failed: ${(err as Error)?.message ?? String(err)}`,
-    );
-  };
-}
-
-/** Closes the client and says how that went. */
-function closeAndSay(
-  client: BillingClient,
-  timeoutMs: number | undefined,
-  say: Say,
-): Promise<void> {
-  return client.close(timeoutMs).then(
-    () => {
-      // With a spool, a close that ran out of time resolves: what is left stays there.
-      const left = client.stats().queued;
-      if (left === 0) say("info", "billing client closed: every accepted record was acknowledged");
-      else
-        say(
-          "error",
-          `billing client closed: ${left} records not acknowledged stay in the spool for the next start`,
-        );
-    },
-    (err: unknown) => say("error", `billing client closed: ${(err as Error).message}`),
-  );
 }

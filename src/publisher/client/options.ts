@@ -11,8 +11,8 @@ import {
 import { checkSpool, type RecordSpool } from "../record-spool.js";
 
 /**
- * Options of `new BillingClient(options)`: the connection's (`MqttConnectionOptions`) and these.
- * Every option has a default.
+ * Options of `new BillingClient(options)`: the connection's ({@link MqttConnectionOptions})
+ * and these. Every option has a default.
  */
 export interface BillingClientOptions extends MqttConnectionOptions {
   /** MQTT client id, also the `producer` of every record. Default: `billing-<hostname>-<random>`. */
