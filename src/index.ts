@@ -60,4 +60,5 @@ export type { CloseOnSignalsOptions } from "./publisher/client/close-on-signals.
 export { closeOnSignals } from "./publisher/client/close-on-signals.js";
 export type { BillingClientOptions } from "./publisher/client/options.js";
 export { reportUsage } from "./publisher/client/report-usage.js";
+export type { BatchOptions, QueueOptions } from "./publisher/pipeline/pipeline-options.js";
 export type { RecordSpool, SpooledRecord } from "./publisher/record-spool.js";

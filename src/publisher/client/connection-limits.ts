@@ -1,6 +1,6 @@
 import type { IConnackPacket } from "mqtt";
 import { BillingError } from "../../billing-error.js";
-import type { ResolvedOptions } from "./options.js";
+import type { ResolvedPipelineOptions } from "../pipeline/pipeline-options.js";
 
 /**
  * Bytes of an MQTT PUBLISH on the report topic besides the batch and the topic name: fixed
@@ -40,7 +40,7 @@ export interface ConnectionLimits {
  * leaves no room for a record on `topic` (`PROTOCOL`). The attempt fails with this error.
  */
 export function connackProblem(
-  o: ResolvedOptions,
+  o: ResolvedPipelineOptions,
   topic: string,
   connack: IConnackPacket,
 ): BillingError | undefined {
@@ -56,7 +56,7 @@ export function connackProblem(
 
 /** The limits of a connection to a broker that answered `connack` (see `connackProblem`). */
 export function connectionLimits(
-  o: ResolvedOptions,
+  o: ResolvedPipelineOptions,
   topic: string,
   connack: IConnackPacket,
 ): ConnectionLimits {

@@ -8,48 +8,22 @@ import {
   type ResolvedConnectionOptions,
   resolveConnectionOptions,
 } from "../../mqtt/index.js";
+import {
+  type BatchOptions,
+  type QueueOptions,
+  type ResolvedPipelineOptions,
+  resolvePipelineOptions,
+} from "../pipeline/pipeline-options.js";
 import { checkSpool, type RecordSpool } from "../record-spool.js";
 
 /**
- * Options of `new BillingClient(options)`: the connection's ({@link MqttConnectionOptions})
- * and these. Every option has a default.
+ * Options of `new BillingClient(options)`: one flat object, made of the options each part owns
+ * (the connection's {@link MqttConnectionOptions}, the queue's {@link QueueOptions}, the send
+ * pipeline's {@link BatchOptions}) and these. Every option has a default.
  */
-export interface BillingClientOptions extends MqttConnectionOptions {
+export interface BillingClientOptions extends MqttConnectionOptions, QueueOptions, BatchOptions {
   /** MQTT client id, also the `producer` of every record. Default: `billing-<hostname>-<random>`. */
   clientId?: string;
-  /**
-   * How many records may wait for the broker's acknowledgement (queued, in flight or waiting to
-   * retry). Past it `reportUsage` rejects with `QUEUE_FULL`, counted in `rejected`. Default: `100_000`.
-   */
-  maxQueued?: number;
-  /**
-   * How many encoded bytes those waiting records may hold in memory together: a broker outage
-   * then costs at most this much memory. Past it `reportUsage` rejects with `QUEUE_FULL`,
-   * counted in `rejected`. Default: `67_108_864` (64 MiB).
-   */
-  maxQueuedBytes?: number;
-  /** How many publishes may await their PUBACK at once (also capped by the broker's receive maximum). Default: `256`. */
-  inFlightWindow?: number;
-  /** The largest encoded `UsageRecord` accepted (bounds `metadata`). Default: `32_768` bytes. */
-  maxRecordBytes?: number;
-  /**
-   * The most records one MQTT message carries (a `UsageBatch`): the records ready when the window
-   * has room go together, up to this many. `1` sends one record per message. Default: `500`.
-   */
-  maxBatchRecords?: number;
-  /**
-   * The most bytes of one message's `UsageBatch`, kept within the maximum packet size the broker
-   * announces (MQTT 5). At least `maxRecordBytes + 6`. Default: `262_144` (256 KiB).
-   */
-  maxBatchBytes?: number;
-  /**
-   * How long a batch that is not full may wait for more records before it is sent: fewer, fuller
-   * messages for up to this much latency. While `flush()` or `close()` waits, the records it waits
-   * for go at once (also ones put back by a reconnect, or stored by the spool after the call), and
-   * a record sent once never lingers again: so `lingerMs` may exceed `closeTimeoutMs`. Default: `0`
-   * (records go as soon as the window has room; those of one event-loop turn go together).
-   */
-  lingerMs?: number;
   /** How often a `Heartbeat` is published; `0` disables it. Default: `10_000` ms. */
   heartbeatIntervalMs?: number;
   /** How long `close()` waits for queued records to be acknowledged. Default: `10_000` ms. */
@@ -98,11 +72,14 @@ export interface BillingClientOptions extends MqttConnectionOptions {
 }
 
 type WithoutDefault = "spool" | "maxKeyListAgeMs";
-type Connection = keyof MqttConnectionOptions | "clientId";
+type OwnedElsewhere = keyof MqttConnectionOptions | keyof QueueOptions | keyof BatchOptions;
 
 /** The options with every default filled in. */
 export type ResolvedOptions = ResolvedConnectionOptions &
-  Required<Omit<BillingClientOptions, Connection | WithoutDefault | "keyUpdatePublicKeys">> & {
+  ResolvedPipelineOptions &
+  Required<
+    Omit<BillingClientOptions, OwnedElsewhere | "clientId" | WithoutDefault | "keyUpdatePublicKeys">
+  > & {
     [K in WithoutDefault]: BillingClientOptions[K] | undefined;
   } & { keyUpdatePublicKeys: Map<string, KeyObject> };
 
@@ -119,13 +96,7 @@ export function resolveOptions(o: BillingClientOptions): ResolvedOptions {
   const maxKeys = o.maxKeys ?? 1_000_000;
   const resolved: ResolvedOptions = {
     ...resolveConnectionOptions(o, o.clientId ?? defaultClientId("billing")),
-    maxQueued: o.maxQueued ?? 100_000,
-    maxQueuedBytes: o.maxQueuedBytes ?? 64 * 1024 * 1024,
-    inFlightWindow: o.inFlightWindow ?? 256,
-    maxRecordBytes: o.maxRecordBytes ?? 32_768,
-    maxBatchRecords: o.maxBatchRecords ?? 500,
-    maxBatchBytes: o.maxBatchBytes ?? 256 * 1024,
-    lingerMs: o.lingerMs ?? 0,
+    ...resolvePipelineOptions(o),
     heartbeatIntervalMs: o.heartbeatIntervalMs ?? 10_000,
     closeTimeoutMs: o.closeTimeoutMs ?? 10_000,
     spool: o.spool,
@@ -137,19 +108,6 @@ export function resolveOptions(o: BillingClientOptions): ResolvedOptions {
       (Number.isSafeInteger(maxKeys) ? Math.min(maxKeys * 128, MAX_KEY_UPDATE_BYTES) : 0),
     maxKeyListAgeMs: o.maxKeyListAgeMs,
   };
-  positiveInt("maxQueued", resolved.maxQueued, false, Number.MAX_SAFE_INTEGER);
-  positiveInt("maxQueuedBytes", resolved.maxQueuedBytes, false, Number.MAX_SAFE_INTEGER);
-  positiveInt("inFlightWindow", resolved.inFlightWindow, false, 65535);
-  positiveInt("maxRecordBytes", resolved.maxRecordBytes, false, 256 * 1024 * 1024);
-  positiveInt("maxBatchRecords", resolved.maxBatchRecords, false, 1_000_000);
-  positiveInt("maxBatchBytes", resolved.maxBatchBytes, false, 268_435_455);
-  if (resolved.maxBatchBytes < resolved.maxRecordBytes + 6) {
-    throw BillingError.invalid(
-      "maxBatchBytes",
-      `must hold one record of maxRecordBytes (${resolved.maxRecordBytes}) and its 6 bytes of framing`,
-    );
-  }
-  positiveInt("lingerMs", resolved.lingerMs, true, 60_000);
   positiveInt("heartbeatIntervalMs", resolved.heartbeatIntervalMs, true);
   positiveInt("closeTimeoutMs", resolved.closeTimeoutMs, true);
   checkSpool(resolved.spool);
