@@ -1,5 +1,6 @@
 import type { MqttClient } from "mqtt";
 import type { LogLevel } from "../common/logger.js";
+import { publicKeyFingerprint } from "../keys/key-fingerprint.js";
 import { KeyList } from "../keys/key-list.js";
 import {
   KeyUpdateGate,
@@ -8,6 +9,7 @@ import {
 } from "../keys/key-update-gate.js";
 import { keyListRequestPayload } from "../protocol/messages.js";
 import type { BillingTopics } from "../protocol/topics.js";
+import { KeySyncWatch } from "./key-sync-watch.js";
 import type { ResolvedOptions } from "./options.js";
 
 /** Refused updates are logged at most this often (a flood of forgeries must not flood logs). */
@@ -21,10 +23,12 @@ const INCOMPLETE_MAX_MS = 60_000;
 /**
  * Keeps the API-key list the billing backend pushes: after every (re)connect it subscribes to
  * `<prefix>/keys/update` and then asks for a snapshot on `<prefix>/keys/request`; every payload
- * that arrives goes through the `KeyUpdateGate` (signature, version, limits), which applies it or
- * refuses it. It asks for a snapshot again when a delta skipped versions (and again, backing off,
- * until one arrives), and says when the list went stale. Subscribing once per connection (a new
- * client each time) means key requests never multiply across reconnects.
+ * that arrives goes through the `KeyUpdateGate` (signature, audience, version, limits; a large
+ * one off the event loop), which applies it or refuses it, in arrival order. It asks for a
+ * snapshot again when a delta skipped versions or an update was lost (and again, backing off,
+ * until one arrives), and says once why the list cannot be used (`KeySyncWatch`): no snapshot
+ * yet, stale, incomplete. Subscribing once per connection (a new client each time) means key
+ * requests never multiply across reconnects.
  */
 export class KeySync {
   /** The key list. */
@@ -38,16 +42,18 @@ export class KeySync {
   private refusedUnlogged = 0;
   private lastRefusal = "";
   private saidUnconfigured = false;
-  private staleTimer: NodeJS.Timeout | undefined;
   private incompleteTimer: NodeJS.Timeout | undefined;
   private refusalLogTimer: NodeJS.Timeout | undefined;
   private readonly producer: string;
   private readonly options: KeyUpdateGateOptions;
+  private readonly watch: KeySyncWatch;
 
   constructor(
     private readonly topics: BillingTopics,
     o: ResolvedOptions,
     private readonly log: (level: LogLevel, message: string, fields?: object) => void,
+    /** How long after connecting a missing snapshot is worth a word (tests shorten it). */
+    noSnapshotMs = 10_000,
   ) {
     this.producer = o.clientId;
     this.options = {
@@ -56,16 +62,49 @@ export class KeySync {
       maxKeys: o.maxKeys,
       maxBytes: o.maxKeyUpdateBytes,
       maxAgeMs: o.maxKeyListAgeMs,
+      audience: o.keyUpdateAudience ?? o.topicPrefix,
+      acceptUnbound: o.acceptUnboundKeyUpdates,
+      log,
     };
     this.keys = new KeyList((err) =>
       log("error", "a key-list listener threw; the other listeners still ran", { err }),
     );
     this.gate = new KeyUpdateGate(this.keys, this.options);
+    const pinned = [...o.keyUpdatePublicKeys].map(
+      ([name, key]) => `${JSON.stringify(name)} ${publicKeyFingerprint(key)}`,
+    );
+    this.watch = new KeySyncWatch(
+      {
+        topics,
+        audience: this.options.audience,
+        maxAgeMs: o.maxKeyListAgeMs,
+        pinned,
+        noSnapshotMs,
+        lastRefusal: () => this.lastRefusal,
+      },
+      this.keys,
+      this.gate,
+      log,
+      () => this.requestSoon(),
+    );
+    for (const [name, key] of o.keyUpdatePublicKeys) {
+      log(
+        "info",
+        `key updates signed by ${JSON.stringify(name)} are verified with the pinned key ${publicKeyFingerprint(key)}`,
+      );
+    }
+    if (o.keyUpdateAudience === undefined && o.keyUpdatePublicKeys.size > 0) {
+      log(
+        "warn",
+        `keyUpdateAudience is not set: key updates must name the audience ${JSON.stringify(o.topicPrefix)} (the topic prefix), which deployments often share: with one signing key, an update for staging would apply in production. Set keyUpdateAudience (e.g. "prod") on each deployment's services, and sign its updates for it (billing-sdk keys push --audience).`,
+      );
+    }
   }
 
   /** A connection is up: subscribe, then ask for a snapshot. */
   start(client: MqttClient): void {
     this.client = client;
+    this.watch.connected();
     client.subscribe(this.topics.keysUpdate, { qos: 1 }, (err) => {
       if (err) {
         this.log("error", `subscribing to ${this.topics.keysUpdate} failed: ${err.message}`);
@@ -75,59 +114,74 @@ export class KeySync {
     });
   }
 
-  /** The client is closing: no more timers. */
+  /** The client is closing: no more timers, and the key-update worker ends. */
   stop(): void {
-    clearTimeout(this.staleTimer);
+    this.watch.stop();
     clearTimeout(this.incompleteTimer);
     clearTimeout(this.refusalLogTimer);
     this.incompleteTimer = undefined;
     this.client = undefined;
+    this.gate.close();
   }
 
-  /** A message arrived; those on the key-update topic go through the gate. */
+  /** A message arrived; those on the key-update topic go through the gate (in arrival order). */
   onMessage(topic: string, payload: Buffer): void {
     if (topic !== this.topics.keysUpdate) return;
-    const outcome = this.gate.receive(payload);
+    // The payload is mqtt.js's own copy, read by no one after this: the gate may take it.
+    this.gate.receive(payload, Date.now(), true).then(
+      (outcome) => this.decided(outcome),
+      (err: unknown) => this.log("error", "checking a key update failed", { err }),
+    );
+  }
+
+  private decided(outcome: KeyUpdateOutcome): void {
     if (!outcome.applied) {
-      this.refused(outcome);
+      if (outcome.reason !== undefined) this.refused(outcome.reason, outcome.detail);
+      else if (outcome.lost !== undefined) this.lost(outcome.lost);
       return;
     }
-    const { update, changes, gap } = outcome;
+    const { update, changed, gap } = outcome;
     if (update.snapshot) this.awaitingSnapshot = false;
-    this.log("debug", `key update applied (${update.snapshot ? "snapshot" : "delta"})`, {
-      version: String(update.version),
-      changed: changes.length,
-      known: this.keys.size,
-    });
+    this.log(
+      "debug",
+      `key update ${outcome.refreshed ? "re-sent: the list is current again" : "applied"} (${update.snapshot ? "snapshot" : "delta"})`,
+      { version: String(update.version), changed, known: this.keys.size },
+    );
     if (gap && this.incompleteTimer === undefined) {
       this.log(
         "warn",
         `a key-list delta skipped versions (now ${update.version}): an update may be missing; asking for a snapshot until one arrives`,
       );
-      this.requestSoon();
-      this.askUntilComplete(INCOMPLETE_FIRST_MS);
+      this.askUntilComplete();
     } else if (!gap) {
       clearTimeout(this.incompleteTimer);
       this.incompleteTimer = undefined;
     }
-    this.watchStaleness();
+    this.watch.applied();
   }
 
-  /** While the list is incomplete, asks for a snapshot again, backing off. */
-  private askUntilComplete(delayMs: number): void {
+  /** An update was lost before it was checked: the list may miss it, so ask for a snapshot. */
+  private lost(why: string): void {
+    this.log("warn", `a key update was lost before it was checked (${why}); asking for a snapshot`);
+    if (this.incompleteTimer === undefined) this.askUntilComplete();
+  }
+
+  /** While the list is incomplete, asks for a snapshot now and again, backing off. */
+  private askUntilComplete(delayMs = INCOMPLETE_FIRST_MS): void {
+    if (delayMs === INCOMPLETE_FIRST_MS) this.requestSoon();
     this.incompleteTimer = setTimeout(() => {
       if (this.gate.complete) {
         this.incompleteTimer = undefined;
         return;
       }
+      this.watch.stillIncomplete();
       this.requestSoon();
       this.askUntilComplete(Math.min(delayMs * 2, INCOMPLETE_MAX_MS));
     }, delayMs);
     this.incompleteTimer.unref();
   }
 
-  private refused(outcome: Extract<KeyUpdateOutcome, { applied: false }>): void {
-    const { reason, detail } = outcome;
+  private refused(reason: string, detail: string): void {
     if (
       !this.saidUnconfigured &&
       this.options.publicKeys.size === 0 &&
@@ -169,24 +223,6 @@ export class KeySync {
     );
     this.refusedUnlogged = 0;
     this.lastRefusalLog = now;
-  }
-
-  /** Says once when the list goes stale, and asks for a snapshot then. */
-  private watchStaleness(): void {
-    clearTimeout(this.staleTimer);
-    const until = this.keys.usableUntil;
-    if (until === Number.POSITIVE_INFINITY) return;
-    this.staleTimer = setTimeout(
-      () => {
-        this.log(
-          "error",
-          `the key list is stale: no fresh signed update within maxKeyListAgeMs (${this.options.maxAgeMs} ms); requireApiKey() answers Unavailable until one arrives`,
-        );
-        this.requestSoon();
-      },
-      Math.max(0, until - Date.now() + 1),
-    );
-    this.staleTimer.unref();
   }
 
   private requestSoon(): void {

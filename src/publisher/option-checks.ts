@@ -2,6 +2,7 @@ import type { KeyObject } from "node:crypto";
 import { BillingError } from "../billing-error.js";
 import { MAX_TIMER_MS } from "../common/deadline.js";
 import { isPemText } from "../common/pem.js";
+import { nameProblem } from "../common/text.js";
 import { ed25519PublicKey, signerProblem } from "../keys/signed-key-update.js";
 import type { RecordSpool } from "./record-spool.js";
 
@@ -92,4 +93,20 @@ export function publicKeysOf(value: unknown): Map<string, KeyObject> {
     keys.set(signer, ed25519PublicKey(`keyUpdatePublicKeys.${signer}`, key));
   }
   return keys;
+}
+
+/** `keyUpdateAudience`, checked to be a name of 1..128 characters. */
+export function audience(value: unknown): void {
+  const problem =
+    typeof value !== "string" || value === "" || value.length > 128
+      ? 'must be a name of 1..128 characters (the deployment, e.g. "prod")'
+      : nameProblem(value);
+  if (problem !== undefined) throw BillingError.invalid("keyUpdateAudience", problem);
+}
+
+/** `value`, checked to be a boolean. */
+export function flag(name: string, value: unknown): void {
+  if (typeof value !== "boolean") {
+    throw BillingError.invalid(name, `must be true or false, not ${String(value)}`);
+  }
 }

@@ -4,7 +4,15 @@ import { defaultClientId } from "../common/client-id.js";
 import { type BillingLogger, consoleLogger } from "../common/logger.js";
 import { nameProblem } from "../common/text.js";
 import type { BrokerSettings } from "../mqtt/broker-settings.js";
-import { checkSpool, pem, port, positiveInt, publicKeysOf } from "./option-checks.js";
+import {
+  audience,
+  checkSpool,
+  flag,
+  pem,
+  port,
+  positiveInt,
+  publicKeysOf,
+} from "./option-checks.js";
 import type { RecordSpool } from "./record-spool.js";
 
 /** Options of `new BillingClient(options)`. Every option has a default. */
@@ -123,6 +131,19 @@ export interface BillingClientOptions {
    */
   insecureAcceptUnsignedKeyUpdates?: boolean;
   /**
+   * The deployment this client takes key updates for: an update is applied only when its signed
+   * `audience` is this (counted as `wrongAudience` otherwise), so one signing key can serve
+   * staging and production without an update for one applying in the other. 1..128 characters.
+   * Default: `topicPrefix` (a warning is logged when key updates are verified and it is left
+   * unset, as deployments often share the prefix).
+   */
+  keyUpdateAudience?: string | undefined;
+  /**
+   * Also accept key updates that name no audience (from a backend that does not set it yet).
+   * Updates that name another audience are still refused. Default: `false`.
+   */
+  acceptUnboundKeyUpdates?: boolean;
+  /**
    * The most keys the key list may hold: a snapshot with more, or a delta that would grow the list
    * past it, is refused (counted as `tooLarge`) and the list stays as it was. Default: `1_000_000`.
    */
@@ -155,7 +176,8 @@ type WithoutDefault =
   | "key"
   | "servername"
   | "spool"
-  | "maxKeyListAgeMs";
+  | "maxKeyListAgeMs"
+  | "keyUpdateAudience";
 type Reshaped = "fallbackBrokers" | "keyUpdatePublicKeys";
 
 /** The options with every default filled in. */
@@ -204,6 +226,8 @@ export function resolveOptions(o: BillingClientOptions): ResolvedOptions {
     spool: o.spool,
     keyUpdatePublicKeys: publicKeysOf(o.keyUpdatePublicKeys),
     insecureAcceptUnsignedKeyUpdates: o.insecureAcceptUnsignedKeyUpdates ?? false,
+    keyUpdateAudience: o.keyUpdateAudience,
+    acceptUnboundKeyUpdates: o.acceptUnboundKeyUpdates ?? false,
     maxKeys,
     maxKeyUpdateBytes:
       o.maxKeyUpdateBytes ??
@@ -263,6 +287,8 @@ export function resolveOptions(o: BillingClientOptions): ResolvedOptions {
   if (resolved.maxKeyListAgeMs !== undefined) {
     positiveInt("maxKeyListAgeMs", resolved.maxKeyListAgeMs);
   }
+  if (resolved.keyUpdateAudience !== undefined) audience(resolved.keyUpdateAudience);
+  flag("acceptUnboundKeyUpdates", resolved.acceptUnboundKeyUpdates);
   pem("ca", resolved.ca);
   pem("cert", resolved.cert);
   pem("key", resolved.key);

@@ -76,6 +76,7 @@ async function sdk(publicPem: string) {
   const client = new BillingClient(
     tlsClientOptions(broker.port, pki.ca, "ops", "ops-pass", {
       keyUpdatePublicKeys: { "ops-backend": publicPem },
+      acceptUnboundKeyUpdates: true, // keys push signs no audience without --audience
     }),
   );
   await client.connect();
@@ -200,6 +201,7 @@ describe("billing-sdk keys push", () => {
     const client = new BillingClient(
       tlsClientOptions(broker.port, pki.ca, "ops", "ops-pass", {
         keyUpdatePublicKeys: { "ops-backend": pub },
+        acceptUnboundKeyUpdates: true, // keys push signs no audience without --audience
       }),
     );
     await until(() => client.keys.loaded, 5000, "the retained key list");
