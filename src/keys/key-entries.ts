@@ -1,7 +1,12 @@
 import { fromBinary } from "@bufbuild/protobuf";
-import { type KeyStatus, KeyStatusSchema, type KeyUpdate } from "../../gen/billing/v1/usage_pb.js";
+import {
+  type KeyState,
+  type KeyStatus,
+  KeyStatusSchema,
+  type KeyUpdate,
+} from "../../gen/billing/v1/usage_pb.js";
 import { infoOf, isListed, type KeyInfo } from "./key-info.js";
-import { readPlainKeyStatus } from "./key-update-layout.js";
+import { PlainKeyReader } from "./key-update-layout.js";
 
 /** One key entry of an update, as the list keeps it: undefined `info` removes the key. */
 export interface StagedKey {
@@ -33,10 +38,15 @@ export function decodedEntries(u: KeyUpdate, invalid: () => void): KeyEntries {
   };
 }
 
+/** Plain entries beyond this many distinct (state, app, reason) get an object each. */
+const MAX_SHARED = 65_536;
+
 /**
- * The entries of checked `KeyUpdate` bytes (see `KeyUpdateCheck.entries`): `offsets` holds each
+ * The entries of checked `KeyUpdate` bytes (see `KeyUpdateCheck.keys`): `offsets` holds each
  * entry's `[start, end)`, and `decoded[i]` is 1 when entry `i` has rules or other fields (it is
- * decoded as a message), 0 when it is a plain key (read straight from the bytes).
+ * decoded as a message), 0 when it is a plain key, read straight from the bytes. Plain keys with
+ * the same state, app and reason share one frozen entry: a million keys of a thousand apps make
+ * a thousand objects, not a million, which keeps the garbage collector's pauses short.
  */
 export function checkedEntries(
   bytes: Buffer,
@@ -48,6 +58,17 @@ export function checkedEntries(
     fromBinary(KeyStatusSchema, bytes.subarray(offsets[2 * i], offsets[2 * i + 1]), {
       readUnknownFields: false,
     });
+  const plain = new PlainKeyReader(bytes);
+  const shared = new Map<string, KeyInfo>();
+  const plainInfo = (state: KeyState, appId: string, reason: string): KeyInfo => {
+    const id = `${state}\u0000${appId}\u0000${reason}`;
+    let info = shared.get(id);
+    if (info === undefined) {
+      info = Object.freeze({ state, appId, reason });
+      if (shared.size < MAX_SHARED) shared.set(id, info);
+    }
+    return info;
+  };
   return {
     count: decoded.length,
     read(i) {
@@ -55,12 +76,13 @@ export function checkedEntries(
         const k = status(i);
         return { hash: k.apiKeySha256, info: isListed(k.state) ? infoOf(k, invalid) : undefined };
       }
-      const start = offsets[2 * i] as number;
-      const k = readPlainKeyStatus(bytes, start, offsets[2 * i + 1] as number, false);
-      if (k === undefined) throw new Error(`key entry ${i} is not plain`); // checked before
+      if (!plain.read(offsets[2 * i] as number, offsets[2 * i + 1] as number, false)) {
+        throw new Error(`key entry ${i} is not plain`); // checked before
+      }
+      const { apiKeySha256, state, appId, reason } = plain;
       return {
-        hash: k.apiKeySha256,
-        info: isListed(k.state) ? { state: k.state, appId: k.appId, reason: k.reason } : undefined,
+        hash: apiKeySha256,
+        info: isListed(state) ? plainInfo(state, appId, reason) : undefined,
       };
     },
     status,

@@ -2,6 +2,7 @@ import type { KeyStatus } from "../../gen/billing/v1/usage_pb.js";
 import type { KeyEntries } from "./key-entries.js";
 import type { KeyInfo } from "./key-info.js";
 import type { KeyChange } from "./key-list.js";
+import { ShardedMap } from "./sharded-map.js";
 import { pastDeadline } from "./time-slices.js";
 
 // The next key list, built beside the current one in steps (see time-slices.ts) and then swapped
@@ -9,7 +10,7 @@ import { pastDeadline } from "./time-slices.js";
 
 /** A snapshot's list: its entries, in a new map. */
 export class SnapshotBuild {
-  readonly next = new Map<string, KeyInfo>();
+  readonly next = new ShardedMap<KeyInfo>();
   /** With `withChanges`: every key the new list holds (the keys it drops come from the swap). */
   readonly changes: KeyChange[] | undefined;
   /** With `withKeys`: the entries as messages, for listeners. */
@@ -52,12 +53,12 @@ export class SnapshotBuild {
  * large to apply in one step). `replaced` keeps the entries it replaces or removes.
  */
 export class DeltaCopyBuild {
-  readonly next = new Map<string, KeyInfo>();
-  readonly replaced = new Map<string, KeyInfo>();
+  readonly next = new ShardedMap<KeyInfo>();
+  readonly replaced = new ShardedMap<KeyInfo>();
   /** With `withChanges`: each key the delta names, with its entry after it. */
   readonly changes: KeyChange[] | undefined;
   readonly keys: KeyStatus[] | undefined;
-  private readonly touched: Map<string, KeyInfo | undefined> | undefined;
+  private readonly touched: ShardedMap<KeyInfo | undefined> | undefined;
   private readonly copy: Iterator<[string, KeyInfo]>;
   private copied = false;
   private i = 0;
@@ -66,13 +67,13 @@ export class DeltaCopyBuild {
   touchedCount = 0;
 
   constructor(
-    private readonly current: ReadonlyMap<string, KeyInfo>,
+    private readonly current: ShardedMap<KeyInfo>,
     private readonly entries: KeyEntries,
     withChanges: boolean,
     withKeys: boolean,
   ) {
     this.copy = current.entries();
-    this.touched = withChanges ? new Map() : undefined;
+    this.touched = withChanges ? new ShardedMap() : undefined;
     this.changes = withChanges ? [] : undefined;
     this.keys = withKeys ? [] : undefined;
   }
@@ -114,7 +115,7 @@ export class DeltaInPlace {
   /** How many keys applying it adds (negative when it removes more). */
   readonly growth: number;
 
-  constructor(entries: KeyEntries, current: ReadonlyMap<string, KeyInfo>) {
+  constructor(entries: KeyEntries, current: ShardedMap<KeyInfo>) {
     let growth = 0;
     for (let i = 0; i < entries.count; i++) {
       const { hash, info } = entries.read(i);

@@ -4,6 +4,7 @@ import { decodedEntries } from "./key-entries.js";
 import type { KeyInfo } from "./key-info.js";
 import { DeltaInPlace, SnapshotBuild } from "./key-list-builds.js";
 import { carryOver, type KeyRules } from "./key-rules.js";
+import { ShardedMap } from "./sharded-map.js";
 import { atOnce, pastDeadline } from "./time-slices.js";
 
 export { INVALID_RULES_REASON, type KeyInfo } from "./key-info.js";
@@ -33,9 +34,9 @@ export type KeyListener = (changes: readonly KeyChange[], update: KeyUpdate) => 
  * still count.
  */
 export class KeyList {
-  private entries = new Map<string, KeyInfo>();
+  private entries = new ShardedMap<KeyInfo>();
   /** Entries replaced by the last swap whose rate-limit state is not carried over yet. */
-  private unsettled: Map<string, KeyInfo> | undefined;
+  private unsettled: ShardedMap<KeyInfo> | undefined;
   private unsettledWalk: Iterator<[string, KeyInfo]> | undefined;
   private listeners = new Set<KeyListener>();
   private loadedFlag = false;
@@ -128,8 +129,8 @@ export class KeyList {
     return changes;
   }
 
-  /** The entries as they are (for building the next list beside them). */
-  get current(): ReadonlyMap<string, KeyInfo> {
+  /** The entries as they are (for building the next list beside them; not to be changed). */
+  get current(): ShardedMap<KeyInfo> {
     return this.entries;
   }
 
@@ -138,7 +139,7 @@ export class KeyList {
    * rate-limit state `settle` then carries over; undefined: the whole list (a snapshot, which
    * loads the list).
    */
-  swap(next: Map<string, KeyInfo>, replaced?: Map<string, KeyInfo>): void {
+  swap(next: ShardedMap<KeyInfo>, replaced?: ShardedMap<KeyInfo>): void {
     const old = this.entries;
     this.entries = next;
     const unsettled = replaced ?? old;

@@ -1,4 +1,4 @@
-import { hash, type KeyObject } from "node:crypto";
+import type { KeyObject } from "node:crypto";
 import { fromBinary } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import {
@@ -8,7 +8,12 @@ import {
   SignedKeyUpdateSchema,
 } from "../../gen/billing/v1/usage_pb.js";
 import { shownText } from "../common/text.js";
-import { type KeyUpdateLayout, layoutOf, readPlainKeyStatus } from "./key-update-layout.js";
+import {
+  entriesHash,
+  type KeyUpdateLayout,
+  layoutOf,
+  PlainKeyReader,
+} from "./key-update-layout.js";
 import { keyStatusProblem, keyUpdateProblem } from "./key-update-problem.js";
 import type { Refusal } from "./key-update-refusal.js";
 import { verifySignature } from "./signed-key-update.js";
@@ -112,7 +117,7 @@ export class KeyUpdateCheck {
         sentAtMs: timestampMs(head.sentAt as NonNullable<typeof head.sentAt>),
         count: layout.count,
         rest: layout.rest,
-        keysHash: head.snapshot ? keysHash(bytes, layout.entries) : undefined,
+        keysHash: head.snapshot ? entriesHash(bytes, layout.entries) : undefined,
       },
       layout,
     );
@@ -127,19 +132,19 @@ export class KeyUpdateCheck {
     const { bytes } = this;
     const offsets = this.layout.entries;
     const decoded = new Uint8Array(offsets.length / 2);
+    const plain = new PlainKeyReader(bytes);
     let first: Refusal | undefined;
     for (let i = 0; i < decoded.length; i++) {
       const start = offsets[2 * i] as number;
       const end = offsets[2 * i + 1] as number;
-      let k: { apiKeySha256: string } | undefined;
-      try {
-        k = readPlainKeyStatus(bytes, start, end, true);
-        if (k === undefined) {
-          decoded[i] = 1;
+      let k: { apiKeySha256: string } = plain;
+      if (!plain.read(start, end, true)) {
+        decoded[i] = 1;
+        try {
           k = fromBinary(KeyStatusSchema, bytes.subarray(start, end), { readUnknownFields: false });
+        } catch {
+          return NOT_A_KEY_UPDATE;
         }
-      } catch {
-        return NOT_A_KEY_UPDATE;
       }
       const bad = first === undefined ? keyStatusProblem(k, i, false) : undefined;
       if (bad !== undefined) first = refuse("invalid", `${bad.field}: ${bad.problem}`);
@@ -184,14 +189,4 @@ function audienceRefusal(audience: string, o: KeyUpdateCheckOptions): Refusal | 
     "wrongAudience",
     `its audience is ${JSON.stringify(shownText(audience, 64))}, not keyUpdateAudience ${JSON.stringify(o.audience)}`,
   );
-}
-
-/** The sum, lane by lane (8 × 32 bits), of each entry's SHA-256: independent of their order. */
-function keysHash(bytes: Buffer, offsets: Uint32Array): string {
-  const lanes = new Uint32Array(8);
-  for (let i = 0; i < offsets.length; i += 2) {
-    const d = hash("sha256", bytes.subarray(offsets[i], offsets[i + 1]), "buffer") as Buffer;
-    for (let j = 0; j < 8; j++) lanes[j] = ((lanes[j] as number) + d.readUInt32LE(4 * j)) >>> 0;
-  }
-  return Buffer.from(lanes.buffer).toString("hex");
 }
