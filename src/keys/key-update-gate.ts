@@ -143,6 +143,8 @@ export class KeyUpdateGate {
   private closed = false;
   private queue: Promise<unknown> = Promise.resolve();
   private waitingBytes = 0;
+  /** Updates being checked or applied, or waiting to be. */
+  private inLine = 0;
   /** The version and keys hash of the last snapshot applied. */
   private snapshotAt: { version: bigint; keysHash: string | undefined } | undefined;
 
@@ -194,12 +196,19 @@ export class KeyUpdateGate {
         ),
       );
     }
-    this.waitingBytes += payload.length;
+    // The first in line is checked at once; those behind it wait, holding their bytes.
+    const waits = this.inLine > 0 ? payload.length : 0;
+    this.waitingBytes += waits;
+    this.inLine++;
     const run = this.queue.then(() => {
-      this.waitingBytes -= payload.length;
+      this.waitingBytes -= waits;
       return this.decide(payload, now, owned);
     });
-    this.queue = run.catch(() => {});
+    this.queue = run
+      .catch(() => {})
+      .finally(() => {
+        this.inLine--;
+      });
     return run.then((o) => this.count(o));
   }
 

@@ -20,6 +20,14 @@ const REQUEST_GAP_MS = 1_000;
 const INCOMPLETE_FIRST_MS = 5_000;
 const INCOMPLETE_MAX_MS = 60_000;
 
+/** How long KeySync waits before it asks again or speaks up (tests shorten them). */
+export interface KeySyncTiming {
+  /** After connecting, how long without a snapshot before it says why. Default: 10 s. */
+  noSnapshotMs?: number;
+  /** After a gap, when it first asks again (then twice as long each time). Default: 5 s. */
+  incompleteFirstMs?: number;
+}
+
 /**
  * Keeps the API-key list the billing backend pushes: after every (re)connect it subscribes to
  * `<prefix>/keys/update` and then asks for a snapshot on `<prefix>/keys/request`; every payload
@@ -47,14 +55,15 @@ export class KeySync {
   private readonly producer: string;
   private readonly options: KeyUpdateGateOptions;
   private readonly watch: KeySyncWatch;
+  private readonly incompleteFirstMs: number;
 
   constructor(
     private readonly topics: BillingTopics,
     o: ResolvedOptions,
     private readonly log: (level: LogLevel, message: string, fields?: object) => void,
-    /** How long after connecting a missing snapshot is worth a word (tests shorten it). */
-    noSnapshotMs = 10_000,
+    timing: KeySyncTiming = {},
   ) {
+    this.incompleteFirstMs = timing.incompleteFirstMs ?? INCOMPLETE_FIRST_MS;
     this.producer = o.clientId;
     this.options = {
       publicKeys: o.keyUpdatePublicKeys,
@@ -79,7 +88,7 @@ export class KeySync {
         audience: this.options.audience,
         maxAgeMs: o.maxKeyListAgeMs,
         pinned,
-        noSnapshotMs,
+        noSnapshotMs: timing.noSnapshotMs ?? 10_000,
         lastRefusal: () => this.lastRefusal,
       },
       this.keys,
@@ -167,8 +176,8 @@ export class KeySync {
   }
 
   /** While the list is incomplete, asks for a snapshot now and again, backing off. */
-  private askUntilComplete(delayMs = INCOMPLETE_FIRST_MS): void {
-    if (delayMs === INCOMPLETE_FIRST_MS) this.requestSoon();
+  private askUntilComplete(delayMs = this.incompleteFirstMs, first = true): void {
+    if (first) this.requestSoon();
     this.incompleteTimer = setTimeout(() => {
       if (this.gate.complete) {
         this.incompleteTimer = undefined;
@@ -176,7 +185,7 @@ export class KeySync {
       }
       this.watch.stillIncomplete();
       this.requestSoon();
-      this.askUntilComplete(Math.min(delayMs * 2, INCOMPLETE_MAX_MS));
+      this.askUntilComplete(Math.min(delayMs * 2, INCOMPLETE_MAX_MS), false);
     }, delayMs);
     this.incompleteTimer.unref();
   }

@@ -25,8 +25,8 @@ const { KeyState, KeyStatusSchema, KeyUpdateSchema } = (await import(
 
 import { EchoService } from "../gen/test/v1/echo_pb.js";
 import { startEchoServer } from "../helpers/echo-server.js";
+import { measureLoopBlock } from "../helpers/loop-block.js";
 import { freePort } from "../helpers/mosquitto.js";
-import { measureLoopBlock } from "./loop-block.js";
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 5_000);
 const CONCURRENCY = 64;

@@ -17,7 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { connectAsync } from "mqtt";
-import { type LoopBlock, watchLoop } from "./loop-block.js";
+import { type LoopBlock, watchLoop } from "../helpers/loop-block.js";
 
 const dist = new URL("../../dist/", import.meta.url).href;
 const { BillingClient, KeyList, hashApiKey } = (await import(

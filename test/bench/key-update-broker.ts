@@ -10,17 +10,17 @@
 import { writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { createInterface } from "node:readline";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Aedes } from "aedes";
-import {
-  KeyState,
-  KeyStatusSchema,
-  KeyUpdateSchema,
-  SignedKeyUpdateSchema,
-} from "../../gen/billing/v1/usage_pb.js";
+import { KeyState, KeyStatusSchema, KeyUpdateSchema } from "../../gen/billing/v1/usage_pb.js";
 import { hashApiKey } from "../../src/common/api-key-hash.js";
 import { signKeyUpdate } from "../../src/keys/signed-key-update.js";
+import {
+  bigSnapshot,
+  forgedKeyEntries,
+  forgedOuterFields,
+} from "../helpers/key-update-payloads.js";
 
 const signingKey = process.env.BENCH_SIGNING_KEY ?? "";
 const audience = process.env.BENCH_AUDIENCE ?? "";
@@ -29,64 +29,15 @@ const FORGED_ENTRIES = Number(process.env.BENCH_FORGED_ENTRIES ?? 50_000_000);
 const say = (line: string) => process.stdout.write(`${line}\n`);
 let version = BigInt(Date.now()) * 1000n;
 
-/** 50M empty key entries (0x0a 0x00), a version and the audience: 100 MB, signed by no one. */
-function forgedKeys(): Uint8Array {
-  const tail = toBinary(KeyUpdateSchema, create(KeyUpdateSchema, { version: ++version, audience }));
-  const keyUpdate = Buffer.alloc(FORGED_ENTRIES * 2 + tail.length);
-  for (let i = 0; i < FORGED_ENTRIES; i++) keyUpdate[2 * i] = 0x0a;
-  keyUpdate.set(tail, FORGED_ENTRIES * 2);
-  const head = toBinary(
-    SignedKeyUpdateSchema,
-    create(SignedKeyUpdateSchema, { signature: new Uint8Array(64), signer: "bench" }),
-  );
-  return Buffer.concat([head, lengthDelimited(1, keyUpdate)]); // key_update (field 1) last
-}
-
-/** A SignedKeyUpdate whose own fields hide among 50M unknown ones (field 15, varint 0): 100 MB. */
-function forgedOuter(): Uint8Array {
-  const junk = Buffer.alloc(FORGED_ENTRIES * 2);
-  for (let i = 0; i < FORGED_ENTRIES; i++) junk[2 * i] = 0x78; // field 15, varint
-  const real = toBinary(
-    SignedKeyUpdateSchema,
-    create(SignedKeyUpdateSchema, {
-      keyUpdate: toBinary(KeyUpdateSchema, create(KeyUpdateSchema, { version: ++version })),
-      signature: new Uint8Array(64),
-      signer: "bench",
-    }),
-  );
-  return Buffer.concat([junk, real]);
-}
-
-function lengthDelimited(field: number, bytes: Uint8Array): Buffer {
-  const head: number[] = [(field << 3) | 2];
-  for (let n = bytes.length; ; n >>>= 7) {
-    if (n < 0x80) {
-      head.push(n);
-      break;
-    }
-    head.push((n & 0x7f) | 0x80);
-  }
-  return Buffer.concat([Buffer.from(head), bytes]);
-}
-
-/** A genuine signed snapshot of SNAPSHOT_KEYS keys (each with an app id). */
-function snapshot(): Uint8Array {
-  const keys = Array.from({ length: SNAPSHOT_KEYS }, (_, i) =>
-    create(KeyStatusSchema, {
-      apiKeySha256: hashApiKey(`bench-key-${i}`),
-      appId: `app-${i % 1000}`,
-      state: KeyState.ACTIVE,
-    }),
-  );
-  const u = create(KeyUpdateSchema, {
-    snapshot: true,
+const forgedKeys = () => forgedKeyEntries(FORGED_ENTRIES, ++version, audience, "bench");
+const forgedOuter = () => forgedOuterFields(FORGED_ENTRIES, ++version, "bench");
+const snapshot = () =>
+  bigSnapshot(SNAPSHOT_KEYS, {
     version: ++version,
     audience,
-    sentAt: timestampNow(),
-    keys,
+    prefix: "bench-key",
+    signer: { name: "bench", privateKey: signingKey },
   });
-  return signKeyUpdate(u, signingKey, "bench");
-}
 
 /** A small signed delta (one key blocked), version + 1. */
 function delta(): Uint8Array {
