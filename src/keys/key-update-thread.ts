@@ -92,7 +92,8 @@ export class KeyUpdateThread {
       payload.byteOffset === 0 &&
       payload.byteLength === payload.buffer.byteLength &&
       payload.buffer instanceof ArrayBuffer;
-    const sent = own ? payload : payload.slice();
+    // A copy, never Buffer#slice (a view: its memory would be taken from the caller).
+    const sent = own ? payload : new Uint8Array(payload);
     const id = this.nextId++;
     const r = await this.ask({ op: "open", id, payload: sent }, [sent.buffer as ArrayBuffer]);
     if ("refusal" in r) return { id, ...r.refusal };
@@ -142,7 +143,11 @@ export class KeyUpdateThread {
     if (this.closed) throw new KeyUpdateThreadError("the client is closing", false);
     return new Promise((resolve, reject) => {
       this.pending = { id: m.id, resolve, reject };
-      w.postMessage(m, transfer);
+      try {
+        w.postMessage(m, transfer);
+      } catch {
+        w.postMessage(m); // memory that cannot be handed over goes as a copy
+      }
     });
   }
 

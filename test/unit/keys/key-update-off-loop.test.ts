@@ -124,6 +124,18 @@ describe("applying a large update beside the list", () => {
     expect(g.version).toBe(11n);
   }, 60_000);
 
+  it("a payload is copied to the worker, never taken from its caller (unless it says so)", async () => {
+    const { g } = gate();
+    const payload = Buffer.from(snapshotOf(5000, 1n, "a")); // > 64 KB: the worker checks it
+    const before = Buffer.from(payload);
+    expect(await g.receive(payload)).toMatchObject({ applied: true });
+    expect(payload.equals(before)).toBe(true);
+    expect(await g.receive(payload)).toMatchObject({ reason: "duplicate" });
+    const owned = Buffer.from(snapshotOf(5000, 2n, "b"));
+    expect(await g.receive(owned, Date.now(), true)).toMatchObject({ applied: true });
+    expect(owned.length).toBe(0); // handed over: no copy was made on the event loop
+  }, 30_000);
+
   it("a large forgery with real-looking keys is never applied", async () => {
     const { keys, g } = gate();
     await g.receive(snapshotOf(10, 1n, "real", "real"));
