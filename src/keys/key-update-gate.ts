@@ -41,6 +41,8 @@ export interface KeyUpdateGateOptions {
   inlineBytes?: number;
   /** Where the gate says that the worker could not start. Default: nowhere. */
   log?: (level: LogLevel, message: string) => void;
+  /** The worker's module (tests point it elsewhere). Default: the SDK's key-update worker. */
+  workerUrl?: URL;
 }
 
 /** What became of one payload. */
@@ -262,7 +264,7 @@ export class KeyUpdateGate {
   /** Checks `payload` up to its keys: inline when small, else in the worker. */
   private async open(payload: Uint8Array, owned: boolean): Promise<Opened | Refusal> {
     if (payload.length <= this.inlineBytes || this.inlineOnly) return this.openInline(payload);
-    this.thread ??= new KeyUpdateThread(this.check);
+    this.thread ??= new KeyUpdateThread(this.check, this.o.workerUrl);
     const thread = this.thread;
     let r: Awaited<ReturnType<KeyUpdateThread["open"]>>;
     try {

@@ -35,14 +35,13 @@ export class KeyUpdateThreadError extends Error {
 
 /** The worker's file next to this one: `.ts` when run from source (tests), `.js` from `dist/`. */
 const here = import.meta.url;
-const fromSource = here.endsWith(".ts");
-const entry = new URL(`./key-update-worker.${fromSource ? "ts" : "js"}`, here);
+const entry = new URL(`./key-update-worker.${here.endsWith(".ts") ? "ts" : "js"}`, here);
 
-function startWorker(workerData: WorkerOptions): Worker {
-  if (!fromSource) return new Worker(entry, { workerData });
+function startWorker(workerData: WorkerOptions, url: URL): Worker {
+  if (!url.pathname.endsWith(".ts")) return new Worker(url, { workerData });
   // From TypeScript source (tests, tsx): the worker loads it through tsx, a dev dependency.
   const tsx = import.meta.resolve("tsx/esm/api");
-  const boot = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(entry.href)}); });`;
+  const boot = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(url.href)}); });`;
   return new Worker(boot, { eval: true, workerData });
 }
 
@@ -62,7 +61,11 @@ export class KeyUpdateThread {
   private closed = false;
   private readonly data: WorkerOptions;
 
-  constructor(options: KeyUpdateCheckOptions) {
+  constructor(
+    options: KeyUpdateCheckOptions,
+    /** The worker's module (tests point it elsewhere). Default: key-update-worker next to this. */
+    private readonly url: URL = entry,
+  ) {
     this.data = {
       ...options,
       signers: [...options.signers].map(([name, p]) => [
@@ -155,7 +158,7 @@ export class KeyUpdateThread {
   private start(): Promise<Worker> {
     if (this.closed)
       return Promise.reject(new KeyUpdateThreadError("the client is closing", false));
-    const w = startWorker(this.data);
+    const w = startWorker(this.data, this.url);
     w.unref();
     this.worker = w;
     let up = false;

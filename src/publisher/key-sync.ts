@@ -48,6 +48,8 @@ export class KeySync {
   private awaitingSnapshot = false;
   private lastRefusalLog = Number.NEGATIVE_INFINITY;
   private refusedUnlogged = 0;
+  private lostUnlogged = 0;
+  private lastLostLog = Number.NEGATIVE_INFINITY;
   private lastRefusal = "";
   private saidUnconfigured = false;
   private incompleteTimer: NodeJS.Timeout | undefined;
@@ -169,9 +171,21 @@ export class KeySync {
     this.watch.applied();
   }
 
-  /** An update was lost before it was checked: the list may miss it, so ask for a snapshot. */
+  /**
+   * An update was lost before it was checked: the list may miss it, so ask for a snapshot. Said
+   * at most once per 10 s (a flood loses many).
+   */
   private lost(why: string): void {
-    this.log("warn", `a key update was lost before it was checked (${why}); asking for a snapshot`);
+    this.lostUnlogged++;
+    const now = Date.now();
+    if (now - this.lastLostLog >= REFUSAL_LOG_MS) {
+      this.log(
+        "warn",
+        `${this.lostUnlogged} key update(s) lost before they were checked since the last report, e.g. one because ${why}; asking for a snapshot`,
+      );
+      this.lostUnlogged = 0;
+      this.lastLostLog = now;
+    }
     if (this.incompleteTimer === undefined) this.askUntilComplete();
   }
 

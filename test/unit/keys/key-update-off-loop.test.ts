@@ -170,6 +170,28 @@ describe("applying a large update beside the list", () => {
     expect(keys.lookup(bigKey("big", 5999))?.appId).toBe("after");
   }, 60_000);
 
+  it("closing ends the worker; one that cannot start leaves the checks to the event loop, said once", async () => {
+    const { g } = gate();
+    await g.receive(snapshotOf(5000, 1n, "a"));
+    const thread = g.worker?.thread;
+    const exited = new Promise((r) => thread?.once("exit", r));
+    g.close();
+    await exited;
+    expect(g.worker?.thread).toBeUndefined();
+
+    const said: string[] = [];
+    const missing = new URL("./no-such-worker.ts", import.meta.url);
+    const { keys, g: fallback } = gate({
+      workerUrl: missing,
+      log: (level, message) => said.push(`${level}: ${message}`),
+    });
+    expect(await fallback.receive(snapshotOf(5000, 1n, "b"))).toMatchObject({ applied: true });
+    expect(await fallback.receive(snapshotOf(5000, 2n, "c"))).toMatchObject({ applied: true });
+    expect(keys.lookup(bigKey("big", 4999))?.appId).toBe("c");
+    expect(said).toHaveLength(1);
+    expect(said[0]).toMatch(/^warn: the key-update worker .*checked on the event loop from now on/);
+  }, 30_000);
+
   it("past maxKeyUpdateBytes waiting, an update is lost (not counted), and the list marked incomplete", async () => {
     const { g } = gate({ maxBytes: 5_000_000 });
     const forged = () => forgedOuterFields(1_500_000, 2n, testSigner.name); // 3 MB each
