@@ -6,16 +6,15 @@ import { checkedEntries, type KeyEntries } from "./key-entries.js";
 import { publicKeyFingerprint } from "./key-fingerprint.js";
 import type { KeyChange, KeyList } from "./key-list.js";
 import { DeltaCopyBuild, DeltaInPlace, SnapshotBuild } from "./key-list-builds.js";
-import {
-  type CheckedKeys,
-  KeyUpdateCheck,
-  type KeyUpdateCheckOptions,
-  type KeyUpdateHead,
-} from "./key-update-check.js";
+import { versionDecision } from "./key-list-version.js";
+import type { KeyUpdateHead } from "./key-update-check.js";
+import { KeyUpdateIntake, type Opened } from "./key-update-intake.js";
+import { type KeyUpdateOutcome, lose, refuse } from "./key-update-outcome.js";
 import { noRefusals, type Refusal } from "./key-update-refusal.js";
-import { KeyUpdateThread, KeyUpdateThreadError } from "./key-update-thread.js";
+import type { KeyUpdateThread } from "./key-update-thread.js";
 import { inSlices } from "./time-slices.js";
 
+export type { KeyUpdateOutcome } from "./key-update-outcome.js";
 export type { KeyUpdateRefusal, KeyUpdateRefusals } from "./key-update-refusal.js";
 
 /** How the gate decides (from the client's options). */
@@ -45,56 +44,8 @@ export interface KeyUpdateGateOptions {
   workerUrl?: URL;
 }
 
-/** What became of one payload. */
-export type KeyUpdateOutcome =
-  | {
-      readonly applied: true;
-      /** The update without its keys (with them when a listener wants them). */
-      readonly update: KeyUpdate;
-      /** How many keys it changed (for a snapshot: the keys it holds and those it dropped). */
-      readonly changed: number;
-      /**
-       * The list is incomplete (this or an earlier delta skipped versions, or an update was
-       * lost): the client should ask for a snapshot.
-       */
-      readonly gap: boolean;
-      /** A snapshot sent again (same version, same keys) only made the list current again. */
-      readonly refreshed: boolean;
-    }
-  | { readonly applied: false; readonly reason: Refusal["reason"]; readonly detail: string }
-  | {
-      readonly applied: false;
-      readonly reason: undefined;
-      /**
-       * Not decided: the update was lost (the worker stopped while checking it, or too many
-       * bytes were waiting); the list is marked incomplete, so the client asks for a snapshot.
-       * Undefined when the gate was closed.
-       */
-      readonly lost: string | undefined;
-    };
-
 /** A delta with at most this many keys is applied in one step; a larger one is built beside. */
 const IN_PLACE_KEYS = 4096;
-
-const refuse = (reason: Refusal["reason"], detail: string): KeyUpdateOutcome => ({
-  applied: false,
-  reason,
-  detail,
-});
-const lose = (lost: string | undefined): KeyUpdateOutcome => ({
-  applied: false,
-  reason: undefined,
-  lost,
-});
-
-/** A payload checked up to its keys, wherever it was checked. */
-interface Opened {
-  readonly head: KeyUpdateHead;
-  /** Checks its keys (undefined: the gate was closed meanwhile). */
-  readonly keys: () => Promise<Refusal | ({ bytes: Buffer } & CheckedKeys)>;
-  /** Forgets it (the list will not take it). */
-  readonly drop: () => void;
-}
 
 /**
  * Decides, for each payload that arrives on `<prefix>/keys/update`, whether it may change the
@@ -108,20 +59,10 @@ interface Opened {
  * slices of a few milliseconds and swapped in whole, so the event loop is never held long and a
  * call sees the old list or the new one. Every refusal is counted by reason.
  *
- * Versions: a snapshot sets the version; a delta applies on top of the list it finds. A delta
- * before the first snapshot is applied but sets nothing (the snapshot replaces it). A delta that
- * skips versions is applied and reported as a gap, and the list is then **incomplete**: an update
- * in between (a revocation, say) may be missing (so is it after an update was lost). An
- * incomplete list is never refreshed by deltas, only by a snapshot at or above its version; the
- * client keeps asking for one. At the list's own version: a delta is a `duplicate`; a snapshot
- * completes an incomplete list, or (on a complete list) is taken whole if the version was reached
- * by a delta; a snapshot with the same keys as the snapshot that set the version (in any order)
- * and a later `sentAt` refreshes the list's age (counted as applied: the backend re-sent its
- * list), and with an earlier or equal one is a `duplicate`; one with other keys is refused as
- * `invalid` (two lists cannot share a version: is a second backend, or one that lost its state,
- * issuing versions?). The list's age runs from the `sentAt` of the last snapshot or contiguous
- * delta on a complete list (never later than its arrival): neither a replay nor a delta after a
- * gap can refresh it, so with `maxKeyListAgeMs` a missed revocation passes for at most that long.
+ * Versions: see `versionDecision`. The list's age runs from the `sentAt` of the last snapshot or
+ * contiguous delta on a complete list (never later than its arrival): neither a replay nor a
+ * delta after a gap can refresh it, so with `maxKeyListAgeMs` a missed revocation passes for at
+ * most that long.
  */
 export class KeyUpdateGate {
   /** Refused updates by reason. */
@@ -138,40 +79,39 @@ export class KeyUpdateGate {
   version = 0n;
   /** False after a delta skipped versions or an update was lost, until a snapshot at or above `version`. */
   complete = true;
-  private readonly check: KeyUpdateCheckOptions;
-  private readonly inlineBytes: number;
-  private thread: KeyUpdateThread | undefined;
-  private inlineOnly = false;
+  private readonly intake: KeyUpdateIntake;
   private closed = false;
   private queue: Promise<unknown> = Promise.resolve();
   private waitingBytes = 0;
   /** Updates being checked or applied, or waiting to be. */
   private inLine = 0;
   /** The version and keys hash of the last snapshot applied. */
-  private snapshotAt: { version: bigint; keysHash: string | undefined } | undefined;
+  snapshotAt: { readonly version: bigint; readonly keysHash: string | undefined } | undefined;
 
   constructor(
     readonly keys: KeyList,
     private readonly o: KeyUpdateGateOptions,
   ) {
-    this.check = {
-      signers: new Map(
-        [...o.publicKeys].map(([name, key]) => [
-          name,
-          { key, fingerprint: publicKeyFingerprint(key) },
-        ]),
-      ),
-      acceptUnsigned: o.acceptUnsigned,
-      maxKeys: o.maxKeys,
-      audience: o.audience,
-      acceptUnbound: o.acceptUnbound,
-    };
-    this.inlineBytes = o.inlineBytes ?? 65_536;
+    this.intake = new KeyUpdateIntake(
+      {
+        signers: new Map(
+          [...o.publicKeys].map(([name, key]) => [
+            name,
+            { key, fingerprint: publicKeyFingerprint(key) },
+          ]),
+        ),
+        acceptUnsigned: o.acceptUnsigned,
+        maxKeys: o.maxKeys,
+        audience: o.audience,
+        acceptUnbound: o.acceptUnbound,
+      },
+      o,
+    );
   }
 
   /** The key-update worker, once started (tests end it to prove that it comes back). */
   get worker(): KeyUpdateThread | undefined {
-    return this.thread;
+    return this.intake.thread;
   }
 
   /**
@@ -217,7 +157,7 @@ export class KeyUpdateGate {
   /** Ends the worker; updates still waiting are dropped. */
   close(): void {
     this.closed = true;
-    this.thread?.close();
+    this.intake.close();
   }
 
   private settled(outcome: KeyUpdateOutcome): Promise<KeyUpdateOutcome> {
@@ -238,13 +178,13 @@ export class KeyUpdateGate {
     if (this.closed) return lose(undefined);
     let opened: Opened | Refusal;
     try {
-      opened = await this.open(payload, owned);
+      opened = await this.intake.open(payload, owned);
     } catch (err) {
       return this.lost(err);
     }
     if (!("head" in opened)) return refuse(opened.reason, opened.detail);
     const { head } = opened;
-    const decision = this.versionDecision(head, now);
+    const decision = versionDecision(this, head, now);
     if (decision !== "apply") opened.drop();
     if (decision === "refresh") return this.refreshed(head, now);
     if (decision !== "apply") return refuse(decision.reason, decision.detail);
@@ -261,72 +201,10 @@ export class KeyUpdateGate {
       : this.applyDelta(head, entries, now);
   }
 
-  /** Checks `payload` up to its keys: inline when small, else in the worker. */
-  private async open(payload: Uint8Array, owned: boolean): Promise<Opened | Refusal> {
-    if (payload.length <= this.inlineBytes || this.inlineOnly) return this.openInline(payload);
-    this.thread ??= new KeyUpdateThread(this.check, this.o.workerUrl);
-    const thread = this.thread;
-    let r: Awaited<ReturnType<KeyUpdateThread["open"]>>;
-    try {
-      r = await thread.open(payload, owned);
-    } catch (err) {
-      if (!(err instanceof KeyUpdateThreadError) || !err.unstartable) throw err;
-      this.inlineOnly = true; // the payload was not sent: check it here
-      this.o.log?.(
-        "warn",
-        `${err.message}: key updates are checked on the event loop from now on, and a large one holds it while it is checked`,
-      );
-      return this.openInline(payload);
-    }
-    if (!("head" in r)) return r;
-    return { head: r.head, keys: () => thread.keys(r.id), drop: () => thread.drop(r.id) };
-  }
-
-  private openInline(payload: Uint8Array): Opened | Refusal {
-    const check = KeyUpdateCheck.open(payload, this.check);
-    if (!(check instanceof KeyUpdateCheck)) return check;
-    return {
-      head: check.head,
-      keys: async () => {
-        const keys = check.keys();
-        return "offsets" in keys ? { bytes: check.bytes, ...keys } : keys;
-      },
-      drop: () => {},
-    };
-  }
-
   private lost(err: unknown): KeyUpdateOutcome {
     if (this.closed) return lose(undefined);
     this.complete = false; // it may have been genuine: ask for a snapshot
     return lose(err instanceof Error ? err.message : String(err));
-  }
-
-  /** Whether the list takes an update with this head: apply it, refresh the list's age, or not. */
-  private versionDecision(head: KeyUpdateHead, now: number): "apply" | "refresh" | Refusal {
-    const v = head.version;
-    if (v < this.version) {
-      return {
-        reason: "replayed",
-        detail: `version ${v} is older than ${this.version}, the last applied`,
-      };
-    }
-    const duplicate: Refusal = { reason: "duplicate", detail: `version ${v} was applied already` };
-    if (v > this.version) return "apply";
-    if (!head.snapshot) return duplicate;
-    if (!this.complete) return "apply"; // the snapshot that completes it
-    const at = this.snapshotAt;
-    if (at?.version !== v) return "apply"; // the version came from a delta: take the whole list
-    if (at.keysHash !== head.keysHash) {
-      // Not a replay (that would hold the same keys) nor a rollback (the version is the same):
-      // two different lists signed under one version, which the versions exist to rule out.
-      return {
-        reason: "invalid",
-        detail: `version ${v} was applied already with other keys: two lists cannot share a version (is a second backend, or one that lost its state, issuing versions?)`,
-      };
-    }
-    return Math.min(now, head.sentAtMs) > (this.currentAt ?? Number.NEGATIVE_INFINITY)
-      ? "refresh"
-      : duplicate;
   }
 
   private refreshed(head: KeyUpdateHead, now: number): KeyUpdateOutcome {
