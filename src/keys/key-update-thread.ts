@@ -33,6 +33,9 @@ export class KeyUpdateThreadError extends Error {
   }
 }
 
+/** How long the worker may take to load. */
+const START_MS = 30_000;
+
 /** The worker's file next to this one: `.ts` when run from source (tests), `.js` from `dist/`. */
 const here = import.meta.url;
 const entry = new URL(`./key-update-worker.${here.endsWith(".ts") ? "ts" : "js"}`, here);
@@ -163,7 +166,9 @@ export class KeyUpdateThread {
     this.worker = w;
     let up = false;
     const ready = new Promise<Worker>((resolve, reject) => {
+      let late: NodeJS.Timeout | undefined;
       const died = (message: string) => {
+        clearTimeout(late);
         const err = new KeyUpdateThreadError(message, !up && !this.closed);
         if (!up) reject(err); // also when closed while starting: nothing waits forever
         if (this.worker !== w) return;
@@ -171,9 +176,16 @@ export class KeyUpdateThread {
         this.ready = undefined;
         this.fail(err);
       };
+      // A worker that never comes up counts as one that cannot start (checks go inline).
+      late = setTimeout(() => {
+        died(`the key-update worker did not start within ${START_MS / 1000} s`);
+        void w.terminate();
+      }, START_MS);
+      late.unref();
       w.on("message", (r: WorkerReply) => {
         if ("ready" in r) {
           up = true;
+          clearTimeout(late);
           resolve(w);
           return;
         }
