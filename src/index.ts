@@ -60,5 +60,6 @@ export type { CloseOnSignalsOptions } from "./publisher/client/close-on-signals.
 export { closeOnSignals } from "./publisher/client/close-on-signals.js";
 export type { BillingClientOptions } from "./publisher/client/options.js";
 export { reportUsage } from "./publisher/client/report-usage.js";
+export type { KeySyncOptions } from "./publisher/key-sync/key-sync-options.js";
 export type { BatchOptions, QueueOptions } from "./publisher/pipeline/pipeline-options.js";
 export type { RecordSpool, SpooledRecord } from "./publisher/record-spool.js";

@@ -1,32 +1,21 @@
 import type { KeyObject } from "node:crypto";
 import { fromBinary } from "@bufbuild/protobuf";
-import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
-import { type Timestamp, timestampMs } from "@bufbuild/protobuf/wkt";
-import {
-  KeyState,
-  type KeyUpdate,
-  KeyUpdateSchema,
-  type SignedKeyUpdate,
-  SignedKeyUpdateSchema,
-} from "../../gen/billing/v1/usage_pb.js";
-import { shownText } from "../common/text.js";
+import { type KeyStatus, type KeyUpdate, KeyUpdateSchema } from "../../gen/billing/v1/usage_pb.js";
+import type { LogLevel } from "../common/logger.js";
+import { checkedEntries, type KeyEntries } from "./key-entries.js";
+import { publicKeyFingerprint } from "./key-fingerprint.js";
 import type { KeyChange, KeyList } from "./key-list.js";
-import { keyUpdateProblem } from "./key-update-problem.js";
-import { verifySignature } from "./signed-key-update.js";
+import { DeltaCopyBuild, DeltaInPlace, SnapshotBuild } from "./key-list-builds.js";
+import { versionDecision } from "./key-list-version.js";
+import type { KeyUpdateHead } from "./key-update-check.js";
+import { KeyUpdateIntake, type Opened } from "./key-update-intake.js";
+import { type KeyUpdateOutcome, lose, refuse } from "./key-update-outcome.js";
+import { noRefusals, type Refusal } from "./key-update-refusal.js";
+import type { KeyUpdateThread } from "./key-update-thread.js";
+import { inSlices } from "./time-slices.js";
 
-/** Why a key update was refused. A refused update leaves the key list as it was. */
-export type KeyUpdateRefusal =
-  | "missingSignature"
-  | "unknownSigner"
-  | "badSignature"
-  | "undecodable"
-  | "invalid"
-  | "replayed"
-  | "duplicate"
-  | "tooLarge";
-
-/** Refused key updates by reason. */
-export type KeyUpdateRefusals = Record<KeyUpdateRefusal, number>;
+export type { KeyUpdateOutcome } from "./key-update-outcome.js";
+export type { KeyUpdateRefusal, KeyUpdateRefusals } from "./key-update-refusal.js";
 
 /** How the gate decides (from the client's options). */
 export interface KeyUpdateGateOptions {
@@ -36,102 +25,49 @@ export interface KeyUpdateGateOptions {
   acceptUnsigned: boolean;
   /** The most keys the list may hold (`maxKeys`). */
   maxKeys: number;
-  /** The largest payload accepted (`maxKeyUpdateBytes`). */
+  /** The largest payload accepted (`maxKeyUpdateBytes`); also the most bytes left waiting. */
   maxBytes: number;
   /** The staleness bound (`maxKeyListAgeMs`); undefined: none. */
   maxAgeMs: number | undefined;
+  /** The audience an update must name (`keyUpdateAudience`). */
+  audience: string;
+  /** Also accept an update that names no audience (`acceptUnboundKeyUpdates`). */
+  acceptUnbound: boolean;
+  /**
+   * Payloads up to this many bytes are checked on the event loop (their cost is bounded by their
+   * size: well under a millisecond); larger ones in the key-update worker. Default: 65,536.
+   */
+  inlineBytes?: number;
+  /** Where the gate says that the worker could not start. Default: nowhere. */
+  log?: (level: LogLevel, message: string) => void;
+  /** The worker's module (tests point it elsewhere). Default: the SDK's key-update worker. */
+  workerUrl?: URL;
 }
 
-/** What became of one payload. */
-export type KeyUpdateOutcome =
-  | {
-      readonly applied: true;
-      readonly update: KeyUpdate;
-      readonly changes: readonly KeyChange[];
-      /**
-       * The list is incomplete (this or an earlier delta skipped versions): the client should
-       * ask for a snapshot.
-       */
-      readonly gap: boolean;
-    }
-  | { readonly applied: false; readonly reason: KeyUpdateRefusal; readonly detail: string };
-
-const refuse = (reason: KeyUpdateRefusal, detail: string): KeyUpdateOutcome => ({
-  applied: false,
-  reason,
-  detail,
-});
-
-/**
- * The version, kind and key count of an encoded KeyUpdate, read without decoding its keys (the
- * last occurrence of a field wins, as when protobuf decodes it).
- */
-function scan(bytes: Uint8Array): { version: bigint; snapshot: boolean; entries: number } {
-  const r = new BinaryReader(bytes);
-  let version = 0n;
-  let snapshot = false;
-  let entries = 0;
-  while (r.pos < r.len) {
-    const [no, wt] = r.tag();
-    if (no === 1 && wt === WireType.LengthDelimited) {
-      entries++;
-      r.skip(wt, no);
-    } else if (no === 2 && wt === WireType.Varint) {
-      snapshot = r.bool();
-    } else if (no === 4 && wt === WireType.Varint) {
-      version = BigInt(r.uint64());
-    } else {
-      r.skip(wt, no);
-    }
-  }
-  return { version, snapshot, entries };
-}
-
-/** How many keys applying the delta `u` adds to `keys` (negative when it removes more). */
-function growth(keys: KeyList, u: KeyUpdate): number {
-  const present = new Map<string, boolean>();
-  for (const k of u.keys) {
-    present.set(k.apiKeySha256, k.state === KeyState.ACTIVE || k.state === KeyState.BLOCKED);
-  }
-  let n = 0;
-  for (const [hash, after] of present) {
-    n += (after ? 1 : 0) - (keys.lookupHash(hash) === undefined ? 0 : 1);
-  }
-  return n;
-}
+/** A delta with at most this many keys is applied in one step; a larger one is built beside. */
+const IN_PLACE_KEYS = 4096;
 
 /**
  * Decides, for each payload that arrives on `<prefix>/keys/update`, whether it may change the
- * key list, and applies it when it may. In order, cheapest refusal first: the payload's size;
- * a `SignedKeyUpdate` that decodes; a version the list can take (read from the bytes before the
- * signature is checked and the keys decoded: a replay, even of a huge snapshot, costs neither —
- * safe, as it can only lead to a refusal); a signature by a configured signer that verifies (or,
- * with `acceptUnsigned`, none); the key count; the decoded `KeyUpdate`'s rules. Only then is the
- * list changed, in one synchronous step. Every refusal is counted by reason.
+ * key list, and applies it when it may, one payload at a time in arrival order (a small delta
+ * waits behind a large snapshot). Cheapest refusal first: the payload's size (and the bytes
+ * already waiting); then, off the event loop for a large payload (the key-update worker), a
+ * `SignedKeyUpdate` that decodes and a signature by a configured signer that verifies (or, with
+ * `acceptUnsigned`, none), before any work that grows with the payload's fields; then the signed
+ * `KeyUpdate`'s version and `sentAt`, its audience, its key count; a version the list can take;
+ * every key entry. Only then is the list changed: a large update is built beside the list in
+ * slices of a few milliseconds and swapped in whole, so the event loop is never held long and a
+ * call sees the old list or the new one. Every refusal is counted by reason.
  *
- * Versions: a snapshot sets the version; a delta applies on top of the list it finds. A delta
- * before the first snapshot is applied but sets nothing (the snapshot replaces it). A delta that
- * skips versions is applied and reported as a gap, and the list is then **incomplete**: an update
- * in between (a revocation, say) may be missing. An incomplete list is never refreshed by deltas,
- * only by a snapshot at or above its version (one at its very version is taken then, as it is
- * the whole list the missing updates led to); the client keeps asking for one. The list's age runs
- * from the `sentAt` of the last snapshot or contiguous delta on a complete list (never later than
- * its arrival): neither a replay nor a delta after a gap can refresh it, so with
- * `maxKeyListAgeMs` a missed revocation passes for at most that long.
+ * Versions: see `versionDecision`. The list's age runs from the `sentAt` of the last snapshot or
+ * contiguous delta on a complete list (never later than its arrival): neither a replay nor a
+ * delta after a gap can refresh it, so with `maxKeyListAgeMs` a missed revocation passes for at
+ * most that long.
  */
 export class KeyUpdateGate {
   /** Refused updates by reason. */
-  readonly refused: KeyUpdateRefusals = {
-    missingSignature: 0,
-    unknownSigner: 0,
-    badSignature: 0,
-    undecodable: 0,
-    invalid: 0,
-    replayed: 0,
-    duplicate: 0,
-    tooLarge: 0,
-  };
-  /** Updates applied. */
+  readonly refused = noRefusals();
+  /** Updates applied (a snapshot re-sent at the list's version that refreshed it included). */
   applied = 0;
   /**
    * How current the list is (ms since the epoch): when the last update that refreshed it was sent
@@ -141,118 +77,231 @@ export class KeyUpdateGate {
   currentAt: number | undefined;
   /** The version of the list: of the last snapshot, or delta after one. 0 before the first. */
   version = 0n;
-  /** False after a delta skipped versions, until a snapshot at or above `version` arrives. */
+  /** False after a delta skipped versions or an update was lost, until a snapshot at or above `version`. */
   complete = true;
+  private readonly intake: KeyUpdateIntake;
+  private closed = false;
+  private queue: Promise<unknown> = Promise.resolve();
+  private waitingBytes = 0;
+  /** Updates being checked or applied, or waiting to be. */
+  private inLine = 0;
+  /** The version and keys hash of the last snapshot applied. */
+  snapshotAt: { readonly version: bigint; readonly keysHash: string | undefined } | undefined;
 
   constructor(
     readonly keys: KeyList,
     private readonly o: KeyUpdateGateOptions,
-  ) {}
-
-  /** Decides on one payload; `now` (ms since the epoch) is when it arrived. */
-  receive(payload: Uint8Array, now = Date.now()): KeyUpdateOutcome {
-    const outcome = this.decide(payload, now);
-    if (outcome.applied) {
-      this.applied++;
-    } else this.refused[outcome.reason]++;
-    return outcome;
+  ) {
+    this.intake = new KeyUpdateIntake(
+      {
+        signers: new Map(
+          [...o.publicKeys].map(([name, key]) => [
+            name,
+            { key, fingerprint: publicKeyFingerprint(key) },
+          ]),
+        ),
+        acceptUnsigned: o.acceptUnsigned,
+        maxKeys: o.maxKeys,
+        audience: o.audience,
+        acceptUnbound: o.acceptUnbound,
+      },
+      o,
+    );
   }
 
-  private decide(payload: Uint8Array, now: number): KeyUpdateOutcome {
-    const { maxBytes, maxKeys } = this.o;
+  /** The key-update worker, once started (tests end it to prove that it comes back). */
+  get worker(): KeyUpdateThread | undefined {
+    return this.intake.thread;
+  }
+
+  /**
+   * Decides on one payload, after those that arrived before it; `now` (ms since the epoch) is
+   * when it arrived. With `owned`, a large payload's memory is handed to the worker (the caller
+   * must not read it again): no copy is made on the event loop.
+   */
+  receive(payload: Uint8Array, now = Date.now(), owned = false): Promise<KeyUpdateOutcome> {
+    const { maxBytes } = this.o;
     if (payload.length > maxBytes) {
-      return refuse(
-        "tooLarge",
-        `${payload.length} bytes, more than maxKeyUpdateBytes (${maxBytes})`,
+      return this.settled(
+        refuse("tooLarge", `${payload.length} bytes, more than maxKeyUpdateBytes (${maxBytes})`),
       );
     }
     if (payload.length === 0) {
       // What a client sees when someone clears a retained message on the topic.
-      return refuse("undecodable", "an empty payload");
+      return this.settled(refuse("undecodable", "an empty payload"));
     }
-    let signed: SignedKeyUpdate;
-    try {
-      signed = fromBinary(SignedKeyUpdateSchema, payload);
-    } catch {
-      return refuse("undecodable", `${payload.length} bytes that are not a SignedKeyUpdate`);
-    }
-    let head: ReturnType<typeof scan>;
-    try {
-      head = scan(signed.keyUpdate);
-    } catch {
-      return refuse("undecodable", "its key_update is not a KeyUpdate");
-    }
-    if (head.version === 0n) return refuse("invalid", "version: must be set (> 0)");
-    if (head.version < this.version) {
-      return refuse(
-        "replayed",
-        `version ${head.version} is older than ${this.version}, the last applied`,
+    if (this.waitingBytes + payload.length > maxBytes) {
+      this.complete = false; // it may have been genuine: ask for a snapshot
+      return this.settled(
+        lose(
+          `${payload.length} bytes arrived while ${this.waitingBytes} bytes of earlier key updates were waiting to be checked (at most maxKeyUpdateBytes, ${maxBytes}, may wait)`,
+        ),
       );
     }
-    // The one update at the list's own version it takes: the snapshot that completes it.
-    const completing = head.version === this.version && head.snapshot && !this.complete;
-    if (head.version === this.version && !completing) {
-      return refuse("duplicate", `version ${head.version} was applied already`);
-    }
-    const unsigned = this.checkSignature(signed);
-    if (unsigned !== undefined) return unsigned;
-    if (head.entries > maxKeys) {
-      return refuse("tooLarge", `${head.entries} keys, more than maxKeys (${maxKeys})`);
-    }
-    let update: KeyUpdate;
+    // The first in line is checked at once; those behind it wait, holding their bytes.
+    const waits = this.inLine > 0 ? payload.length : 0;
+    this.waitingBytes += waits;
+    this.inLine++;
+    const run = this.queue.then(() => {
+      this.waitingBytes -= waits;
+      return this.decide(payload, now, owned);
+    });
+    this.queue = run
+      .catch(() => {})
+      .finally(() => {
+        this.inLine--;
+      });
+    return run.then((o) => this.count(o));
+  }
+
+  /** Ends the worker; updates still waiting are dropped. */
+  close(): void {
+    this.closed = true;
+    this.intake.close();
+  }
+
+  private settled(outcome: KeyUpdateOutcome): Promise<KeyUpdateOutcome> {
+    return Promise.resolve(this.count(outcome));
+  }
+
+  private count(outcome: KeyUpdateOutcome): KeyUpdateOutcome {
+    if (outcome.applied) this.applied++;
+    else if (outcome.reason !== undefined) this.refused[outcome.reason]++;
+    return outcome;
+  }
+
+  private async decide(
+    payload: Uint8Array,
+    now: number,
+    owned: boolean,
+  ): Promise<KeyUpdateOutcome> {
+    if (this.closed) return lose(undefined);
+    let opened: Opened | Refusal;
     try {
-      update = fromBinary(KeyUpdateSchema, signed.keyUpdate);
-    } catch {
-      return refuse("undecodable", "its key_update is not a KeyUpdate");
+      opened = await this.intake.open(payload, owned);
+    } catch (err) {
+      return this.lost(err);
     }
-    const problem = keyUpdateProblem(update, false); // rules: decided per key by KeyList
-    if (problem !== undefined) return refuse("invalid", `${problem.field}: ${problem.problem}`);
-    if (!update.snapshot && this.keys.size + head.entries > maxKeys) {
-      const size = this.keys.size + growth(this.keys, update);
-      if (size > maxKeys) {
-        return refuse(
-          "tooLarge",
-          `the delta would make ${size} keys, more than maxKeys (${maxKeys})`,
-        );
-      }
+    if (!("head" in opened)) return refuse(opened.reason, opened.detail);
+    const { head } = opened;
+    const decision = versionDecision(this, head, now);
+    if (decision !== "apply") opened.drop();
+    if (decision === "refresh") return this.refreshed(head, now);
+    if (decision !== "apply") return refuse(decision.reason, decision.detail);
+    let keys: Awaited<ReturnType<Opened["keys"]>>;
+    try {
+      keys = await opened.keys();
+    } catch (err) {
+      return this.lost(err);
     }
+    if (!("offsets" in keys)) return refuse(keys.reason, keys.detail);
+    const entries = checkedEntries(keys.bytes, keys.offsets, keys.decoded, this.keys.countInvalid);
+    return head.snapshot
+      ? this.applySnapshot(head, entries, now)
+      : this.applyDelta(head, entries, now);
+  }
+
+  private lost(err: unknown): KeyUpdateOutcome {
+    if (this.closed) return lose(undefined);
+    this.complete = false; // it may have been genuine: ask for a snapshot
+    return lose(err instanceof Error ? err.message : String(err));
+  }
+
+  private refreshed(head: KeyUpdateHead, now: number): KeyUpdateOutcome {
+    this.refresh(head.sentAtMs, now);
+    return { applied: true, update: headUpdate(head), changed: 0, gap: false, refreshed: true };
+  }
+
+  private async applySnapshot(
+    head: KeyUpdateHead,
+    entries: KeyEntries,
+    now: number,
+  ): Promise<KeyUpdateOutcome> {
+    const watched = this.keys.watched;
+    const build = new SnapshotBuild(entries, watched, watched);
+    await inSlices((d) => this.closed || build.step(d));
+    if (this.closed) return lose(undefined);
+    this.keys.swap(build.next);
+    this.commit(head, now, false);
+    let changed = build.next.size;
+    const changes = build.changes;
+    const removed = (hash: string) => {
+      changed++;
+      changes?.push({ apiKeySha256: hash, info: undefined });
+    };
+    await inSlices((d) => this.keys.settle(d, removed));
+    return this.applied_(head, changes, build.keys, changed);
+  }
+
+  private async applyDelta(
+    head: KeyUpdateHead,
+    entries: KeyEntries,
+    now: number,
+  ): Promise<KeyUpdateOutcome> {
+    const { maxKeys } = this.o;
+    const tooMany = (size: number) =>
+      refuse("tooLarge", `the delta would make ${size} keys, more than maxKeys (${maxKeys})`);
+    const gap = this.version > 0n && head.version > this.version + 1n;
+    const watched = this.keys.watched;
+    if (entries.count <= IN_PLACE_KEYS) {
+      const staged = new DeltaInPlace(entries, this.keys.current);
+      const size = this.keys.size + staged.growth;
+      if (staged.growth > 0 && size > maxKeys) return tooMany(size);
+      const changes = this.keys.applyInPlace(staged.staged);
+      this.commit(head, now, gap);
+      const keys = watched
+        ? Array.from({ length: entries.count }, (_, i) => entries.status(i))
+        : undefined;
+      return this.applied_(head, changes, keys, changes.length);
+    }
+    const build = new DeltaCopyBuild(this.keys.current, entries, watched, watched);
+    await inSlices((d) => this.closed || build.step(d));
+    if (this.closed) return lose(undefined);
+    const size = build.next.size;
+    if (size > maxKeys && size > this.keys.size) return tooMany(size);
+    this.keys.swap(build.next, build.replaced);
+    this.commit(head, now, gap);
+    await inSlices((d) => this.keys.settle(d));
+    return this.applied_(head, build.changes, build.keys, build.touchedCount);
+  }
+
+  /** The list now holds `head`'s update: its version, completeness and age (with the swap). */
+  private commit(head: KeyUpdateHead, now: number, gap: boolean): void {
     const following = this.version > 0n; // a delta follows a snapshot
-    const gap = !update.snapshot && following && update.version > this.version + 1n;
-    const changes = this.keys.apply(update);
-    if (update.snapshot) this.complete = true;
-    else if (gap) this.complete = false;
-    if (update.snapshot || following) {
-      this.version = update.version;
-      if (this.complete) this.refresh(update, now);
+    if (head.snapshot) {
+      this.complete = true;
+      this.snapshotAt = { version: head.version, keysHash: head.keysHash };
+    } else if (gap) this.complete = false;
+    if (head.snapshot || following) {
+      this.version = head.version;
+      if (this.complete) this.refresh(head.sentAtMs, now);
     }
-    return { applied: true, update, changes, gap: gap || !this.complete };
   }
 
-  private checkSignature(s: SignedKeyUpdate): KeyUpdateOutcome | undefined {
-    if (s.signature.length === 0) {
-      if (this.o.acceptUnsigned) return undefined;
-      return refuse("missingSignature", "not signed, and signatures are required");
-    }
-    const key = this.o.publicKeys.get(s.signer);
-    const signer = JSON.stringify(shownText(s.signer, 64));
-    if (key === undefined) {
-      return refuse(
-        "unknownSigner",
-        `signed by ${signer}, a signer without a configured public key`,
-      );
-    }
-    if (!verifySignature(s.keyUpdate, s.signature, key)) {
-      return refuse("badSignature", `the signature by ${signer} does not verify`);
-    }
-    return undefined;
+  /** Tells the listeners (when any) and says what was applied. */
+  private applied_(
+    head: KeyUpdateHead,
+    changes: KeyChange[] | undefined,
+    keys: KeyStatus[] | undefined,
+    changed: number,
+  ): KeyUpdateOutcome {
+    const update = headUpdate(head, keys);
+    if (changes !== undefined) this.keys.notify(changes, update);
+    return { applied: true, update, changed, gap: !this.complete, refreshed: false };
   }
 
-  /** The list is as current as `update`: its age runs from when it was sent (or arrived). */
-  private refresh(update: KeyUpdate, now: number): void {
-    const sent = timestampMs(update.sentAt as Timestamp); // set: checked by keyUpdateProblem
-    this.currentAt = Math.min(now, sent);
+  /** The list is as current as an update sent at `sentAtMs`: its age runs from then (or `now`). */
+  private refresh(sentAtMs: number, now: number): void {
+    this.currentAt = Math.min(now, sentAtMs);
     const maxAge = this.o.maxAgeMs;
     if (maxAge === undefined) return;
     this.keys.usableUntil = this.currentAt + maxAge;
   }
+}
+
+/** The update as listeners get it: its head, and its keys when they were gathered. */
+function headUpdate(head: KeyUpdateHead, keys?: KeyUpdate["keys"]): KeyUpdate {
+  const u = fromBinary(KeyUpdateSchema, head.rest);
+  if (keys !== undefined) u.keys = keys;
+  return u;
 }

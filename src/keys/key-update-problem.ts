@@ -1,4 +1,4 @@
-import type { KeyUpdate } from "../../gen/billing/v1/usage_pb.js";
+import type { KeyStatus, KeyUpdate } from "../../gen/billing/v1/usage_pb.js";
 import { isSha256Hex } from "../common/sha256-hex.js";
 import { type KeyRulesInit, keyRulesProblem } from "./key-rules.js";
 
@@ -18,15 +18,28 @@ export function keyUpdateProblem(
   if (u.version === 0n) return { field: "version", problem: "must be set (> 0)" };
   if (u.sentAt === undefined) return { field: "sentAt", problem: "must be set" };
   for (let i = 0; i < u.keys.length; i++) {
-    if (!isSha256Hex(u.keys[i]?.apiKeySha256)) {
-      return {
-        field: `keys[${i}].apiKeySha256`,
-        problem: "must be a SHA-256 fingerprint (64 lowercase hex characters)",
-      };
-    }
-    if (!rules) continue;
-    const bad = keyRulesProblem(u.keys[i] as KeyRulesInit);
-    if (bad !== undefined) return { field: `keys[${i}].${bad.field}`, problem: bad.problem };
+    const bad = keyStatusProblem(u.keys[i] as KeyStatus, i, rules);
+    if (bad !== undefined) return bad;
   }
   return undefined;
+}
+
+/**
+ * What makes `keys[i]` of a `KeyUpdate` unfit (see `keyUpdateProblem`), or undefined: its key a
+ * SHA-256 fingerprint and, with `rules`, its rules well-formed.
+ */
+export function keyStatusProblem(
+  k: Pick<KeyStatus, "apiKeySha256">,
+  i: number,
+  rules: boolean,
+): { field: string; problem: string } | undefined {
+  if (!isSha256Hex(k.apiKeySha256)) {
+    return {
+      field: `keys[${i}].apiKeySha256`,
+      problem: "must be a SHA-256 fingerprint (64 lowercase hex characters)",
+    };
+  }
+  if (!rules) return undefined;
+  const bad = keyRulesProblem(k as KeyRulesInit);
+  return bad === undefined ? undefined : { field: `keys[${i}].${bad.field}`, problem: bad.problem };
 }

@@ -6,7 +6,7 @@ import {
   KeyUpdateRefusalsSchema,
   type ProducerState,
 } from "../../gen/billing/v1/usage_pb.js";
-import type { KeyUpdateRefusals } from "../keys/key-update-gate.js";
+import type { KeyUpdateRefusals } from "../keys/key-update-refusal.js";
 
 /** The counters a heartbeat carries (totals since the instance started). */
 export interface HeartbeatCounters {
@@ -34,6 +34,7 @@ function refusals(r: KeyUpdateRefusals) {
     replayed: BigInt(r.replayed),
     duplicate: BigInt(r.duplicate),
     tooLarge: BigInt(r.tooLarge),
+    wrongAudience: BigInt(r.wrongAudience),
   });
 }
 

@@ -155,6 +155,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       create(KeyUpdateSchema, {
         snapshot: true,
         version: BigInt(Date.now()), // any increasing number: clients refuse older ones
+        audience: "demo", // the deployment it is for: the services' keyUpdateAudience
         sentAt: timestampNow(),
         keys: [
           status(BLOCKED_KEY, "demo-app-2", KeyState.BLOCKED, "unpaid invoice"),
@@ -208,6 +209,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       topicPrefix: prefix,
       // Key updates must be signed by the backend's key: nobody else decides who gets in.
       keyUpdatePublicKeys: { "demo-backend": signing.publicKey },
+      keyUpdateAudience: "demo", // and be for this deployment
+
       logger: (level, message) => {
         if (level === "debug") return;
         // Aedes speaks MQTT 3.1.1 only: the SDK's switch from 5 is expected here, not a fault.

@@ -41,14 +41,24 @@ export type KeyEntry = {
   quotas?: { module: string; remaining: number }[];
 };
 
-/** A KeyUpdate message (version: the next one, sent now unless given). */
+/**
+ * The audience test updates are for: `"billing"`, the default `keyUpdateAudience` of a client
+ * with the default topic prefix.
+ */
+export const TEST_AUDIENCE = "billing";
+
+/**
+ * A KeyUpdate message (version: the next one, sent now, for `TEST_AUDIENCE`, unless given; an
+ * `audience` of "" binds it to no deployment).
+ */
 export function keyUpdateMessage(
   keys: KeyEntry[],
   snapshot: boolean,
-  init: { version?: bigint; sentAtMs?: number } = {},
+  init: { version?: bigint; sentAtMs?: number; audience?: string } = {},
 ): KeyUpdate {
   return create(KeyUpdateSchema, {
     snapshot,
+    audience: init.audience ?? TEST_AUDIENCE,
     version: init.version ?? nextVersion(),
     sentAt:
       init.sentAtMs === undefined
@@ -80,7 +90,7 @@ export function keyUpdateMessage(
 export function keyUpdate(
   keys: KeyEntry[],
   snapshot: boolean,
-  init: { version?: bigint; sentAtMs?: number } = {},
+  init: { version?: bigint; sentAtMs?: number; audience?: string } = {},
 ): Uint8Array {
   return signKeyUpdate(
     keyUpdateMessage(keys, snapshot, init),

@@ -3,7 +3,7 @@
 test/integration/key-signature-interop.test.ts with /usr/bin/python3, python3-cryptography
 (an Ed25519 implementation independent of Node's) and classes protoc generated from usage.proto.
 
-  sign_key_update.py sign PRIVATE.pem SIGNER GEN_DIR RAW_KEY...  > signed.bin
+  sign_key_update.py sign PRIVATE.pem SIGNER AUDIENCE GEN_DIR RAW_KEY...  > signed.bin
   sign_key_update.py verify PUBLIC.pem GEN_DIR                  < signed.bin
 """
 import hashlib
@@ -13,11 +13,14 @@ import time
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 
 
-def sign(private_pem, signer, raw_keys):
+def sign(private_pem, signer, audience, raw_keys):
     from billing.v1 import usage_pb2
 
     private_key = load_pem_private_key(open(private_pem, "rb").read(), password=None)
-    update = usage_pb2.KeyUpdate(snapshot=True, version=time.time_ns() // 1_000_000)
+    # The audience: the deployment the update is for (the services' keyUpdateAudience).
+    update = usage_pb2.KeyUpdate(
+        snapshot=True, version=time.time_ns() // 1_000_000, audience=audience
+    )
     update.sent_at.GetCurrentTime()
     for raw in raw_keys:
         update.keys.add(
@@ -45,8 +48,8 @@ def verify(public_pem):
 if __name__ == "__main__":
     command = sys.argv[1]
     if command == "sign":
-        sys.path.insert(0, sys.argv[4])
-        sign(sys.argv[2], sys.argv[3], sys.argv[5:])
+        sys.path.insert(0, sys.argv[5])
+        sign(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[6:])
     else:
         sys.path.insert(0, sys.argv[3])
         verify(sys.argv[2])

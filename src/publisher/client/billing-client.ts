@@ -11,6 +11,7 @@ import { Connection, closedError } from "../../mqtt/index.js";
 import { type BillingTopics, billingTopics } from "../../protocol/topics.js";
 import { encodeUsage, type RecordContext, type UsageInit } from "../../protocol/usage-input.js";
 import { KeySync } from "../key-sync/key-sync.js";
+import { maximumPacketSize } from "../key-sync/key-sync-options.js";
 import { SpoolOutbox } from "../outbox/spool-outbox.js";
 import type { PendingRecord } from "../pending-record.js";
 import { mqttPublishLink } from "../pipeline/mqtt-publish-link.js";
@@ -21,12 +22,7 @@ import { type BillingStats, collectStats } from "./billing-stats.js";
 import { connackProblem, connectionLimits } from "./connection-limits.js";
 import { type LeftAtExit, warnAtExit } from "./exit-warning.js";
 import { Heartbeat } from "./heartbeat.js";
-import {
-  type BillingClientOptions,
-  maximumPacketSize,
-  type ResolvedOptions,
-  resolveOptions,
-} from "./options.js";
+import { type BillingClientOptions, type ResolvedOptions, resolveOptions } from "./options.js";
 import { sameOptions } from "./same-options.js";
 import { securityWarnings } from "./security-warnings.js";
 

@@ -1,6 +1,6 @@
 import type { BillingErrorCode } from "../../billing-error.js";
 import { type DecisionCounts, decisionCounts } from "../../keys/decision-counts.js";
-import type { KeyUpdateRefusals } from "../../keys/key-update-gate.js";
+import type { KeyUpdateRefusals } from "../../keys/key-update-refusal.js";
 import type { Connection } from "../../mqtt/index.js";
 import type { KeySync } from "../key-sync/key-sync.js";
 import type { PendingLedger } from "../pipeline/pending-ledger.js";
@@ -60,7 +60,10 @@ export interface BillingStats {
   keysStale: boolean;
   /** The version of the key list (of its last snapshot or delta after one), decimal; "0" before. */
   keysVersion: string;
-  /** Key updates applied. */
+  /**
+   * Key updates applied (a snapshot sent again at the list's version, with the same keys and a
+   * later `sentAt`, counts too: it made the list current again).
+   */
   keyUpdates: number;
   /**
    * Key entries received (in applied updates) whose rules could not be enforced — a rate limit
@@ -78,7 +81,11 @@ export interface BillingStats {
    * Key updates refused, by reason (the list stayed as it was): `missingSignature`,
    * `unknownSigner`, `badSignature`, `undecodable`, `invalid` (no version or `sentAt`, a key that
    * is not a fingerprint; one key's bad rules only block that key), `replayed` (an older version),
-   * `duplicate` (the same version again: benign), `tooLarge` (`maxKeys`, `maxKeyUpdateBytes`).
+   * `duplicate` (the same version again: benign), `tooLarge` (`maxKeys`, `maxKeyUpdateBytes`),
+   * `wrongAudience` (for another deployment than `keyUpdateAudience`, or for none). Two lists
+   * signed under one version count as `invalid`. An update lost before it was checked (the
+   * key-update worker stopped, or more than `maxKeyUpdateBytes` were waiting) counts nowhere: it
+   * is logged and a snapshot is asked for.
    */
   keyUpdatesRefused: KeyUpdateRefusals;
   /**

@@ -1,6 +1,6 @@
-import type { KeyObject } from "node:crypto";
 import type { MqttClient } from "mqtt";
 import type { LogLevel } from "../../common/logger.js";
+import { publicKeyFingerprint } from "../../keys/key-fingerprint.js";
 import { KeyList } from "../../keys/key-list.js";
 import {
   KeyUpdateGate,
@@ -9,6 +9,8 @@ import {
 } from "../../keys/key-update-gate.js";
 import type { BillingTopics } from "../../protocol/topics.js";
 import { keyListRequestPayload } from "../producer-messages.js";
+import type { ResolvedKeySyncOptions } from "./key-sync-options.js";
+import { KeySyncWatch } from "./key-sync-watch.js";
 
 /** Refused updates are logged at most this often (a flood of forgeries must not flood logs). */
 const REFUSAL_LOG_MS = 10_000;
@@ -18,24 +20,31 @@ const REQUEST_GAP_MS = 1_000;
 const INCOMPLETE_FIRST_MS = 5_000;
 const INCOMPLETE_MAX_MS = 60_000;
 
-/** What `KeySync` takes of the client's resolved options. */
-export interface KeySyncSettings {
+/** What `KeySync` takes: its own resolved options, and who asks under which prefix. */
+export type KeySyncSettings = ResolvedKeySyncOptions & {
   /** The producer that asks for snapshots (`clientId`). */
   clientId: string;
-  keyUpdatePublicKeys: ReadonlyMap<string, KeyObject>;
-  insecureAcceptUnsignedKeyUpdates: boolean;
-  maxKeys: number;
-  maxKeyUpdateBytes: number;
-  maxKeyListAgeMs: number | undefined;
+  /** The topic prefix: the audience when `keyUpdateAudience` is not set. */
+  topicPrefix: string;
+};
+
+/** How long KeySync waits before it asks again or speaks up (tests shorten them). */
+export interface KeySyncTiming {
+  /** After connecting, how long without a snapshot before it says why. Default: 10 s. */
+  noSnapshotMs?: number;
+  /** After a gap, when it first asks again (then twice as long each time). Default: 5 s. */
+  incompleteFirstMs?: number;
 }
 
 /**
  * Keeps the API-key list the billing backend pushes: after every (re)connect it subscribes to
  * `<prefix>/keys/update` and then asks for a snapshot on `<prefix>/keys/request`; every payload
- * that arrives goes through the `KeyUpdateGate` (signature, version, limits), which applies it or
- * refuses it. It asks for a snapshot again when a delta skipped versions (and again, backing off,
- * until one arrives), and says when the list went stale. Subscribing once per connection (a new
- * client each time) means key requests never multiply across reconnects.
+ * that arrives goes through the `KeyUpdateGate` (signature, audience, version, limits; a large
+ * one off the event loop), which applies it or refuses it, in arrival order. It asks for a
+ * snapshot again when a delta skipped versions or an update was lost (and again, backing off,
+ * until one arrives), and says once why the list cannot be used (`KeySyncWatch`): no snapshot
+ * yet, stale, incomplete. Subscribing once per connection (a new client each time) means key
+ * requests never multiply across reconnects.
  */
 export class KeySync {
   /** The key list. */
@@ -47,18 +56,23 @@ export class KeySync {
   private awaitingSnapshot = false;
   private lastRefusalLog = Number.NEGATIVE_INFINITY;
   private refusedUnlogged = 0;
+  private lostUnlogged = 0;
+  private lastLostLog = Number.NEGATIVE_INFINITY;
   private lastRefusal = "";
-  private staleTimer: NodeJS.Timeout | undefined;
   private incompleteTimer: NodeJS.Timeout | undefined;
   private refusalLogTimer: NodeJS.Timeout | undefined;
   private readonly producer: string;
   private readonly options: KeyUpdateGateOptions;
+  private readonly watch: KeySyncWatch;
+  private readonly incompleteFirstMs: number;
 
   constructor(
     private readonly topics: BillingTopics,
     o: KeySyncSettings,
     private readonly log: (level: LogLevel, message: string, fields?: object) => void,
+    timing: KeySyncTiming = {},
   ) {
+    this.incompleteFirstMs = timing.incompleteFirstMs ?? INCOMPLETE_FIRST_MS;
     this.producer = o.clientId;
     this.options = {
       publicKeys: o.keyUpdatePublicKeys,
@@ -66,17 +80,50 @@ export class KeySync {
       maxKeys: o.maxKeys,
       maxBytes: o.maxKeyUpdateBytes,
       maxAgeMs: o.maxKeyListAgeMs,
+      audience: o.keyUpdateAudience ?? o.topicPrefix,
+      acceptUnbound: o.acceptUnboundKeyUpdates,
+      log,
     };
     this.keys = new KeyList(
       (err) => log("error", "a key-list listener threw; the other listeners still ran", { err }),
-      () => this.warnIfUnverifiable(), // at the first key decision: not in a reporting-only process
+      () => this.warnIfUnverifiable(),
     );
     this.gate = new KeyUpdateGate(this.keys, this.options);
+    const pinned = [...o.keyUpdatePublicKeys].map(
+      ([name, key]) => `${JSON.stringify(name)} ${publicKeyFingerprint(key)}`,
+    );
+    this.watch = new KeySyncWatch(
+      {
+        topics,
+        audience: this.options.audience,
+        maxAgeMs: o.maxKeyListAgeMs,
+        pinned,
+        noSnapshotMs: timing.noSnapshotMs ?? 10_000,
+        lastRefusal: () => this.lastRefusal,
+      },
+      this.keys,
+      this.gate,
+      log,
+      () => this.requestSoon(),
+    );
+    for (const [name, key] of o.keyUpdatePublicKeys) {
+      log(
+        "info",
+        `key updates signed by ${JSON.stringify(name)} are verified with the pinned key ${publicKeyFingerprint(key)}`,
+      );
+    }
+    if (o.keyUpdateAudience === undefined && o.keyUpdatePublicKeys.size > 0) {
+      log(
+        "warn",
+        `keyUpdateAudience is not set: key updates must name the audience ${JSON.stringify(o.topicPrefix)} (the topic prefix), which deployments often share: with one signing key, an update for staging would apply in production. Set keyUpdateAudience (e.g. "prod") on each deployment's services, and sign its updates for it (billing-sdk keys push --audience).`,
+      );
+    }
   }
 
   /** A connection is up: subscribe, then ask for a snapshot. */
   start(client: MqttClient): void {
     this.client = client;
+    this.watch.connected();
     client.subscribe(this.topics.keysUpdate, { qos: 1 }, (err) => {
       if (err) {
         this.log("error", `subscribing to ${this.topics.keysUpdate} failed: ${err.message}`);
@@ -86,42 +133,83 @@ export class KeySync {
     });
   }
 
-  /** The client is closing: no more timers. */
+  /** The client is closing: no more timers, and the key-update worker ends. */
   stop(): void {
-    clearTimeout(this.staleTimer);
+    this.watch.stop();
     clearTimeout(this.incompleteTimer);
     clearTimeout(this.refusalLogTimer);
     this.incompleteTimer = undefined;
     this.client = undefined;
+    this.gate.close();
   }
 
-  /** A message arrived; those on the key-update topic go through the gate. */
+  /** A message arrived; those on the key-update topic go through the gate (in arrival order). */
   onMessage(topic: string, payload: Buffer): void {
     if (topic !== this.topics.keysUpdate) return;
-    const outcome = this.gate.receive(payload);
+    // The payload is mqtt.js's own copy, read by no one after this: the gate may take it.
+    this.gate.receive(payload, Date.now(), true).then(
+      (outcome) => this.decided(outcome),
+      (err: unknown) => this.log("error", "checking a key update failed", { err }),
+    );
+  }
+
+  private decided(outcome: KeyUpdateOutcome): void {
     if (!outcome.applied) {
-      this.refused(outcome);
+      if (outcome.reason !== undefined) this.refused(outcome.reason, outcome.detail);
+      else if (outcome.lost !== undefined) this.lost(outcome.lost);
       return;
     }
-    const { update, changes, gap } = outcome;
+    const { update, changed, gap } = outcome;
     if (update.snapshot) this.awaitingSnapshot = false;
-    this.log("debug", `key update applied (${update.snapshot ? "snapshot" : "delta"})`, {
-      version: String(update.version),
-      changed: changes.length,
-      known: this.keys.size,
-    });
+    this.log(
+      "debug",
+      `key update ${outcome.refreshed ? "re-sent: the list is current again" : "applied"} (${update.snapshot ? "snapshot" : "delta"})`,
+      { version: String(update.version), changed, known: this.keys.size },
+    );
     if (gap && this.incompleteTimer === undefined) {
       this.log(
         "warn",
         `a key-list delta skipped versions (now ${update.version}): an update may be missing; asking for a snapshot until one arrives`,
       );
-      this.requestSoon();
-      this.askUntilComplete(INCOMPLETE_FIRST_MS);
+      this.askUntilComplete();
     } else if (!gap) {
       clearTimeout(this.incompleteTimer);
       this.incompleteTimer = undefined;
     }
-    this.watchStaleness();
+    this.watch.applied();
+  }
+
+  /**
+   * An update was lost before it was checked: the list may miss it, so ask for a snapshot. Said
+   * at most once per 10 s (a flood loses many).
+   */
+  private lost(why: string): void {
+    this.lostUnlogged++;
+    const now = Date.now();
+    if (now - this.lastLostLog >= REFUSAL_LOG_MS) {
+      this.log(
+        "warn",
+        `${this.lostUnlogged} key update(s) lost before they were checked since the last report, e.g. one because ${why}; asking for a snapshot`,
+      );
+      this.lostUnlogged = 0;
+      this.lastLostLog = now;
+    }
+    if (this.incompleteTimer === undefined) this.askUntilComplete();
+  }
+
+  /** While the list is incomplete, asks for a snapshot now and again, backing off. */
+  private askUntilComplete(delayMs = this.incompleteFirstMs, first = true): void {
+    if (first) this.requestSoon();
+    this.incompleteTimer = setTimeout(() => {
+      if (this.gate.complete) {
+        this.incompleteTimer = undefined;
+        return;
+      }
+      this.watch.stillIncomplete();
+      this.requestSoon();
+      this.askUntilComplete(Math.min(delayMs * 2, INCOMPLETE_MAX_MS), false);
+    }, delayMs);
+    this.incompleteTimer.unref();
   }
 
   /** Said once, when requireApiKey() first decides on a list that can never load. */
@@ -136,21 +224,7 @@ export class KeySync {
     );
   }
 
-  /** While the list is incomplete, asks for a snapshot again, backing off. */
-  private askUntilComplete(delayMs: number): void {
-    this.incompleteTimer = setTimeout(() => {
-      if (this.gate.complete) {
-        this.incompleteTimer = undefined;
-        return;
-      }
-      this.requestSoon();
-      this.askUntilComplete(Math.min(delayMs * 2, INCOMPLETE_MAX_MS));
-    }, delayMs);
-    this.incompleteTimer.unref();
-  }
-
-  private refused(outcome: Extract<KeyUpdateOutcome, { applied: false }>): void {
-    const { reason, detail } = outcome;
+  private refused(reason: string, detail: string): void {
     if (reason === "duplicate") return; // benign: a snapshot sent again
     this.refusedUnlogged++;
     this.lastRefusal = `${reason}: ${detail}`;
@@ -178,24 +252,6 @@ export class KeySync {
     );
     this.refusedUnlogged = 0;
     this.lastRefusalLog = now;
-  }
-
-  /** Says once when the list goes stale, and asks for a snapshot then. */
-  private watchStaleness(): void {
-    clearTimeout(this.staleTimer);
-    const until = this.keys.usableUntil;
-    if (until === Number.POSITIVE_INFINITY) return;
-    this.staleTimer = setTimeout(
-      () => {
-        this.log(
-          "error",
-          `the key list is stale: no fresh signed update within maxKeyListAgeMs (${this.options.maxAgeMs} ms); requireApiKey() answers Unavailable until one arrives`,
-        );
-        this.requestSoon();
-      },
-      Math.max(0, until - Date.now() + 1),
-    );
-    this.staleTimer.unref();
   }
 
   private requestSoon(): void {

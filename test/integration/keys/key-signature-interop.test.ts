@@ -19,7 +19,7 @@ import { ed25519PublicKey } from "../../../src/keys/signed-key-update.js";
 import { EchoService } from "../../gen/test/v1/echo_pb.js";
 import { makePki } from "../../helpers/certs.js";
 import { startEchoServer } from "../../helpers/echo-server.js";
-import { keyUpdateMessage, tlsClientOptions } from "../../helpers/fixtures.js";
+import { keyUpdateMessage, TEST_AUDIENCE, tlsClientOptions } from "../../helpers/fixtures.js";
 import { Mosquitto } from "../../helpers/mosquitto.js";
 import { mosquittoAvailable } from "../../helpers/require-broker.js";
 import { waitUntil } from "../../helpers/time.js";
@@ -64,11 +64,13 @@ describe.runIf(toolsAvailable())("Ed25519 signatures made outside Node", () => {
       maxKeys: 1000,
       maxBytes: 1_000_000,
       maxAgeMs: undefined,
+      audience: TEST_AUDIENCE,
+      acceptUnbound: false,
     });
     return { keys, gate };
   };
 
-  it("openssl pkeyutl -sign -rawin: its signature verifies in the SDK, and the SDK's in openssl", () => {
+  it("openssl pkeyutl -sign -rawin: its signature verifies in the SDK, and the SDK's in openssl", async () => {
     execFileSync("openssl", ["genpkey", "-algorithm", "ed25519", "-out", path("k.pem")]);
     execFileSync("openssl", ["pkey", "-in", path("k.pem"), "-pubout", "-out", path("k.pub.pem")]);
     const data = toBinary(
@@ -97,8 +99,12 @@ describe.runIf(toolsAvailable())("Ed25519 signatures made outside Node", () => {
     const { keys, gate } = gateFor("ossl", readFileSync(path("k.pub.pem"), "utf8"));
     const altered = Buffer.from(data);
     altered[5] = (altered[5] as number) ^ 0x01;
-    expect(gate.receive(wrap(altered))).toMatchObject({ applied: false, reason: "badSignature" });
-    expect(gate.receive(wrap(data))).toMatchObject({ applied: true });
+    expect(await gate.receive(wrap(altered))).toMatchObject({
+      applied: false,
+      reason: "badSignature",
+    });
+    expect(await gate.receive(wrap(data))).toMatchObject({ applied: true });
+    gate.close();
     expect(keys.lookup("openssl-key")?.appId).toBe("ossl");
 
     // The other way: the SDK signs with OpenSSL's key file, openssl verifies.
@@ -136,7 +142,15 @@ describe.runIf(toolsAvailable())("Ed25519 signatures made outside Node", () => {
       const pub = readFileSync(path("pair/key-update-public.pem"), "utf8");
       const python = (args: string[], input?: Uint8Array) =>
         execFileSync(PY, [SCRIPT, ...args], { input, maxBuffer: 1 << 20 });
-      const payload = python(["sign", priv, "py-backend", dir, "py-key-1", "py-key-2"]);
+      const payload = python([
+        "sign",
+        priv,
+        "py-backend",
+        TEST_AUDIENCE,
+        dir,
+        "py-key-1",
+        "py-key-2",
+      ]);
 
       // The reverse direction first: Python verifies what the SDK signs.
       const ours = signKeyUpdate(

@@ -37,7 +37,13 @@ describe("a fresh project with the packed package", () => {
     dir = mkdtempSync(join(tmpdir(), "billing-fresh-"));
     pki = makePki(["localhost"]);
     broker = await AedesBroker.create({ pki, username: "svc-llm", password: PASSWORD });
-    // A pretend billing backend: answers every key-list request with a snapshot.
+    // A pretend billing backend: answers every key-list request with a snapshot, large enough
+    // (~100 KB) to be checked in the key-update worker: it must start from the installed package.
+    const others = Array.from({ length: 1500 }, (_, i) => ({
+      key: `fresh-other-${i}`,
+      state: KeyState.ACTIVE,
+      appId: "app-other",
+    }));
     broker.broker.subscribe(
       "billing/keys/request",
       ((_packet: unknown, cb: () => void) => {
@@ -45,7 +51,10 @@ describe("a fresh project with the packed package", () => {
         broker.publish(
           "billing/keys/update",
           signKeyUpdate(
-            keyUpdateMessage([{ key: API_KEY, state: KeyState.ACTIVE, appId: "app-fresh" }], true),
+            keyUpdateMessage(
+              [...others, { key: API_KEY, state: KeyState.ACTIVE, appId: "app-fresh" }],
+              true,
+            ),
             testSigner.privateKey,
             "billing-2025",
           ),
@@ -172,6 +181,8 @@ describe("a fresh project with the packed package", () => {
       if (reply === "") await sleep(200);
     }
     expect(reply.trim()).toBe("HELLO app-fresh");
+    // The snapshot was checked in the worker, from the installed package (no fallback said).
+    expect(serverLog).not.toMatch(/key-update worker/);
     // The README's curl line, as written but for the port.
     const curl = (
       block("bash", "curl --http2-prior-knowledge").match(/curl[\s\S]*?\/Say/)?.[0] ?? ""

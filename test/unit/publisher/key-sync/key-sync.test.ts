@@ -153,12 +153,13 @@ describe("versions, gaps and staleness", () => {
     // Contiguous deltas do not complete it; a snapshot at its very version does.
     await push(c, keyUpdate([], false, { version: v + 3n }));
     expect(c.stats().keysVersion).toBe(String(v + 3n));
-    await push(c, keyUpdate([GOOD], true, { version: v + 3n }));
+    const completing = keyUpdate([GOOD], true, { version: v + 3n });
+    await push(c, completing);
     expect(c.stats().keyUpdatesRefused.duplicate).toBe(0);
     expect(await call("revoked-key")).toBe(Code.Unauthenticated);
     expect(await call("good-key")).toBe("ok");
     // Complete now: the same snapshot again is a duplicate.
-    await push(c, keyUpdate([GOOD], true, { version: v + 3n }));
+    await push(c, completing);
     expect(c.stats().keyUpdatesRefused.duplicate).toBe(1);
   }, 20_000);
 
