@@ -1,48 +1,21 @@
-import type { KeyObject } from "node:crypto";
 import { fromBinary } from "@bufbuild/protobuf";
 import { type KeyStatus, type KeyUpdate, KeyUpdateSchema } from "../../gen/billing/v1/usage_pb.js";
-import type { LogLevel } from "../common/logger.js";
 import { checkedEntries, type KeyEntries } from "./key-entries.js";
 import { publicKeyFingerprint } from "./key-fingerprint.js";
 import type { KeyChange, KeyList } from "./key-list.js";
 import { DeltaCopyBuild, DeltaInPlace, SnapshotBuild } from "./key-list-builds.js";
 import { versionDecision } from "./key-list-version.js";
 import type { KeyUpdateHead } from "./key-update-check.js";
+import type { KeyUpdateGateOptions } from "./key-update-gate-options.js";
 import { KeyUpdateIntake, type Opened } from "./key-update-intake.js";
 import { type KeyUpdateOutcome, lose, refuse } from "./key-update-outcome.js";
 import { noRefusals, type Refusal } from "./key-update-refusal.js";
 import type { KeyUpdateThread } from "./key-update-thread.js";
 import { inSlices } from "./time-slices.js";
 
+export type { KeyUpdateGateOptions } from "./key-update-gate-options.js";
 export type { KeyUpdateOutcome } from "./key-update-outcome.js";
 export type { KeyUpdateRefusal, KeyUpdateRefusals } from "./key-update-refusal.js";
-
-/** How the gate decides (from the client's options). */
-export interface KeyUpdateGateOptions {
-  /** The public keys that may sign updates, by signer name (`keyUpdatePublicKeys`). */
-  publicKeys: ReadonlyMap<string, KeyObject>;
-  /** Also accept unsigned updates; signed ones are still verified. */
-  acceptUnsigned: boolean;
-  /** The most keys the list may hold (`maxKeys`). */
-  maxKeys: number;
-  /** The largest payload accepted (`maxKeyUpdateBytes`); also the most bytes left waiting. */
-  maxBytes: number;
-  /** The staleness bound (`maxKeyListAgeMs`); undefined: none. */
-  maxAgeMs: number | undefined;
-  /** The audience an update must name (`keyUpdateAudience`). */
-  audience: string;
-  /** Also accept an update that names no audience (`acceptUnboundKeyUpdates`). */
-  acceptUnbound: boolean;
-  /**
-   * Payloads up to this many bytes are checked on the event loop (their cost is bounded by their
-   * size: well under a millisecond); larger ones in the key-update worker. Default: 65,536.
-   */
-  inlineBytes?: number;
-  /** Where the gate says that the worker could not start. Default: nowhere. */
-  log?: (level: LogLevel, message: string) => void;
-  /** The worker's module (tests point it elsewhere). Default: the SDK's key-update worker. */
-  workerUrl?: URL;
-}
 
 /** A delta with at most this many keys is applied in one step; a larger one is built beside. */
 const IN_PLACE_KEYS = 4096;
