@@ -81,7 +81,6 @@ async function sdk(publicPem: string) {
   const client = new BillingClient(
     tlsClientOptions(broker.port, pki.ca, "ops", "ops-pass", {
       keyUpdatePublicKeys: { "ops-backend": publicPem },
-      acceptUnboundKeyUpdates: true, // keys push signs no audience without --audience
     }),
   );
   await client.connect();
@@ -207,7 +206,6 @@ describe("billing-sdk keys push", () => {
     const client = new BillingClient(
       tlsClientOptions(broker.port, pki.ca, "ops", "ops-pass", {
         keyUpdatePublicKeys: { "ops-backend": pub },
-        acceptUnboundKeyUpdates: true, // keys push signs no audience without --audience
       }),
     );
     await waitUntil(() => client.keys.loaded, 5000, "the retained key list");
