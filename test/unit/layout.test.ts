@@ -14,7 +14,6 @@ const MAX_FUNCTION_LINES = 80;
 const KNOWN_LONG = new Set([
   "src/consumer/record-handling.ts: recordHandling",
   "src/consumer/store-handling.ts: storeHandling",
-  "src/otel/instrument-client.ts: instrumentClient",
 ]);
 
 function sourceFiles(dir: string): string[] {
