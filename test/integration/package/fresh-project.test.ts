@@ -54,6 +54,7 @@ describe("a fresh project with the packed package", () => {
             keyUpdateMessage(
               [...others, { key: API_KEY, state: KeyState.ACTIVE, appId: "app-fresh" }],
               true,
+              { audience: "prod" }, // the quick start's keyUpdateAudience
             ),
             testSigner.privateKey,
             "billing-2025",
