@@ -1,11 +1,21 @@
 import { X509Certificate } from "node:crypto";
 import { type DetailedPeerCertificate, connect as tlsConnect } from "node:tls";
 import { withDeadline } from "../common/deadline.js";
+import { shownText } from "../common/text.js";
 import { type BrokerSettings, tlsOptions } from "../mqtt/broker-settings.js";
 
-/** A certificate's common name (or its whole subject when it has none), quoted. */
-const cn = (name: { CN?: string | string[] } | undefined, whole = "?") =>
-  JSON.stringify(Array.isArray(name?.CN) ? name.CN.join(", ") : (name?.CN ?? whole));
+/**
+ * A name read from a certificate, quoted, safe to print: the peer may not be verified (and even
+ * a CA's names are text anyone could have put there), so control, bidi and other invisible
+ * characters are removed (`shownText`) and a long one is cut.
+ */
+function shownCertName(name: string): string {
+  return JSON.stringify(shownText(name, 200));
+}
+
+/** A certificate's common name, quoted and made safe to print ("?" when it has none). */
+export const cn = (name: { CN?: string | string[] } | undefined) =>
+  shownCertName(Array.isArray(name?.CN) ? name.CN.join(", ") : (name?.CN ?? "?"));
 
 /** The certificates the broker sent, its own first: subject and issuer, quoted. */
 async function presentedChain(
@@ -45,7 +55,7 @@ function caSubjects(ca: BrokerSettings["ca"]): string[] {
     try {
       const subject = new X509Certificate(pem).subject;
       const name = /(?:^|\n)CN=(.*)/.exec(subject)?.[1];
-      return JSON.stringify(name ?? subject.replaceAll("\n", ", "));
+      return shownCertName(name ?? subject.replaceAll("\n", ", "));
     } catch {
       return "(not a readable certificate)";
     }

@@ -14,7 +14,7 @@ import { type Connected, connectNegotiated, discard } from "../mqtt/connect-once
 import { errorHints, isUntrustedChain, toBillingError } from "../mqtt/to-billing-error.js";
 import { billingTopics } from "../protocol/topics.js";
 import { heartbeatPayload, keyListRequestPayload } from "../publisher/producer-messages.js";
-import { explainUntrustedChain } from "./broker-chain.js";
+import { cn, explainUntrustedChain } from "./broker-chain.js";
 import type { CliIo } from "./cli-io.js";
 import { type ConnectionValues, cliSettings } from "./connection-flags.js";
 
@@ -69,7 +69,7 @@ const tls = (s: Settings) =>
     socket.once("secureConnect", () => {
       const cert: PeerCertificate = socket.getPeerCertificate();
       done(
-        `${socket.getProtocol()}, certificate "${cert.subject?.CN ?? "?"}" by "${cert.issuer?.CN ?? "?"}", valid until ${cert.valid_to}${socket.authorized ? ", verified" : ", NOT verified (--insecure)"}`,
+        `${socket.getProtocol()}, certificate ${cn(cert.subject)} by ${cn(cert.issuer)}, valid until ${cert.valid_to}${socket.authorized ? ", verified" : ", NOT verified (--insecure)"}`,
       );
     });
     socket.once("error", fail);

@@ -21,9 +21,11 @@ PostgreSQL, each record once in <schema>.usage_records, summed per minute in
 that stored it committed. A persistent session named by --client-id keeps what
 arrives while the process is away. With --group (MQTT 5), a shared subscription
 ($share/<group>/...): the processes of a group split the records. A progress line
-(records/s, lag, rejected) goes to stderr every --progress seconds. SIGTERM or
-SIGINT stops cleanly: open transactions finish, their messages are
-acknowledged, then it disconnects.
+(records/s, lag, rejected, id conflicts, and the totals) goes to stderr every
+--progress seconds; records that came under an id already stored with other
+content (id conflicts: never billed) are also said in a warning, at most once
+per 10 s. SIGTERM or SIGINT stops cleanly: open transactions finish, their
+messages are acknowledged, then it disconnects.
 ${storeFlagsHelp}
   --schema NAME           schema of the tables (default billing)
   --group NAME            shared-subscription group (default none: every record)
@@ -101,23 +103,38 @@ function lagWatched(store: UsageStore): { store: UsageStore; takeLag(): number |
   };
 }
 
-/** A function that prints one progress line: the rates since its last call, and the totals. */
-function progressLine(consumer: UsageConsumer, takeLag: () => number | undefined, io: CliIo) {
-  let last = { at: Date.now(), handled: 0, rejected: 0 };
+/**
+ * A function that prints one progress line: the rates since its last call, and the totals
+ * (rejected: rejections as they arrived; rejected rows stored: what `rejected_records` gained).
+ */
+export function progressLine(
+  consumer: UsageConsumer,
+  takeLag: () => number | undefined,
+  io: CliIo,
+) {
+  let last = { at: Date.now(), handled: 0, rejected: 0, conflicts: 0 };
   return () => {
     const s = consumer.stats();
     const now = Date.now();
     const seconds = (now - last.at) / 1000;
     const rate = seconds > 0 ? (s.handled - last.handled) / seconds : 0;
     const lagMs = takeLag();
+    const lag = lagMs === undefined ? "-" : `${(lagMs / 1000).toFixed(1)} s`;
     io.err(
-      `ingest: ${f(rate)} records/s, lag ${lagMs === undefined ? "-" : `${(lagMs / 1000).toFixed(1)} s`}, rejected ${f(
-        s.rejected - last.rejected,
-      )} (totals: stored ${f(s.handled)}, duplicates ${f(s.duplicates)}, rejected ${f(
-        s.rejected,
-      )}, pending ${f(s.pending)}, failed writes ${f(s.failed)}${s.connected ? "" : ", disconnected"})`,
+      `ingest: ${f(rate)} records/s, lag ${lag}, rejected ${f(s.rejectedDeliveries - last.rejected)}, id conflicts ${f(
+        s.idConflicts - last.conflicts,
+      )} (totals: stored ${f(s.handled)}, duplicates ${f(s.duplicates)}, id conflicts ${f(
+        s.idConflicts,
+      )}, rejected ${f(s.rejectedDeliveries)}, rejected rows stored ${f(s.rejectedStored)}, pending ${f(
+        s.pending,
+      )}, failed writes ${f(s.failed)}${s.connected ? "" : ", disconnected"})`,
     );
-    last = { at: now, handled: s.handled, rejected: s.rejected };
+    last = {
+      at: now,
+      handled: s.handled,
+      rejected: s.rejectedDeliveries,
+      conflicts: s.idConflicts,
+    };
   };
 }
 

@@ -18,8 +18,19 @@ export const tailHelp = `billing-sdk tail [--heartbeats] [--keys] [--count N] [c
 Prints every usage record published on <prefix>/report as one JSON line
 ({"topic", "message"}), decoded from protobuf. --heartbeats and --keys add
 <prefix>/heartbeat and the key-list topics (fingerprints only: raw keys never
-travel; a key update is shown with its signer, its signature is not checked here). --count N exits after N messages. A progress line goes to stderr every
-10 s. Exit codes: 0 done, 1 connection failed or lost, 2 bad usage.`;
+travel; a key update is shown with its signer, its signature is not checked
+here). --count N exits after N messages. A progress line goes to stderr every
+10 s. Exit codes: 0 done, 1 connection failed or lost, 2 bad usage.
+
+While tail runs, the broker counts it as a subscriber of <prefix>/report, so it
+no longer answers "no subscriber" (MQTT 5 PUBACK 0x10) to producers: records
+reported while no ingest session exists go to tail only and are not stored.
+Run the ingest first (its persistent session keeps records while it is away).`;
+
+/** What tail says on stderr once subscribed: it takes the place of a missing ingest. */
+function tailSubscriberWarning(report: string): string {
+  return `tail: warning: while tail runs, the broker counts it as a subscriber of ${report}: records reported while no ingest session exists go to tail only and are not stored; run the ingest first (persistent session)`;
+}
 
 /** `billing-sdk tail`: subscribe and print decoded messages as JSON lines. */
 export async function tail(
@@ -94,6 +105,7 @@ export async function tail(
         io.err(`tail: subscribe failed: ${err.message}`);
         finish(1);
       } else {
+        io.err(tailSubscriberWarning(topics.report));
         io.err(`tail: listening on ${[...schemas.keys()].join(", ")}`);
       }
     });

@@ -18,8 +18,11 @@ export interface UsageConsumerOptions extends MqttConnectionOptions {
   store?: UsageStore | undefined;
   /**
    * Called once per record (a record whose id was handled recently is skipped); a message is
-   * acknowledged once every record of it was handled. Must be idempotent: after a crash the
-   * broker delivers again what was not acknowledged. Give `store` or `onRecord`. Default: none.
+   * acknowledged once every record of it was handled. Never called for two records of one id at
+   * once: one with other content that arrives meanwhile goes to `onRejected` (an id conflict),
+   * a byte-identical copy waits for the first call's outcome. Must be idempotent: after a crash
+   * the broker delivers again what was not acknowledged. Give `store` or `onRecord`.
+   * Default: none.
    */
   onRecord?: ((record: UsageRecord) => void | Promise<void>) | undefined;
   /**

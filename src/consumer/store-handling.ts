@@ -1,4 +1,5 @@
 import type { UsageRecord } from "../../gen/billing/v1/usage_pb.js";
+import { ConflictWarning } from "./conflict-warning.js";
 import type { Delivery, Handling, HandlingContext } from "./delivery.js";
 import type { RejectedRecord, UsageStore, UsageWriteResult } from "./usage-store.js";
 import { WorkSlots } from "./work-slots.js";
@@ -21,6 +22,7 @@ interface Slice {
 export function storeHandling(ctx: HandlingContext, store: UsageStore): Handling {
   const { o, window, counters, log } = ctx;
   const queue: Slice[] = [];
+  const conflictWarning = new ConflictWarning(log, "kept as rejected by the store");
   const slots = new WorkSlots<Slice[]>({
     slots: o.concurrency,
     timeoutMs: o.handlerTimeoutMs,
@@ -77,6 +79,8 @@ export function storeHandling(ctx: HandlingContext, store: UsageStore): Handling
         const conflicts = w.conflicts.size;
         counters.handled += w.inserted;
         counters.idConflicts += conflicts;
+        const [one] = w.conflicts;
+        if (one !== undefined) conflictWarning.add(conflicts, (records[one] as UsageRecord).id);
         counters.duplicates += skipped + records.length - w.inserted - w.refused - conflicts;
         counters.rejectedDeliveries += rejected.length + w.refused;
         counters.rejectedStored += w.rejectedStored;
@@ -113,7 +117,10 @@ export function storeHandling(ctx: HandlingContext, store: UsageStore): Handling
       slots.pump();
     },
     idle: () => slots.idle(),
-    stop: () => slots.stop(),
+    stop: () => {
+      slots.stop();
+      conflictWarning.stop();
+    },
   };
 }
 

@@ -11,54 +11,70 @@ const LAG_BUCKETS = [
   0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21_600, 86_400,
 ];
 
+/** The consumer's counters (`stats()`) as observable instruments on `meter`. */
+function consumerObservables(meter: Meter) {
+  const { counter, upDown, gauge } = observables(meter);
+  return {
+    messages: counter(
+      "billing.consumer.received.messages",
+      "{message}",
+      "Messages received on <prefix>/report",
+    ),
+    records: counter(
+      "billing.consumer.received.records",
+      "{record}",
+      "Billable records in them, duplicates included",
+    ),
+    handled: counter(
+      "billing.consumer.handled.records",
+      "{record}",
+      "Records handled for the first time (new in the store, or onRecord resolved)",
+    ),
+    duplicates: counter(
+      "billing.consumer.duplicate.records",
+      "{record}",
+      "Records skipped because their id was handled before",
+    ),
+    rejected: counter(
+      "billing.consumer.rejected.records",
+      "{record}",
+      "Records (or whole messages) that cannot be billed: kept as rejected and acknowledged",
+    ),
+    idConflicts: counter(
+      "billing.consumer.id_conflict.records",
+      "{record}",
+      "Records whose id was handled before with other content: never billed, kept as rejected (or passed to onRejected)",
+    ),
+    rejectedStored: counter(
+      "billing.consumer.rejected_stored.records",
+      "{record}",
+      "Rows this consumer added to rejected_records (each payload once, conflicts included)",
+    ),
+    failed: counter(
+      "billing.consumer.failed.writes",
+      "{attempt}",
+      "store.write / onRecord attempts that failed or timed out (each is tried again)",
+    ),
+    reconnects: counter(
+      "billing.consumer.reconnects",
+      "{connection}",
+      "Connections made after the first one",
+    ),
+    pending: upDown(
+      "billing.consumer.pending.count",
+      "{message}",
+      "Messages received and not yet handled (unacknowledged)",
+    ),
+    connected: gauge(
+      "billing.consumer.connection.up",
+      "1",
+      "1 while the consumer's MQTT connection is up, else 0",
+    ),
+  };
+}
+
 /** The consumer's instruments on `meter`: its counters as observables, and two histograms. */
 function consumerInstruments(meter: Meter) {
-  const { counter, upDown, gauge } = observables(meter);
-  const messages = counter(
-    "billing.consumer.received.messages",
-    "{message}",
-    "Messages received on <prefix>/report",
-  );
-  const records = counter(
-    "billing.consumer.received.records",
-    "{record}",
-    "Billable records in them, duplicates included",
-  );
-  const handled = counter(
-    "billing.consumer.handled.records",
-    "{record}",
-    "Records handled for the first time (new in the store, or onRecord resolved)",
-  );
-  const duplicates = counter(
-    "billing.consumer.duplicate.records",
-    "{record}",
-    "Records skipped because their id was handled before",
-  );
-  const rejected = counter(
-    "billing.consumer.rejected.records",
-    "{record}",
-    "Records (or whole messages) that cannot be billed: kept as rejected and acknowledged",
-  );
-  const failed = counter(
-    "billing.consumer.failed.writes",
-    "{attempt}",
-    "store.write / onRecord attempts that failed or timed out (each is tried again)",
-  );
-  const reconnects = counter(
-    "billing.consumer.reconnects",
-    "{connection}",
-    "Connections made after the first one",
-  );
-  const pending = upDown(
-    "billing.consumer.pending.count",
-    "{message}",
-    "Messages received and not yet handled (unacknowledged)",
-  );
-  const connected = gauge(
-    "billing.consumer.connection.up",
-    "1",
-    "1 while the consumer's MQTT connection is up, else 0",
-  );
   const duration = meter.createHistogram("billing.consumer.batch.duration", {
     unit: "s",
     description: "Time a successful store.write (one batch, one transaction) or onRecord call took",
@@ -70,21 +86,7 @@ function consumerInstruments(meter: Meter) {
       "Age of each handled batch's oldest record (now - occurred_at) when it was written",
     advice: { explicitBucketBoundaries: LAG_BUCKETS },
   });
-  return {
-    observed: {
-      messages,
-      records,
-      handled,
-      duplicates,
-      rejected,
-      failed,
-      reconnects,
-      pending,
-      connected,
-    },
-    duration,
-    lag,
-  };
+  return { observed: consumerObservables(meter), duration, lag };
 }
 
 /**
@@ -108,12 +110,14 @@ export function instrumentConsumer(
   const callback = (r: BatchObservableResult) => {
     const s = consumer.stats();
     const { messages, records, handled, duplicates, rejected, failed } = observed;
-    const { reconnects, pending, connected } = observed;
+    const { idConflicts, rejectedStored, reconnects, pending, connected } = observed;
     r.observe(messages, s.received);
     r.observe(records, s.records);
     r.observe(handled, s.handled);
     r.observe(duplicates, s.duplicates);
-    r.observe(rejected, s.rejected);
+    r.observe(rejected, s.rejectedDeliveries);
+    r.observe(idConflicts, s.idConflicts);
+    r.observe(rejectedStored, s.rejectedStored);
     r.observe(failed, s.failed);
     r.observe(reconnects, s.reconnects);
     r.observe(pending, s.pending);

@@ -35,14 +35,27 @@ function newCertificate(publicKey: forge.pki.PublicKey): forge.pki.Certificate {
   return cert;
 }
 
+/** A commonName attribute; `utf8`: a UTF8String (any text, as a hostile certificate may carry). */
+const commonName = (value: string, utf8 = false): forge.pki.CertificateField[] => [
+  utf8
+    ? // forge encodes it; its types call the tag a Class
+      { name: "commonName", value, valueTagClass: forge.asn1.Type.UTF8 as never }
+    : { name: "commonName", value },
+];
+
 /**
  * A throwaway CA and a server certificate for `names` (DNS names and IP addresses) signed by it:
  * real X.509, made in-process (no openssl binary needed), valid from an hour ago for a day.
+ * `commonNames` replaces the CA's and the server's common names (default: a random CA name, and
+ * the first of `names`).
  */
-export function makePki(names: string[] = ["localhost", "127.0.0.1", "::1"]): TestPki {
+export function makePki(
+  names: string[] = ["localhost", "127.0.0.1", "::1"],
+  commonNames: { ca?: string; server?: string } = {},
+): TestPki {
   const caKeys = keyPair();
   const ca = newCertificate(caKeys.publicKey);
-  const caName = [{ name: "commonName", value: `billing-sdk test CA ${serial()}` }];
+  const caName = commonName(commonNames.ca ?? `billing-sdk test CA ${serial()}`, !!commonNames.ca);
   ca.setSubject(caName);
   ca.setIssuer(caName);
   ca.setExtensions([
@@ -54,7 +67,7 @@ export function makePki(names: string[] = ["localhost", "127.0.0.1", "::1"]): Te
 
   const serverKeys = keyPair();
   const cert = newCertificate(serverKeys.publicKey);
-  cert.setSubject([{ name: "commonName", value: names[0] ?? "localhost" }]);
+  cert.setSubject(commonName(commonNames.server ?? names[0] ?? "localhost", !!commonNames.server));
   cert.setIssuer(caName);
   cert.setExtensions([
     { name: "basicConstraints", cA: false },

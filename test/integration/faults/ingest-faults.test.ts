@@ -194,7 +194,9 @@ describe.runIf(mosquittoAvailable() && postgresAvailable())(
       );
       stop?.();
       expect(await running).toBe(0);
-      expect(lines.at(-2)).toMatch(/totals: stored 2,000, duplicates 0, rejected 0, pending 0/);
+      expect(lines.at(-2)).toMatch(
+        /totals: stored 2,000, duplicates 0, id conflicts 0, rejected 0, rejected rows stored 0, pending 0/,
+      );
       expect(lines.at(-1)).toBe("ingest: stopped");
       lines.length = 0;
       expect(

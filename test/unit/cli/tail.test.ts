@@ -51,4 +51,23 @@ describe("billing-sdk tail", () => {
       await suite.broker.start();
     }
   });
+
+  // Any subscriber of <prefix>/report that is not the ingest turns the broker's "no subscriber"
+  // answer (PUBACK 0x10) off: records reported meanwhile go to tail only. tail says so.
+  it("warns at start, on stderr and in --help, that it counts as a subscriber of <prefix>/report", async () => {
+    const a = io();
+    const running = main(["tail", "--prefix", "acme", ...conn()], a.io);
+    await ready(a);
+    expect(a.err[0]).toBe(
+      "tail: warning: while tail runs, the broker counts it as a subscriber of acme/report: records reported while no ingest session exists go to tail only and are not stored; run the ingest first (persistent session)",
+    );
+    expect(a.out).toEqual([]);
+    a.interrupt();
+    expect(await running).toBe(0);
+    const help = io();
+    expect(await main(["tail", "--help"], help.io)).toBe(0);
+    expect(help.out.join(" ").replaceAll("\n", " ")).toMatch(
+      /While tail runs, the broker counts it as a subscriber of <prefix>\/report, so it no longer answers "no subscriber" \(MQTT 5 PUBACK 0x10\) to producers: records reported while no ingest session exists go to tail only and are not stored\. Run the ingest first/,
+    );
+  });
 });

@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { instrumentConsumer } from "../../../src/otel/index.js";
+import { createPostgresUsageStore } from "../../../src/postgres/index.js";
 import { usageRecord, useConsumerBroker } from "../../helpers/consumer-fixture.js";
 import { batchPayload } from "../../helpers/fixtures.js";
 import { metricValue, testMeterProvider } from "../../helpers/metrics-reader.js";
@@ -74,4 +75,34 @@ describe("instrumentConsumer", () => {
       metrics.stop();
     }
   });
+
+  it("id conflicts and the rows added to rejected_records are counters too", async () => {
+    const store = await createPostgresUsageStore();
+    const p = suite.nextPrefix();
+    const c = suite.consumer({ store }, p);
+    const metrics = instrumentConsumer(c, { meterProvider: otel.meterProvider });
+    try {
+      await c.ready;
+      let m = await otel.collect();
+      expect(metricValue(m, "billing.consumer.id_conflict.records")).toBe(0);
+      expect(metricValue(m, "billing.consumer.rejected_stored.records")).toBe(0);
+      const r = usageRecord({ usage: 7n });
+      await suite.publish(p, batchPayload(r));
+      await waitUntil(() => c.stats().handled === 1, 5000, "stored");
+      await suite.publish(p, batchPayload({ ...r, usage: 700n })); // its id, other content
+      await suite.publish(p, Buffer.from([0xff, 0xff])); // not a UsageBatch: rejected
+      await suite.publish(p, Buffer.from([0xff, 0xff])); // delivered again: stored once
+      await waitUntil(() => c.stats().received === 4 && c.stats().pending === 0, 5000, "all");
+      m = await otel.collect();
+      expect(metricValue(m, "billing.consumer.id_conflict.records")).toBe(1);
+      expect(metricValue(m, "billing.consumer.rejected_stored.records")).toBe(2);
+      expect(metricValue(m, "billing.consumer.rejected.records")).toBe(2);
+      expect(m.get("billing.consumer.id_conflict.records")?.unit).toBe("{record}");
+      expect(m.get("billing.consumer.rejected_stored.records")?.unit).toBe("{record}");
+    } finally {
+      metrics.stop();
+      await c.close();
+      await store.close();
+    }
+  }, 60_000);
 });
