@@ -28,41 +28,9 @@ export function storeHandling(ctx: HandlingContext, store: UsageStore): Handling
     timeoutMs: o.handlerTimeoutMs,
     retryBaseMs: o.connection.reconnectBaseMs,
     retryMaxMs: o.connection.reconnectMaxMs,
-    next: () => {
-      if (queue.length === 0) return undefined;
-      // Rejections count too: messages that hold nothing billable cannot make a write unbounded.
-      const weight = (s: Slice | undefined) => (s?.records.length ?? 0) + (s?.rejected.length ?? 0);
-      const batch = [queue.shift() as Slice];
-      let size = weight(batch[0]);
-      while (queue.length > 0 && size + weight(queue[0]) <= o.maxBatchRecords) {
-        const s = queue.shift() as Slice;
-        size += weight(s);
-        batch.push(s);
-      }
-      return batch;
-    },
+    next: () => nextBatch(queue, o.maxBatchRecords),
     run: async (batch) => {
-      // Skipped: a record whose bytes were handled recently under its id, or came before in this
-      // batch. One with other bytes under a known id goes to the store, which compares the
-      // content. Filtered at each attempt: the window only holds what was durably handled.
-      const seen = new Map<string, string>();
-      const records: UsageRecord[] = [];
-      const digests: string[] = [];
-      const rejected: RejectedRecord[] = [];
-      let skipped = 0;
-      for (const s of batch) {
-        for (const [i, r] of s.records.entries()) {
-          const digest = s.digests[i] as string;
-          const before = seen.get(r.id) ?? window.digest(r.id);
-          if (before === digest) skipped++;
-          else {
-            if (!seen.has(r.id)) seen.set(r.id, digest);
-            records.push(r);
-            digests.push(digest);
-          }
-        }
-        rejected.push(...s.rejected);
-      }
+      const { records, digests, rejected, skipped } = unseen(batch, window);
       let w: Written = { inserted: 0, refused: 0, conflicts: new Set(), rejectedStored: 0 };
       let durationMs = -1;
       if (records.length > 0 || rejected.length > 0) {
@@ -122,6 +90,50 @@ export function storeHandling(ctx: HandlingContext, store: UsageStore): Handling
       conflictWarning.stop();
     },
   };
+}
+
+/**
+ * The next write: slices from the front of `queue` up to `max` records. Rejections count too:
+ * messages that hold nothing billable cannot make a write unbounded.
+ */
+function nextBatch(queue: Slice[], max: number): Slice[] | undefined {
+  if (queue.length === 0) return undefined;
+  const weight = (s: Slice | undefined) => (s?.records.length ?? 0) + (s?.rejected.length ?? 0);
+  const batch = [queue.shift() as Slice];
+  let size = weight(batch[0]);
+  while (queue.length > 0 && size + weight(queue[0]) <= max) {
+    const s = queue.shift() as Slice;
+    size += weight(s);
+    batch.push(s);
+  }
+  return batch;
+}
+
+/**
+ * What a batch gives the store. Skipped: a record whose bytes were handled recently under its id,
+ * or came before in this batch. One with other bytes under a known id goes to the store, which
+ * compares the content. Filtered at each attempt: the window only holds what was durably handled.
+ */
+function unseen(batch: readonly Slice[], window: HandlingContext["window"]) {
+  const seen = new Map<string, string>();
+  const records: UsageRecord[] = [];
+  const digests: string[] = [];
+  const rejected: RejectedRecord[] = [];
+  let skipped = 0;
+  for (const s of batch) {
+    for (const [i, r] of s.records.entries()) {
+      const digest = s.digests[i] as string;
+      const before = seen.get(r.id) ?? window.digest(r.id);
+      if (before === digest) skipped++;
+      else {
+        if (!seen.has(r.id)) seen.set(r.id, digest);
+        records.push(r);
+        digests.push(digest);
+      }
+    }
+    rejected.push(...s.rejected);
+  }
+  return { records, digests, rejected, skipped };
 }
 
 /** What a store's write did, its figures checked against the batch. */
