@@ -28,11 +28,13 @@ export interface CloseOnSignalsOptions {
   /**
    * What to finish before the billing client closes, so that the calls in flight complete and
    * the usage they report is flushed with the rest: your HTTP server (`node:http`, `node:https`
-   * or `node:http2`; pass it in the tick that calls `listen()`, or before), which then stops
-   * accepting connections, lets the calls in flight finish (HTTP/2: a GOAWAY to each session;
-   * HTTP/1.1: each connection closed once idle) and is closed; or a function that does the same
-   * for another server (`() => app.close()`). Default: none: the client closes at once, and calls
-   * still in flight can no longer report usage and are cut when the process ends.
+   * or `node:http2`; pass it in the tick that calls `listen()`, or before: passed later, it is
+   * logged at once, since HTTP/2 sessions opened before are seen only when they start a call),
+   * which then stops accepting connections, lets the calls in flight finish (HTTP/2: a GOAWAY to
+   * each session; HTTP/1.1: `Connection: close` on every response not yet sent, idle connections
+   * closed) and is closed; or a function that does the same for another server
+   * (`() => app.close()`). Default: none: the client closes at once, and calls still in flight
+   * can no longer report usage and are cut when the process ends.
    */
   drain?: Server | (() => Promise<unknown>) | undefined;
   /**
@@ -81,7 +83,7 @@ function checkedOptions(options: CloseOnSignalsOptions) {
 
 /** A logger that never throws: one that does must not stop the shutdown. */
 function safe(log: BillingLogger) {
-  return (level: "info" | "error", message: string, fields?: Record<string, unknown>) => {
+  return (level: "info" | "warn" | "error", message: string, fields?: Record<string, unknown>) => {
     try {
       log(level, message, fields);
     } catch {
@@ -154,6 +156,7 @@ export function closeOnSignals(
   // A server is watched from now on (its HTTP/2 sessions); a function is bounded by the deadline.
   // Each resolves with what went wrong, if anything.
   const watched = drain instanceof Server ? serverDrain(drain, drainTimeoutMs) : undefined;
+  if (watched?.warning !== undefined) say("warn", watched.warning);
   const drained =
     watched?.drain ?? (typeof drain === "function" ? bounded(drain, drainTimeoutMs) : undefined);
 

@@ -6,6 +6,7 @@ import {
   KeyUpdateGate,
   type KeyUpdateGateOptions,
   type KeyUpdateOutcome,
+  type KeyUpdateRefusal,
 } from "../../keys/key-update-gate.js";
 import type { BillingTopics } from "../../protocol/topics.js";
 import { keyListRequestPayload } from "../producer-messages.js";
@@ -59,6 +60,8 @@ export class KeySync {
   private lostUnlogged = 0;
   private lastLostLog = Number.NEGATIVE_INFINITY;
   private lastRefusal = "";
+  /** The last refusal since the last report that is worth a warning ("" when none). */
+  private warnableRefusal = "";
   private incompleteTimer: NodeJS.Timeout | undefined;
   private refusalLogTimer: NodeJS.Timeout | undefined;
   private readonly producer: string;
@@ -123,7 +126,9 @@ export class KeySync {
   /** A connection is up: subscribe, then ask for a snapshot. */
   start(client: MqttClient): void {
     this.client = client;
-    this.watch.connected();
+    // Without a way to verify updates the list never loads: warnIfUnverifiable says so to the
+    // process that checks keys, and one that only reports usage needs no list and is not told.
+    if (!this.unverifiable) this.watch.connected();
     client.subscribe(this.topics.keysUpdate, { qos: 1 }, (err) => {
       if (err) {
         this.log("error", `subscribing to ${this.topics.keysUpdate} failed: ${err.message}`);
@@ -212,9 +217,14 @@ export class KeySync {
     this.incompleteTimer.unref();
   }
 
+  /** No public key is configured and unsigned updates are refused: no update can apply. */
+  private get unverifiable(): boolean {
+    return this.options.publicKeys.size === 0 && !this.options.acceptUnsigned;
+  }
+
   /** Said once, when requireApiKey() first decides on a list that can never load. */
   private warnIfUnverifiable(): void {
-    if (this.options.publicKeys.size > 0 || this.options.acceptUnsigned) return;
+    if (!this.unverifiable) return;
     this.log(
       "warn",
       "requireApiKey() checks keys against the pushed key list, but no keyUpdatePublicKeys are " +
@@ -224,10 +234,19 @@ export class KeySync {
     );
   }
 
-  private refused(reason: string, detail: string): void {
+  /**
+   * Counted (by the gate) and reported at most once per 10 s. At warn, unless every refusal since
+   * the last report is one a process without keys expects (`unverifiable`: an update it cannot
+   * verify, `missingSignature` or `unknownSigner`): those are said at debug only, or a process
+   * that only reports usage would warn each time the backend pushes an update.
+   */
+  private refused(reason: KeyUpdateRefusal, detail: string): void {
     if (reason === "duplicate") return; // benign: a snapshot sent again
     this.refusedUnlogged++;
     this.lastRefusal = `${reason}: ${detail}`;
+    const expected =
+      this.unverifiable && (reason === "missingSignature" || reason === "unknownSigner");
+    if (!expected) this.warnableRefusal = this.lastRefusal;
     const now = Date.now();
     if (now - this.lastRefusalLog >= REFUSAL_LOG_MS) {
       this.logRefusals(now);
@@ -245,12 +264,14 @@ export class KeySync {
   }
 
   private logRefusals(now: number): void {
+    const warnable = this.warnableRefusal;
     this.log(
-      "warn",
-      `refused ${this.refusedUnlogged} key update(s) since the last report, e.g. one ${this.lastRefusal}; the key list is unchanged`,
+      warnable === "" ? "debug" : "warn",
+      `refused ${this.refusedUnlogged} key update(s) since the last report, e.g. one ${warnable === "" ? `${this.lastRefusal} (expected here: with no public key configured, no key update can be verified)` : warnable}; the key list is unchanged`,
       { refused: { ...this.gate.refused } },
     );
     this.refusedUnlogged = 0;
+    this.warnableRefusal = "";
     this.lastRefusalLog = now;
   }
 

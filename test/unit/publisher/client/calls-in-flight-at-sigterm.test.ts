@@ -25,10 +25,15 @@ afterAll(async () => {
   await broker.close();
 });
 
-async function startService(drain: boolean, handlerMs: number) {
+async function startService(
+  drain: boolean,
+  handlerMs: number,
+  more: { http1?: boolean; drainTimeoutMs?: number } = {},
+) {
+  const cfg = { port: broker.port, drain, handlerMs, ...more };
   const child = spawn("node", ["--import", "tsx", join(root, "test/helpers/server-child.ts")], {
     cwd: root,
-    env: { ...process.env, BILLING_CHILD: JSON.stringify({ port: broker.port, drain, handlerMs }) },
+    env: { ...process.env, BILLING_CHILD: JSON.stringify(cfg) },
     stdio: ["ignore", "pipe", "pipe"],
   });
   children.push(child);
@@ -45,12 +50,22 @@ async function startService(drain: boolean, handlerMs: number) {
   const port = Number(/listening (\d+)/.exec(stdout)?.[1]);
   const echo = createClient(
     EchoService,
-    createConnectTransport({ baseUrl: `http://127.0.0.1:${port}`, httpVersion: "2" }),
+    createConnectTransport({
+      baseUrl: `http://127.0.0.1:${port}`,
+      httpVersion: more.http1 === true ? "1.1" : "2",
+    }),
   );
   return {
     child,
     exited,
     started: () => stdout.split("\n").filter((l) => l === "started").length,
+    /** The handlers started after the log line that starts with `line`. */
+    startedAfter: (line: string) => {
+      const lines = stdout.split("\n");
+      const at = lines.findIndex((l) => l.startsWith(`log ${line}`));
+      return at === -1 ? 0 : lines.slice(at).filter((l) => l === "started").length;
+    },
+    logged: () => stdout.split("\n").flatMap((l) => (l.startsWith("log ") ? [l.slice(4)] : [])),
     stderr: () => stderr,
     call: (i: number) => echo.say({ text: `call-${i}` }, { headers: { "api-key": "k" } }),
   };
@@ -113,6 +128,48 @@ describe("SIGTERM with calls in flight", () => {
     expect(ok.length).toBe(svc.started());
     // Cut calls show as ECONNRESET (HTTP/1.1) or a stream CANCEL (HTTP/2): none.
     expect(failed.filter((r) => /ECONNRESET|reset|CANCEL/i.test(r.error))).toEqual([]);
+    const got = arrived();
+    expect(ok.filter((r) => r.ok && !got.has(r.id))).toEqual([]);
+  }, 60_000);
+
+  it("with drain under a steady load of HTTP/1.1 keep-alive callers: the drain ends once the calls in flight are answered; none is cut, none starts after", async () => {
+    broker.published.splice(0);
+    const svc = await startService(true, 50, { http1: true, drainTimeoutMs: 5000 });
+    let stop = false;
+    const results: Outcome[] = [];
+    // 20 callers on kept-alive connections (Node's global agent), each calling again as soon
+    // as its call ends, until the service is gone.
+    const callers = Array.from({ length: 20 }, async (_, c) => {
+      for (let i = 0; !stop; i++) {
+        const r = await outcome(svc.call(c * 1_000_000 + i));
+        results.push(r);
+        if (!r.ok) return;
+      }
+    });
+    await waitUntil(() => svc.started() >= 400, 30_000, "a steady load");
+    const at = Date.now();
+    svc.child.kill("SIGTERM");
+    const [, signal] = await svc.exited;
+    const took = Date.now() - at;
+    stop = true;
+    await Promise.all(callers);
+    expect(signal).toBe("SIGTERM");
+    expect(svc.logged().slice(0, 2)).toEqual([
+      "SIGTERM: draining the server (the calls in flight finish), then closing the billing client",
+      "drained: closing the billing client",
+    ]);
+    // The calls in flight take 50 ms: the drain ends in a fraction of drainTimeoutMs (5 s).
+    expect(took).toBeLessThan(2000);
+    // A kept-alive connection brings at most the call already on its way (answered with
+    // `Connection: close`), not a stream of new ones; and none after the drain.
+    expect(svc.startedAfter("SIGTERM: draining")).toBeLessThanOrEqual(20);
+    expect(svc.startedAfter("drained")).toBe(0);
+    // Each call a handler started completed, and its record arrived; none was reset (the
+    // connections idle when the drain began are closed only once they stayed idle a while).
+    const ok = results.filter((r) => r.ok);
+    expect(ok.length).toBe(svc.started());
+    const failed = results.filter((r): r is { ok: false; error: string } => !r.ok);
+    expect(failed.filter((r) => /ECONNRESET|EPIPE|hang up/i.test(r.error))).toEqual([]);
     const got = arrived();
     expect(ok.filter((r) => r.ok && !got.has(r.id))).toEqual([]);
   }, 60_000);

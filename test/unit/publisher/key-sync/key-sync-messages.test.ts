@@ -14,6 +14,7 @@ import {
   plainClientOptions,
   testPublicKeys,
   testSigner,
+  unsignedKeyUpdate,
 } from "../../../helpers/fixtures.js";
 import { waitUntil } from "../../../helpers/time.js";
 
@@ -171,5 +172,34 @@ describe("why the list cannot be used, said once per episode", () => {
     expect(sync.gate.complete).toBe(true);
     await push(sync, keyUpdate([], false, { version: v + 5n })); // another gap
     await waitUntil(() => said(/^the key list is still incomplete/).length === 2, 5000, "again");
+  });
+});
+
+describe("a process that only reports usage (no keyUpdatePublicKeys, unsigned updates refused)", () => {
+  const loud = () => logs.filter((l) => l.level === "warn" || l.level === "error");
+
+  it("says nothing at warn or above while the backend pushes signed snapshots; they are counted", async () => {
+    const { sync } = await keySync({ noSnapshotMs: 150 }, { keyUpdatePublicKeys: undefined });
+    for (let i = 0; i < 4; i++) {
+      await push(sync, keyUpdate([GOOD], true)); // signed by a signer it has no key for
+      await pause(100);
+    }
+    await push(sync, unsignedKeyUpdate(keyUpdateMessage([GOOD], true)));
+    await pause(300); // past noSnapshotMs
+    expect(loud()).toEqual([]);
+    expect(sync.gate.refused).toMatchObject({ unknownSigner: 4, missingSignature: 1 });
+    expect(sync.keys.loaded).toBe(false);
+    // Still there for whoever reads debug logs.
+    const refused = said(/^refused 1 key update\(s\)/);
+    expect(refused.map((l) => l.level)).toEqual(["debug"]);
+    expect(refused[0]?.msg).toContain("unknownSigner");
+  });
+
+  it("other refusals still warn: they are not what a process without keys expects", async () => {
+    const { sync } = await keySync({}, { keyUpdatePublicKeys: undefined });
+    await push(sync, Buffer.from("not a key update"));
+    expect(loud().map((l) => [l.level, l.msg.replace(/, e\.g\. one (\w+):.*/, " $1")])).toEqual([
+      ["warn", "refused 1 key update(s) since the last report undecodable"],
+    ]);
   });
 });
