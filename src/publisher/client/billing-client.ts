@@ -205,7 +205,7 @@ export class BillingClient {
 
   /** `err` (a `TIMEOUT`) with why records wait, when the pipeline knows. */
   private explained(err: unknown): unknown {
-    const why = this.pipeline.noSubscriber.cause();
+    const why = this.pipeline.cause();
     if (!(err instanceof BillingError) || why === undefined) return err;
     return new BillingError(err.code, `${err.rawMessage}: ${why}`, { cause: err });
   }
@@ -266,7 +266,7 @@ export class BillingClient {
     this.keySync.stop();
     this.pipeline.stop();
     await this.connection.close(GOODBYE_MS, (client) => this.heartbeat.goodbye(client));
-    const why = this.pipeline.noSubscriber.cause();
+    const why = this.pipeline.cause();
     if (this.outbox !== undefined) {
       this.outbox.close(why); // nothing is lost: unacknowledged records stay in the spool
       this.outbox = undefined;

@@ -8,6 +8,7 @@ const REFUSAL_LOG_MS = 10_000;
 export class RefusalLog {
   private unlogged = 0;
   private last = 0;
+  private lastWhy: string | undefined;
 
   constructor(
     private readonly log: (
@@ -19,6 +20,7 @@ export class RefusalLog {
 
   /** `record` waits out its delay because of `why`; `retrying` records wait in all. */
   refused(record: PendingRecord, why: string, retrying: number): void {
+    this.lastWhy = why;
     this.unlogged++;
     const now = Date.now();
     if (now - this.last < REFUSAL_LOG_MS) return;
@@ -29,5 +31,11 @@ export class RefusalLog {
     );
     this.unlogged = 0;
     this.last = now;
+  }
+
+  /** Why `retrying` records wait (the last reason given), or undefined when none does. */
+  cause(retrying: number): string | undefined {
+    if (retrying === 0 || this.lastWhy === undefined) return undefined;
+    return `${retrying} record(s) wait to be retried after a growing delay (the last reason: ${this.lastWhy})`;
   }
 }

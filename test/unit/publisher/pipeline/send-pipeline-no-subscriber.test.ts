@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import type { PendingRecord } from "../../../../src/publisher/pending-record.js";
 import {
   NO_SUBSCRIBER_FIRST_MS,
@@ -158,7 +158,108 @@ describe("SendPipeline, PUBACK 0x10 (no subscriber)", () => {
   });
 });
 
+/**
+ * A link that answers each message in turn from `script` (1 ms later, as a broker would), then
+ * delivers everything; it notes how many messages awaited their answer when each was sent.
+ */
+class ScriptedLink implements PublishLink {
+  readonly window = 4;
+  readonly sent: Array<{ seqs: number[]; inFlight: number; answer: string }> = [];
+  private inFlight = 0;
+  constructor(private readonly script: Array<Error | null>) {}
+  isUp() {
+    return true;
+  }
+  send(records: readonly PendingRecord[], done: Done) {
+    const err = this.script.shift() ?? null;
+    const answer = err === null ? "ok" : String((err as { code?: number }).code ?? err.message);
+    this.sent.push({ seqs: records.map((r) => r.seq), inFlight: this.inFlight++, answer });
+    setTimeout(() => {
+      this.inFlight--;
+      done(err);
+    }, 1);
+  }
+}
+const refused = (code: number) => Object.assign(new Error(`Publish error: code ${code}`), { code });
+
+describe("SendPipeline, a 0x10 episode whose probe is not answered 0x10", () => {
+  it.each([
+    ["refused 0x80 (split in halves)", [refused(0x80)]],
+    ["refused 0x87 (not authorized: each record retried)", [refused(0x87)]],
+    ["failed by mqtt.js while the connection is up", [new Error("Publish error: too large")]],
+    [
+      "refused 0x80, a half refused again, a quarter answered 0x10",
+      [refused(0x80), refused(0x80), noSubscriber(), refused(0x80)],
+    ],
+  ])(
+    "%s: the next probe goes, and all is delivered once the broker takes it",
+    async (_, answers) => {
+      const { ledger, pipeline, acked, logs } = setup(10, 10, { first: 5, max: 20 });
+      const link = new ScriptedLink([noSubscriber(), ...answers]);
+      pipeline.attach(link);
+      await waitUntil(
+        () => ledger.pending === 0,
+        3000,
+        `every record acknowledged (sent: ${JSON.stringify(link.sent)})`,
+      );
+      // Each record acknowledged once, none lost; one message at a time until one is delivered.
+      expect([...acked].sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      const firstDelivered = link.sent.findIndex((s) => s.answer === "ok");
+      expect(link.sent.slice(0, firstDelivered).map((s) => s.inFlight)).toEqual(
+        Array(firstDelivered).fill(0),
+      );
+      expect(pipeline.noSubscriber.cause()).toBeUndefined();
+      expect(logs.filter((l) => l.includes("has a subscriber again"))).toHaveLength(1);
+    },
+  );
+
+  it("a probe refused for good: the cause given is the refusal, not the missing subscriber", async () => {
+    const { ledger, pipeline, acked } = setup(10, 10, { first: 5, max: 20 });
+    const script = [noSubscriber(), ...Array.from({ length: 1000 }, () => refused(0x87))];
+    const link = new ScriptedLink(script);
+    pipeline.attach(link);
+    await waitUntil(() => link.sent.length >= 4, 3000, "the probe refused, then retried");
+    expect(pipeline.noSubscriber.cause()).toBeUndefined();
+    expect(pipeline.cause()).toMatch(
+      /^10 record\(s\) wait to be retried after a growing delay \(the last reason: PUBACK reason code 135 \(Publish error: code 135\)\)$/,
+    );
+    script.length = 0; // the broker takes everything again
+    await waitUntil(() => ledger.pending === 0, 3000, "every record acknowledged");
+    expect(acked).toHaveLength(10);
+    expect(pipeline.cause()).toBeUndefined();
+  });
+});
+
 describe("NoSubscriberHold", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("a timer that fires before Date.now() reaches the end of the wait (other clocks) waits the rest: the probe is not lost", () => {
+    vi.useFakeTimers();
+    const resumed: boolean[] = [];
+    const hold = new NoSubscriberHold(
+      "t",
+      () => {},
+      () => resumed.push(hold.mayGo(Date.now(), 0)),
+      { first: 10, max: 10 },
+    );
+    const record: PendingRecord = {
+      seq: 0,
+      id: "x",
+      bytes: Buffer.alloc(1),
+      attempts: 0,
+      losses: 0,
+    };
+    hold.settled([record], { t: "no-subscriber" }, Date.now());
+    vi.setSystemTime(Date.now() - 2); // Date.now() now lags the timers' clock by 2 ms
+    vi.advanceTimersByTime(10); // the timer is due: Date.now() is 2 ms short of the wait's end
+    expect(resumed).toEqual([]);
+    vi.advanceTimersByTime(2);
+    expect(resumed).toEqual([true]); // resumed once, when the probe may go
+    hold.stop();
+  });
+
   it("waits 100 ms, then twice as long after each probe answered 0x10, at most 5 s; batches sent before the episode do not lengthen it", () => {
     expect([NO_SUBSCRIBER_FIRST_MS, NO_SUBSCRIBER_MAX_MS]).toEqual([100, 5000]);
     const hold = new NoSubscriberHold(
@@ -175,8 +276,8 @@ describe("NoSubscriberHold", () => {
     });
     const waits: number[] = [];
     let now = 1_000_000;
-    hold.notDelivered([record()], now, () => {});
-    hold.notDelivered([record()], now, () => {}); // another batch in flight before the episode
+    hold.settled([record()], { t: "no-subscriber" }, now);
+    hold.settled([record()], { t: "no-subscriber" }, now); // another batch sent before the episode
     for (let i = 0; i < 9; i++) {
       let t = now;
       while (!hold.mayGo(t, 0)) t++;
@@ -186,11 +287,11 @@ describe("NoSubscriberHold", () => {
       hold.sent(probe);
       expect(hold.mayGo(t, 0)).toBe(false); // one probe at a time
       now = t;
-      hold.notDelivered(probe, now, () => {});
+      hold.settled(probe, { t: "no-subscriber" }, now);
     }
     expect(waits).toEqual([100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
     expect(hold.held).toBe(11);
-    hold.delivered();
+    hold.settled([record()], { t: "delivered" }, now);
     expect(hold.mayGo(now, 4)).toBe(true);
     hold.stop();
   });
