@@ -67,11 +67,19 @@ export class NoSubscriberHold {
 
   /**
    * Whether a batch may go now: always outside an episode; in one, a single probe once the wait
-   * is over and nothing is in flight (batches sent before the episode answer first).
+   * is over and nothing is in flight (batches sent before the episode answer first). While the
+   * wait is not over, a timer is set to end it: the one set at the 0x10 may have fired already,
+   * a little before Date.now() reached its time (they read different clocks), or before the wall
+   * clock stepped back (which cuts the wait to at most its length from now).
    */
   mayGo(now: number, inFlight: number): boolean {
     const e = this.episode;
-    return e === undefined || (e.probe === undefined && inFlight === 0 && now >= e.resumeAt);
+    if (e === undefined) return true;
+    if (e.probe !== undefined || inFlight > 0) return false; // their outcome comes first
+    e.resumeAt = Math.min(e.resumeAt, now + e.delayMs);
+    if (now >= e.resumeAt) return true;
+    if (this.timer === undefined) this.arm(e.resumeAt - now);
+    return false;
   }
 
   /** `batch` was sent (during an episode it is the probe). */
@@ -156,12 +164,7 @@ export class NoSubscriberHold {
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      // A timer may fire a little before Date.now() reaches its time (they read different
-      // clocks): the probe would not go, and no timer would be left to send it. Wait the rest.
-      const e = this.episode;
-      const early = e === undefined ? 0 : e.resumeAt - Date.now();
-      if (early > 0) this.arm(early);
-      else this.resume();
+      this.resume(); // early, the pipeline's mayGo() sets another
     }, ms);
     this.timer.unref();
   }

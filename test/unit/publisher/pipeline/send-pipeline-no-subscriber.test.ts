@@ -230,36 +230,44 @@ describe("SendPipeline, a 0x10 episode whose probe is not answered 0x10", () => 
   });
 });
 
-describe("NoSubscriberHold", () => {
+describe("SendPipeline, the wait of a 0x10 episode and the clocks", () => {
   afterEach(() => {
     vi.useRealTimers();
   });
 
-  it("a timer that fires before Date.now() reaches the end of the wait (other clocks) waits the rest: the probe is not lost", () => {
+  it.each([
+    [
+      "its timer fires before Date.now() reaches the end of the wait (they read other clocks)",
+      false,
+    ],
+    [
+      "its timer fired while disconnected, and the wall clock stepped back before the reconnect",
+      true,
+    ],
+  ])("%s: the probe still goes", async (_, reconnect) => {
     vi.useFakeTimers();
-    const resumed: boolean[] = [];
-    const hold = new NoSubscriberHold(
-      "t",
-      () => {},
-      () => resumed.push(hold.mayGo(Date.now(), 0)),
-      { first: 10, max: 10 },
-    );
-    const record: PendingRecord = {
-      seq: 0,
-      id: "x",
-      bytes: Buffer.alloc(1),
-      attempts: 0,
-      losses: 0,
-    };
-    hold.settled([record], { t: "no-subscriber" }, Date.now());
-    vi.setSystemTime(Date.now() - 2); // Date.now() now lags the timers' clock by 2 ms
-    vi.advanceTimersByTime(10); // the timer is due: Date.now() is 2 ms short of the wait's end
-    expect(resumed).toEqual([]);
-    vi.advanceTimersByTime(2);
-    expect(resumed).toEqual([true]); // resumed once, when the probe may go
-    hold.stop();
+    const { pipeline } = setup(3, 10, { first: 20, max: 80 });
+    let link = new Link(4);
+    pipeline.attach(link);
+    link.answerAll(noSubscriber()); // the wait ends 20 ms from now
+    if (reconnect) {
+      link.up = false;
+      pipeline.detach();
+      await vi.advanceTimersByTimeAsync(30); // the timer fires: no connection to send on
+      vi.setSystemTime(Date.now() - 50); // the wall clock steps back 50 ms
+      link = new Link(4);
+      pipeline.attach(link);
+    } else {
+      vi.setSystemTime(Date.now() - 2); // Date.now() lags the timers' clock by 2 ms
+    }
+    expect(link.sent).toEqual([]);
+    await vi.advanceTimersByTimeAsync(25); // at most the wait (20 ms) from now
+    expect(link.sent.map((s) => s.seqs)).toEqual([[0, 1, 2]]);
+    pipeline.stop();
   });
+});
 
+describe("NoSubscriberHold", () => {
   it("waits 100 ms, then twice as long after each probe answered 0x10, at most 5 s; batches sent before the episode do not lengthen it", () => {
     expect([NO_SUBSCRIBER_FIRST_MS, NO_SUBSCRIBER_MAX_MS]).toEqual([100, 5000]);
     const hold = new NoSubscriberHold(
