@@ -47,7 +47,7 @@ describe.runIf(mosquittoAvailable())(
         );
         expect(flushed).toBeInstanceOf(BillingError);
         expect((flushed as BillingError).message).toMatch(
-          /not yet acknowledged after 300 ms: \d+ record\(s\) wait to be retried after a growing delay \(the last reason: PUBACK reason code 135 /,
+          /not yet acknowledged after 300 ms: refused records are retried after a growing delay \(the last reason: PUBACK reason code 135 \(Publish error: Not authorized\); \d+ waiting now\)$/,
         );
         expect((flushed as BillingError).message).not.toMatch(/no subscriber/);
         broker.setAcl("topic readwrite #\n");

@@ -92,8 +92,8 @@ export class SendPipeline {
   }
 
   /**
-   * Why records wait, when known (for a `flush`/`close` that times out): the last reason records
-   * wait to be retried (a refusal by the broker), and no subscriber (PUBACK 0x10).
+   * Why records wait, when known (for a `flush`/`close` that times out): the broker's last answer,
+   * a refusal (records wait to be retried) or no subscriber (PUBACK 0x10).
    */
   cause(): string | undefined {
     const why = [this.refusals.cause(this.retries.size), this.noSubscriber.cause()];
@@ -178,10 +178,8 @@ export class SendPipeline {
         this.solo = true;
       }
       const batch = this.batches.take(now, limits);
-      if (!corked) {
-        corked = true;
-        link.cork?.();
-      }
+      if (!corked) link.cork?.();
+      corked = true;
       this.inFlight.add(batch);
       this.inFlightRecords += batch.length;
       this.noSubscriber.sent(batch);
@@ -215,6 +213,7 @@ export class SendPipeline {
     if (outcome.t === "delivered") this.delivered(link, batch);
     else if (outcome.t === "no-subscriber") {
       for (const record of batch) record.losses = 0; // the broker answered: taken, dropped
+      this.refusals.taken();
       this.requeue(batch, false); // not a failure of the records: nobody subscribes
     } else if (outcome.t === "refused") this.refused(batch, outcome);
     else {
@@ -225,6 +224,7 @@ export class SendPipeline {
   }
 
   private delivered(link: PublishLink, batch: PendingRecord[]): void {
+    this.refusals.taken();
     this.messages++;
     this.dropCap.acknowledged(Math.min(this.maxBatchBytes, link.maxBatchBytes ?? Infinity));
     this.published += batch.length;
