@@ -56,7 +56,9 @@ export interface MqttConnectionOptions {
   topicPrefix?: string;
   /**
    * MQTT version to try first: `5`, or `4` (3.1.1). With 5, a broker that refuses version 5
-   * (Aedes, old brokers) is retried at once with 3.1.1, which is then kept. Default: `5`.
+   * (Aedes, the NATS MQTT gateway, old brokers) is retried at once with 3.1.1; every connection
+   * attempt, to every broker, starts with 5 again. The publisher warns when it runs on 3.1.1
+   * (no PUBACK reason codes: it cannot see "no subscriber"). Default: `5`.
    */
   protocolVersion?: 4 | 5;
   /** MQTT keepalive in seconds. Default: `30`. */

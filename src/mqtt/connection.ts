@@ -24,6 +24,7 @@ export type ConnectionState =
       readonly broker: BrokerAddress;
       readonly client: MqttClient;
       readonly connack: IConnackPacket;
+      readonly version: 4 | 5;
     }
   | {
       readonly t: "backing-off";
@@ -59,8 +60,9 @@ interface Waiter {
 /**
  * The publisher's MQTT connection: one attempt at a time, each on a new mqtt.js client with its
  * own reconnect off; capped exponential backoff with jitter between failures (forever, also after
- * a failed first attempt); failover round robin across `fallbackBrokers`; MQTT 5 with a sticky
- * fallback to 3.1.1 when a broker refuses version 5.
+ * a failed first attempt); failover round robin across `fallbackBrokers`. Each attempt, on each
+ * broker, starts with `protocolVersion` (5 by default) and falls back to 3.1.1 at once when that
+ * broker refuses 5: a 3.1.1 broker never keeps another broker (or itself, upgraded) on 3.1.1.
  */
 export class Connection {
   private state: ConnectionState;
@@ -68,8 +70,6 @@ export class Connection {
   private failedAttempts = 0;
   private everConnected = false;
   private readonly waiters = new Set<Waiter>();
-  /** The MQTT version in use (or to try next): 5, or 4 once a broker refused 5. */
-  version: 4 | 5;
   /** Connections made after the first one. */
   reconnects = 0;
 
@@ -77,7 +77,6 @@ export class Connection {
     private readonly o: ResolvedConnectionOptions,
     private readonly events: ConnectionEvents,
   ) {
-    this.version = o.protocolVersion;
     this.state = { t: "connecting", broker: this.nextBroker() };
   }
 
@@ -93,6 +92,14 @@ export class Connection {
     return this.state.t === "connected" && this.state.client.connected
       ? this.state.client
       : undefined;
+  }
+
+  /**
+   * The MQTT version of the connection that is up: 5, or 4 (3.1.1) when its broker refused 5 or
+   * `protocolVersion` is 4. Otherwise the version the next attempt starts with.
+   */
+  get version(): 4 | 5 {
+    return this.state.t === "connected" ? this.state.version : this.o.protocolVersion;
   }
 
   /** The broker of the current (or next) connection. */
@@ -151,8 +158,7 @@ export class Connection {
     return all[this.brokerIndex % all.length] as BrokerAddress;
   }
 
-  private attempt(broker: BrokerAddress): void {
-    const version = this.version;
+  private attempt(broker: BrokerAddress, version = this.o.protocolVersion): void {
     connectOnce(brokerSettings(this.o, broker), version, {
       will: this.events.will?.(),
       extra: this.events.attemptOptions?.bind(this.events),
@@ -176,9 +182,9 @@ export class Connection {
       (err: BillingError) => {
         if (this.state.t !== "connecting") return;
         if (version === 5 && isUnsupportedProtocol(err.cause)) {
-          this.events.log("info", "the broker refused MQTT 5; using MQTT 3.1.1 from now on");
-          this.version = 4;
-          this.attempt(broker);
+          const name = brokerName(brokerSettings(this.o, broker));
+          this.events.log("info", `${name} refused MQTT 5: trying MQTT 3.1.1 with this broker`);
+          this.attempt(broker, 4);
           return;
         }
         this.attemptFailed(err);
@@ -211,7 +217,7 @@ export class Connection {
     connack: IConnackPacket,
     version: 4 | 5,
   ): void {
-    this.state = { t: "connected", broker, client, connack };
+    this.state = { t: "connected", broker, client, connack, version };
     this.failedAttempts = 0;
     if (this.everConnected) this.reconnects++;
     const again = this.everConnected;

@@ -204,6 +204,16 @@ export class Mosquitto {
     this.proc = undefined;
   }
 
+  /**
+   * Replaces the ACL file (the broker must have been started with `acl`) and makes the broker
+   * read it again (SIGHUP). The reload takes a moment: wait for its effect.
+   */
+  setAcl(acl: string): void {
+    if (this.options.acl === undefined) throw new Error("started without an ACL file");
+    this.file("acl", acl);
+    this.proc?.kill("SIGHUP");
+  }
+
   /** Freezes the broker (SIGSTOP): connections stay open, nothing is answered. */
   pause(): void {
     this.proc?.kill("SIGSTOP");

@@ -22,6 +22,7 @@ import { type BillingStats, collectStats } from "./billing-stats.js";
 import { connackProblem, connectionLimits } from "./connection-limits.js";
 import { type LeftAtExit, warnAtExit } from "./exit-warning.js";
 import { Heartbeat } from "./heartbeat.js";
+import { Mqtt311Warning } from "./mqtt311-warning.js";
 import { type BillingClientOptions, type ResolvedOptions, resolveOptions } from "./options.js";
 import { sameOptions } from "./same-options.js";
 import { securityWarnings } from "./security-warnings.js";
@@ -52,6 +53,7 @@ export class BillingClient {
   private readonly keySync!: KeySync;
   private readonly heartbeat!: Heartbeat;
   private readonly connection!: Connection;
+  private readonly mqtt311!: Mqtt311Warning;
   private readonly recordContext!: RecordContext;
   private outbox: SpoolOutbox | undefined;
   private nextSeq = 0;
@@ -82,6 +84,7 @@ export class BillingClient {
       appIdOf: (hash) => this.keys.lookupHash(hash)?.appId ?? "",
     };
     for (const warning of securityWarnings(o)) log("warn", warning);
+    this.mqtt311 = new Mqtt311Warning(this.topics.report, o.protocolVersion === 4, log);
     this.ledger = new PendingLedger(o.maxQueued, o.maxQueuedBytes);
     this.pipeline = new SendPipeline({
       ledger: this.ledger,
@@ -205,7 +208,7 @@ export class BillingClient {
 
   /** `err` (a `TIMEOUT`) with why records wait, when the pipeline knows. */
   private explained(err: unknown): unknown {
-    const why = this.pipeline.noSubscriber.cause();
+    const why = this.pipeline.cause();
     if (!(err instanceof BillingError) || why === undefined) return err;
     return new BillingError(err.code, `${err.rawMessage}: ${why}`, { cause: err });
   }
@@ -246,6 +249,7 @@ export class BillingClient {
   }
 
   private onUp(client: MqttClient, connack: IConnackPacket, version: 4 | 5): void {
+    this.mqtt311.connected(this.connection.broker, version);
     const limits = connectionLimits(this.o, this.topics.report, connack);
     // A record the broker could never take is refused at reportUsage, not retried forever.
     this.recordContext.maxRecordBytes = limits.maxRecordBytes;
@@ -266,7 +270,7 @@ export class BillingClient {
     this.keySync.stop();
     this.pipeline.stop();
     await this.connection.close(GOODBYE_MS, (client) => this.heartbeat.goodbye(client));
-    const why = this.pipeline.noSubscriber.cause();
+    const why = this.pipeline.cause();
     if (this.outbox !== undefined) {
       this.outbox.close(why); // nothing is lost: unacknowledged records stay in the spool
       this.outbox = undefined;

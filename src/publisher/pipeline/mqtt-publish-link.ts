@@ -1,7 +1,7 @@
 import type { IClientPublishOptions, MqttClient, Packet } from "mqtt";
 import { usageBatchBytes } from "../../protocol/usage-batch.js";
-import { NO_MATCHING_SUBSCRIBERS } from "./no-subscriber-hold.js";
 import type { PublishLink } from "./publish-link.js";
+import { NO_MATCHING_SUBSCRIBERS } from "./send-outcome.js";
 
 const PUBLISH_V4: IClientPublishOptions = { qos: 1 };
 // MQTT 5 lets consumers see what a payload is without knowing the topic.

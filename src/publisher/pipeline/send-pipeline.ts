@@ -4,11 +4,13 @@ import { BatchBuilder, type BatchLimits, SUSPECT_AFTER_LOSSES } from "./batch-bu
 import { DropCap } from "./drop-cap.js";
 import { HELD_RETRY_MS, HeldRecords, UNDELIVERABLE_AFTER_SOLO_DROPS } from "./held-records.js";
 import { LingerTimer } from "./linger-timer.js";
-import { NO_MATCHING_SUBSCRIBERS, NoSubscriberHold } from "./no-subscriber-hold.js";
-import { type PublishLink, type SendPipelineHooks, TOPIC_REFUSALS } from "./publish-link.js";
+import { NoSubscriberHold } from "./no-subscriber-hold.js";
+import type { PublishLink, SendPipelineHooks } from "./publish-link.js";
+import { PumpLoop } from "./pump-loop.js";
 import { RecordQueue } from "./record-queue.js";
 import { RefusalLog } from "./refusal-log.js";
 import { RetrySchedule } from "./retry-schedule.js";
+import { type SendOutcome, sendOutcome } from "./send-outcome.js";
 
 export type { PublishLink, SendPipelineHooks } from "./publish-link.js";
 
@@ -38,10 +40,7 @@ export class SendPipeline {
   private inFlightRecords = 0;
   private link: PublishLink | undefined;
   private solo = false;
-  /** Inside `pump` (a publish can call back synchronously): no nested pump, one more round. */
-  private pumping = false;
-  private pumpAgain = false;
-  private pumpScheduled = false;
+  private readonly pumpLoop = new PumpLoop(() => this.fillWindow());
   private readonly maxBatchRecords: number;
   private readonly maxBatchBytes: number;
   /** With `lingerMs`: the wait of the oldest record for a fuller batch. */
@@ -64,9 +63,8 @@ export class SendPipeline {
     this.maxBatchRecords = hooks.maxBatchRecords ?? 500;
     this.maxBatchBytes = hooks.maxBatchBytes ?? 256 * 1024;
     this.linger = new LingerTimer(hooks.lingerMs ?? 0, () => this.pump());
-    const topic = hooks.topic ?? "the report topic";
     this.noSubscriber = new NoSubscriberHold(
-      topic,
+      hooks.topic ?? "the report topic",
       hooks.log,
       () => this.pump(),
       hooks.noSubscriberMs,
@@ -94,18 +92,22 @@ export class SendPipeline {
   }
 
   /**
+   * Why records wait, when known (for a `flush`/`close` that times out): the broker's last answer,
+   * a refusal (records wait to be retried) or no subscriber (PUBACK 0x10).
+   */
+  cause(): string | undefined {
+    const why = [this.refusals.cause(this.retries.size), this.noSubscriber.cause()];
+    return why.filter((w) => w !== undefined).join("; ") || undefined;
+  }
+
+  /**
    * Adds an accepted record (records come in increasing seq); what the window allows is sent at
    * the end of this turn, together with the records added in the same turn.
    */
   enqueue(record: PendingRecord): void {
     this.queue.push(record);
     this.linger.arm();
-    if (this.pumpScheduled) return;
-    this.pumpScheduled = true;
-    queueMicrotask(() => {
-      this.pumpScheduled = false;
-      this.pump();
-    });
+    this.pumpLoop.soon();
   }
 
   /**
@@ -125,8 +127,11 @@ export class SendPipeline {
   /** The connection is gone: what was in flight goes back, to be sent again. */
   detach(): void {
     this.link = undefined;
-    this.noSubscriber.detached();
-    for (const batch of this.inFlight) this.cutOff(batch);
+    const now = Date.now();
+    for (const batch of this.inFlight) {
+      this.noSubscriber.settled(batch, { t: "cut-off" }, now);
+      this.cutOff(batch);
+    }
     this.solo = false;
     this.inFlight.clear();
     this.inFlightRecords = 0;
@@ -142,19 +147,7 @@ export class SendPipeline {
 
   /** Sends what the window allows: parts of refused batches, due retries, then the queue. */
   pump(): void {
-    if (this.pumping) {
-      this.pumpAgain = true;
-      return;
-    }
-    this.pumping = true;
-    try {
-      do {
-        this.pumpAgain = false;
-        this.fillWindow();
-      } while (this.pumpAgain);
-    } finally {
-      this.pumping = false;
-    }
+    this.pumpLoop.run();
   }
 
   private fillWindow(): void {
@@ -185,10 +178,8 @@ export class SendPipeline {
         this.solo = true;
       }
       const batch = this.batches.take(now, limits);
-      if (!corked) {
-        corked = true;
-        link.cork?.();
-      }
+      if (!corked) link.cork?.();
+      corked = true;
       this.inFlight.add(batch);
       this.inFlightRecords += batch.length;
       this.noSubscriber.sent(batch);
@@ -217,43 +208,48 @@ export class SendPipeline {
     if (link !== this.link || !this.inFlight.delete(batch)) return;
     this.inFlightRecords -= batch.length;
     this.solo = false;
-    const reason = (err as { code?: unknown } | null | undefined)?.code;
-    if (reason === NO_MATCHING_SUBSCRIBERS) {
-      this.noSubscriber.notDelivered(batch, Date.now(), (r) => this.queue.putBack(r));
-    } else if (!err) {
-      this.noSubscriber.delivered();
-      this.messages++;
-      this.dropCap.acknowledged(Math.min(this.maxBatchBytes, link.maxBatchBytes ?? Infinity));
-      this.published += batch.length;
-      for (const record of batch) {
-        record.losses = 0; // the broker answered: the connection survived this record
-        this.hooks.acknowledged(record);
-        this.hooks.ledger.settle(record.seq, record.bytes.length);
-      }
-    } else if (typeof reason === "number" || link.isUp()) {
-      // The broker refused this batch (PUBACK reason code >= 0x80), or mqtt.js did while the
-      // connection is up (e.g. larger than the broker's maximum packet size): a problem of this
-      // batch. Its halves go apart (not counted as failures); a record refused alone, or
-      // refused for its topic, waits out its delay.
-      const why = typeof reason === "number" ? `PUBACK reason code ${reason}` : err.message;
-      for (const record of batch) record.losses = 0; // the broker answered
-      if (batch.length > 1 && !TOPIC_REFUSALS.has(reason as number)) this.batches.split(batch);
-      else {
-        this.failed += batch.length;
-        for (const record of batch) {
-          record.attempts++;
-          this.retryLater(record, why);
-        }
-      }
-    } else {
-      this.failed += batch.length;
-      for (const record of batch) {
-        record.attempts++;
-        this.queue.putBack(record);
-      }
+    const outcome = sendOutcome(err, link.isUp());
+    this.noSubscriber.settled(batch, outcome, Date.now()); // it learns every outcome
+    if (outcome.t === "delivered") this.delivered(link, batch);
+    else if (outcome.t === "no-subscriber") {
+      for (const record of batch) record.losses = 0; // the broker answered: taken, dropped
+      this.refusals.taken();
+      this.requeue(batch, false); // not a failure of the records: nobody subscribes
+    } else if (outcome.t === "refused") this.refused(batch, outcome);
+    else {
+      this.requeue(batch, true);
       return; // the connection is going down; detach() follows
     }
     this.pump();
+  }
+
+  private delivered(link: PublishLink, batch: PendingRecord[]): void {
+    this.refusals.taken();
+    this.messages++;
+    this.dropCap.acknowledged(Math.min(this.maxBatchBytes, link.maxBatchBytes ?? Infinity));
+    this.published += batch.length;
+    for (const record of batch) {
+      record.losses = 0; // the broker answered: the connection survived this record
+      this.hooks.acknowledged(record);
+      this.hooks.ledger.settle(record.seq, record.bytes.length);
+    }
+  }
+
+  /**
+   * The broker refused `batch`, or mqtt.js did while the connection is up: a problem of this
+   * batch. Its halves go apart (not counted as failures); a record refused alone, or refused for
+   * its topic, waits out its delay.
+   */
+  private refused(batch: PendingRecord[], outcome: SendOutcome & { t: "refused" }): void {
+    for (const record of batch) record.losses = 0; // the broker answered
+    if (batch.length > 1 && !outcome.topic) this.batches.split(batch);
+    else {
+      this.failed += batch.length;
+      for (const record of batch) {
+        record.attempts++;
+        this.retryLater(record, outcome.why);
+      }
+    }
   }
 
   /**
@@ -266,8 +262,13 @@ export class SendPipeline {
       this.lost(batch[0] as PendingRecord);
       return;
     }
-    this.failed += batch.length;
     this.dropCap.cutOff(batch);
+    this.requeue(batch, true);
+  }
+
+  /** Puts `batch` back in order, to go again (`failed`: count each record in `failed`). */
+  private requeue(batch: PendingRecord[], failed: boolean): void {
+    if (failed) this.failed += batch.length;
     for (const record of batch) {
       record.attempts++;
       this.queue.putBack(record);

@@ -87,7 +87,9 @@ describe("publishing", () => {
     const client = new BillingClient(options());
     await client.connect();
     expect(client.stats().protocolVersion).toBe(4);
-    expect(logs.join("\n")).toContain("using MQTT 3.1.1");
+    expect(logs.join("\n")).toContain("refused MQTT 5: trying MQTT 3.1.1 with this broker");
+    // A warning: a 3.1.1 broker cannot say "no subscriber", so what it drops goes unseen.
+    expect(logs.filter((l) => l.startsWith("warn: running on MQTT 3.1.1"))).toHaveLength(1);
   });
 
   it("accepts a UsageRecord built with create(), keeping its id and time", async () => {

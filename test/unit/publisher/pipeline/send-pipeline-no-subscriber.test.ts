@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import type { PendingRecord } from "../../../../src/publisher/pending-record.js";
 import {
   NO_SUBSCRIBER_FIRST_MS,
@@ -158,6 +158,115 @@ describe("SendPipeline, PUBACK 0x10 (no subscriber)", () => {
   });
 });
 
+/**
+ * A link that answers each message in turn from `script` (1 ms later, as a broker would), then
+ * delivers everything; it notes how many messages awaited their answer when each was sent.
+ */
+class ScriptedLink implements PublishLink {
+  readonly window = 4;
+  readonly sent: Array<{ seqs: number[]; inFlight: number; answer: string }> = [];
+  private inFlight = 0;
+  constructor(private readonly script: Array<Error | null>) {}
+  isUp() {
+    return true;
+  }
+  send(records: readonly PendingRecord[], done: Done) {
+    const err = this.script.shift() ?? null;
+    const answer = err === null ? "ok" : String((err as { code?: number }).code ?? err.message);
+    this.sent.push({ seqs: records.map((r) => r.seq), inFlight: this.inFlight++, answer });
+    setTimeout(() => {
+      this.inFlight--;
+      done(err);
+    }, 1);
+  }
+}
+const refused = (code: number) => Object.assign(new Error(`Publish error: code ${code}`), { code });
+
+describe("SendPipeline, a 0x10 episode whose probe is not answered 0x10", () => {
+  it.each([
+    ["refused 0x80 (split in halves)", [refused(0x80)]],
+    ["refused 0x87 (not authorized: each record retried)", [refused(0x87)]],
+    ["failed by mqtt.js while the connection is up", [new Error("Publish error: too large")]],
+    [
+      "refused 0x80, a half refused again, a quarter answered 0x10",
+      [refused(0x80), refused(0x80), noSubscriber(), refused(0x80)],
+    ],
+  ])(
+    "%s: the next probe goes, and all is delivered once the broker takes it",
+    async (_, answers) => {
+      const { ledger, pipeline, acked, logs } = setup(10, 10, { first: 5, max: 20 });
+      const link = new ScriptedLink([noSubscriber(), ...answers]);
+      pipeline.attach(link);
+      await waitUntil(
+        () => ledger.pending === 0,
+        3000,
+        `every record acknowledged (sent: ${JSON.stringify(link.sent)})`,
+      );
+      // Each record acknowledged once, none lost; one message at a time until one is delivered.
+      expect([...acked].sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      const firstDelivered = link.sent.findIndex((s) => s.answer === "ok");
+      expect(link.sent.slice(0, firstDelivered).map((s) => s.inFlight)).toEqual(
+        Array(firstDelivered).fill(0),
+      );
+      expect(pipeline.noSubscriber.cause()).toBeUndefined();
+      expect(logs.filter((l) => l.includes("has a subscriber again"))).toHaveLength(1);
+    },
+  );
+
+  it("a probe refused for good: the cause given is the refusal, not the missing subscriber", async () => {
+    const { ledger, pipeline, acked } = setup(10, 10, { first: 5, max: 20 });
+    const script = [noSubscriber(), ...Array.from({ length: 1000 }, () => refused(0x87))];
+    const link = new ScriptedLink(script);
+    pipeline.attach(link);
+    await waitUntil(() => link.sent.length >= 4, 3000, "the probe refused, then retried");
+    expect(pipeline.noSubscriber.cause()).toBeUndefined();
+    expect(pipeline.cause()).toMatch(
+      /^refused records are retried after a growing delay \(the last reason: PUBACK reason code 135 \(Publish error: code 135\); \d+ waiting now\)$/,
+    );
+    script.length = 0; // the broker takes everything again
+    await waitUntil(() => ledger.pending === 0, 3000, "every record acknowledged");
+    expect(acked).toHaveLength(10);
+    expect(pipeline.cause()).toBeUndefined();
+  });
+});
+
+describe("SendPipeline, the wait of a 0x10 episode and the clocks", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it.each([
+    [
+      "its timer fires before Date.now() reaches the end of the wait (they read other clocks)",
+      false,
+    ],
+    [
+      "its timer fired while disconnected, and the wall clock stepped back before the reconnect",
+      true,
+    ],
+  ])("%s: the probe still goes", async (_, reconnect) => {
+    vi.useFakeTimers();
+    const { pipeline } = setup(3, 10, { first: 20, max: 80 });
+    let link = new Link(4);
+    pipeline.attach(link);
+    link.answerAll(noSubscriber()); // the wait ends 20 ms from now
+    if (reconnect) {
+      link.up = false;
+      pipeline.detach();
+      await vi.advanceTimersByTimeAsync(30); // the timer fires: no connection to send on
+      vi.setSystemTime(Date.now() - 50); // the wall clock steps back 50 ms
+      link = new Link(4);
+      pipeline.attach(link);
+    } else {
+      vi.setSystemTime(Date.now() - 2); // Date.now() lags the timers' clock by 2 ms
+    }
+    expect(link.sent).toEqual([]);
+    await vi.advanceTimersByTimeAsync(25); // at most the wait (20 ms) from now
+    expect(link.sent.map((s) => s.seqs)).toEqual([[0, 1, 2]]);
+    pipeline.stop();
+  });
+});
+
 describe("NoSubscriberHold", () => {
   it("waits 100 ms, then twice as long after each probe answered 0x10, at most 5 s; batches sent before the episode do not lengthen it", () => {
     expect([NO_SUBSCRIBER_FIRST_MS, NO_SUBSCRIBER_MAX_MS]).toEqual([100, 5000]);
@@ -175,8 +284,8 @@ describe("NoSubscriberHold", () => {
     });
     const waits: number[] = [];
     let now = 1_000_000;
-    hold.notDelivered([record()], now, () => {});
-    hold.notDelivered([record()], now, () => {}); // another batch in flight before the episode
+    hold.settled([record()], { t: "no-subscriber" }, now);
+    hold.settled([record()], { t: "no-subscriber" }, now); // another batch sent before the episode
     for (let i = 0; i < 9; i++) {
       let t = now;
       while (!hold.mayGo(t, 0)) t++;
@@ -186,11 +295,11 @@ describe("NoSubscriberHold", () => {
       hold.sent(probe);
       expect(hold.mayGo(t, 0)).toBe(false); // one probe at a time
       now = t;
-      hold.notDelivered(probe, now, () => {});
+      hold.settled(probe, { t: "no-subscriber" }, now);
     }
     expect(waits).toEqual([100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
     expect(hold.held).toBe(11);
-    hold.delivered();
+    hold.settled([record()], { t: "delivered" }, now);
     expect(hold.mayGo(now, 4)).toBe(true);
     hold.stop();
   });
