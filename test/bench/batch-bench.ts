@@ -4,6 +4,7 @@
 // mqtt.js publishing one pre-encoded record per message (window 1,000); rounds alternate and the
 // median is printed. Over TLS, a mosquitto_sub child counts the records delivered.
 
+import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -203,6 +204,14 @@ export async function batchBench(): Promise<void> {
     plain: true,
     extra: [`max_inflight_messages ${RAW_WINDOW}`],
   });
+  // Every topic subscribed (in a process of its own), as in production: without a subscriber an
+  // MQTT 5 broker answers PUBACK 0x10 and drops the record, which the SDK holds and sends again.
+  const listener = spawn(
+    "mosquitto_sub",
+    ["-h", "127.0.0.1", "-p", String(m.plainPort), "-V", "mqttv5", "-q", "0", "-t", "#"],
+    { stdio: ["ignore", "ignore", "inherit"] },
+  );
+  await sleep(500); // subscribed
   const dir = mkdtempSync(join(tmpdir(), "billing-batch-bench-"));
   const caFile = join(dir, "ca.pem");
   writeFileSync(caFile, pki.ca);
@@ -267,6 +276,7 @@ export async function batchBench(): Promise<void> {
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
+    listener.kill();
     await m.close();
   }
 }

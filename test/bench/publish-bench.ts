@@ -9,6 +9,7 @@
 // every record was acknowledged. Rounds alternate raw/sdk; the median round of each is printed.
 // The SDK is measured as users run it: compiled (`npm run build` runs first), from dist/.
 
+import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,6 +17,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { connectAsync } from "mqtt";
 import { findMosquitto, freePort, Mosquitto } from "../helpers/mosquitto.js";
+import { sleep } from "../helpers/time.js";
 import { batchBench } from "./batch-bench.js";
 import { BENCH_METADATA, reportInTurns } from "./report-in-turns.js";
 
@@ -290,6 +292,15 @@ async function main() {
   // mosquitto advertises max_inflight_messages (default 20) as its MQTT 5 receive maximum, which
   // billing-sdk honours (raw mqtt.js does not): give both sides the same window.
   const broker = await Mosquitto.start({ extra: [`max_inflight_messages ${WINDOW}`] });
+  // A subscriber on every topic, in a process of its own: an MQTT 5 broker answers a publish that
+  // no one subscribes to with PUBACK 0x10 and drops it, which the SDK (not raw mqtt.js) holds and
+  // sends again. Both sides publish to a subscribed topic, as in production.
+  const listener = spawn(
+    "mosquitto_sub",
+    ["-h", "127.0.0.1", "-p", String(broker.plainPort), "-V", "mqttv5", "-q", "0", "-t", "#"],
+    { stdio: ["ignore", "ignore", "inherit"] },
+  );
+  await sleep(500); // subscribed
   try {
     const bytes = await memoryPerRecord(); // first, on a quiet heap
     const raw: number[] = [];
@@ -334,6 +345,7 @@ async function main() {
     );
     if (process.env.BENCH_OTEL !== "0") await otelCost(broker.plainPort);
   } finally {
+    listener.kill();
     await broker.close();
   }
   await batchBench(); // issue 13: many records per message (its own broker)
