@@ -227,9 +227,9 @@ async function otelCollectCost(port: number): Promise<number> {
     const t0 = performance.now();
     const { resourceMetrics } = await reader.collect();
     times.push(performance.now() - t0);
-    // 14 of the 16: no key list yet (no age), no refusal yet (no reason).
+    // 15 of the 17: no key list yet (no age), no refusal yet (no reason).
     const n = resourceMetrics.scopeMetrics[0]?.metrics.length;
-    if (n !== 14) throw new Error(`${n} metrics collected, not 14`);
+    if (n !== 15) throw new Error(`${n} metrics collected, not 15`);
   }
   handle.stop();
   await client.close();
