@@ -8,6 +8,7 @@ import { versionDecision } from "./key-list-version.js";
 import type { KeyUpdateHead } from "./key-update-check.js";
 import type { KeyUpdateGateOptions } from "./key-update-gate-options.js";
 import { KeyUpdateIntake, type Opened } from "./key-update-intake.js";
+import { KeyUpdateLine } from "./key-update-line.js";
 import { type KeyUpdateOutcome, lose, refuse } from "./key-update-outcome.js";
 import { noRefusals, type Refusal } from "./key-update-refusal.js";
 import type { KeyUpdateThread } from "./key-update-thread.js";
@@ -23,8 +24,10 @@ const IN_PLACE_KEYS = 4096;
 /**
  * Decides, for each payload that arrives on `<prefix>/keys/update`, whether it may change the
  * key list, and applies it when it may, one payload at a time in arrival order (a small delta
- * waits behind a large snapshot). Cheapest refusal first: the payload's size (and the bytes
- * already waiting); then, off the event loop for a large payload (the key-update worker), a
+ * waits behind a large snapshot; see `KeyUpdateLine` for how many may wait, and how the line is
+ * paced). Cheapest refusal first: the payload's size (and the bytes and updates already
+ * waiting); then, off the event loop for a large payload or one that waited (the key-update
+ * worker), a
  * `SignedKeyUpdate` that decodes and a signature by a configured signer that verifies (or, with
  * `acceptUnsigned`, none), before any work that grows with the payload's fields; then the signed
  * `KeyUpdate`'s version and `sentAt`, its audience, its key count; a version the list can take;
@@ -54,10 +57,7 @@ export class KeyUpdateGate {
   complete = true;
   private readonly intake: KeyUpdateIntake;
   private closed = false;
-  private queue: Promise<unknown> = Promise.resolve();
-  private waitingBytes = 0;
-  /** Updates being checked or applied, or waiting to be. */
-  private inLine = 0;
+  private readonly line: KeyUpdateLine;
   /** The version and keys hash of the last snapshot applied. */
   snapshotAt: { readonly version: bigint; readonly keysHash: string | undefined } | undefined;
 
@@ -65,6 +65,7 @@ export class KeyUpdateGate {
     readonly keys: KeyList,
     private readonly o: KeyUpdateGateOptions,
   ) {
+    this.line = new KeyUpdateLine(o.maxBytes);
     this.intake = new KeyUpdateIntake(
       {
         signers: new Map(
@@ -103,28 +104,14 @@ export class KeyUpdateGate {
       // What a client sees when someone clears a retained message on the topic.
       return this.settled(refuse("undecodable", "an empty payload"));
     }
-    if (this.waitingBytes + payload.length > maxBytes) {
+    const full = this.line.full(payload.length);
+    if (full !== undefined) {
       this.complete = false; // it may have been genuine: ask for a snapshot
-      return this.settled(
-        lose(
-          `${payload.length} bytes arrived while ${this.waitingBytes} bytes of earlier key updates were waiting to be checked (at most maxKeyUpdateBytes, ${maxBytes}, may wait)`,
-        ),
-      );
+      return this.settled(lose(full));
     }
-    // The first in line is checked at once; those behind it wait, holding their bytes.
-    const waits = this.inLine > 0 ? payload.length : 0;
-    this.waitingBytes += waits;
-    this.inLine++;
-    const run = this.queue.then(() => {
-      this.waitingBytes -= waits;
-      return this.decide(payload, now, owned);
-    });
-    this.queue = run
-      .catch(() => {})
-      .finally(() => {
-        this.inLine--;
-      });
-    return run.then((o) => this.count(o));
+    return this.line
+      .join(payload.length, (queued) => this.decide(payload, now, owned, queued))
+      .then((o) => this.count(o));
   }
 
   /** Ends the worker; updates still waiting are dropped. */
@@ -147,11 +134,12 @@ export class KeyUpdateGate {
     payload: Uint8Array,
     now: number,
     owned: boolean,
+    queued: boolean,
   ): Promise<KeyUpdateOutcome> {
     if (this.closed) return lose(undefined);
     let opened: Opened | Refusal;
     try {
-      opened = await this.intake.open(payload, owned);
+      opened = await this.intake.open(payload, owned, queued);
     } catch (err) {
       return this.lost(err);
     }

@@ -30,3 +30,32 @@ export async function inSlices(step: Step, sliceMs = SLICE_MS): Promise<void> {
 export function atOnce(step: Step): void {
   step(Number.POSITIVE_INFINITY);
 }
+
+/**
+ * Paces many small pieces of work (one decision each) so that together they hold the event loop
+ * at most about `budgetMs` per turn: `take()` resolves at once while the current turn's budget
+ * lasts, and on a later turn (`setImmediate`) once it is spent. A turn's budget starts at its
+ * first `take()` and ends with the turn.
+ */
+export class TurnBudget {
+  /** When the current turn's budget runs out (`performance.now()`); undefined: a new turn. */
+  private ends: number | undefined;
+  private turn = 0;
+
+  constructor(private readonly budgetMs = SLICE_MS) {}
+
+  /** Resolves when the next piece of work may run. */
+  async take(): Promise<void> {
+    if (this.ends !== undefined && performance.now() >= this.ends) await nextTurn();
+    if (this.ends === undefined || performance.now() >= this.ends) this.start();
+  }
+
+  private start(): void {
+    this.ends = performance.now() + this.budgetMs;
+    const turn = ++this.turn;
+    // Runs once the work of this turn (and its promise callbacks) is done: the turn is over.
+    setImmediate(() => {
+      if (this.turn === turn) this.ends = undefined;
+    });
+  }
+}
