@@ -1,5 +1,5 @@
 import type { KeyObject } from "node:crypto";
-import { fromBinary } from "@bufbuild/protobuf";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import {
   KeyStatusSchema,
@@ -12,6 +12,8 @@ import {
   entriesHash,
   type KeyUpdateLayout,
   layoutOf,
+  MAX_KEY_ENTRY_BYTES,
+  oversizedEntry,
   PlainKeyReader,
 } from "./key-update-layout.js";
 import { keyStatusProblem, keyUpdateProblem } from "./key-update-problem.js";
@@ -46,7 +48,10 @@ export interface KeyUpdateHead {
   readonly sentAtMs: number;
   /** How many key entries it carries. */
   readonly count: number;
-  /** Its fields other than the keys, encoded: a `KeyUpdate` without keys. */
+  /**
+   * Its known fields other than the keys, encoded again: a `KeyUpdate` without keys (a few dozen
+   * bytes; unknown fields are dropped, so nothing the event loop decodes grows with them).
+   */
   readonly rest: Uint8Array;
   /**
    * A snapshot's keys as a multiset hash (the same entries in any order hash the same), to tell
@@ -116,7 +121,9 @@ export class KeyUpdateCheck {
         snapshot: head.snapshot,
         sentAtMs: timestampMs(head.sentAt as NonNullable<typeof head.sentAt>),
         count: layout.count,
-        rest: layout.rest,
+        // Only the known fields: unknown ones (any number, signed or not) are dropped here, in
+        // the worker for a large update, and listeners get the update without them.
+        rest: toBinary(KeyUpdateSchema, head),
         keysHash: head.snapshot ? entriesHash(bytes, layout.entries) : undefined,
       },
       layout,
@@ -126,11 +133,20 @@ export class KeyUpdateCheck {
   /**
    * Checks every key entry as decoding the whole `KeyUpdate` would (an undecodable entry
    * anywhere refuses it as undecodable; else the first key that is not a fingerprint refuses it
-   * as invalid; rules are decided per key by the list).
+   * as invalid; rules are decided per key by the list), after their sizes: an entry over
+   * `MAX_KEY_ENTRY_BYTES` refuses it as invalid before any is decoded.
    */
   keys(): CheckedKeys | Refusal {
     const { bytes } = this;
     const offsets = this.layout.entries;
+    const big = oversizedEntry(offsets);
+    if (big >= 0) {
+      const size = (offsets[2 * big + 1] as number) - (offsets[2 * big] as number);
+      return refuse(
+        "invalid",
+        `keys[${big}]: ${size} bytes, more than MAX_KEY_ENTRY_BYTES (${MAX_KEY_ENTRY_BYTES}) for one key`,
+      );
+    }
     const decoded = new Uint8Array(offsets.length / 2);
     const plain = new PlainKeyReader(bytes);
     let first: Refusal | undefined;

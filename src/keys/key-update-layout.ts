@@ -12,16 +12,34 @@ export interface KeyUpdateLayout {
 }
 
 /**
+ * The most bytes one key entry (a `KeyStatus`) may take. A genuine one takes ~100 bytes, a few
+ * KB with long rules (up to ~500 allowed methods); a larger one is refused as `invalid` before
+ * it is decoded (it would be decoded in one step on the event loop when applied), and
+ * `signKeyUpdate` does not sign it.
+ */
+export const MAX_KEY_ENTRY_BYTES = 65_536;
+
+/** The first of the entries at `offsets` over `MAX_KEY_ENTRY_BYTES`, or -1. */
+export function oversizedEntry(offsets: Uint32Array): number {
+  for (let i = 0; i < offsets.length; i += 2) {
+    if ((offsets[i + 1] as number) - (offsets[i] as number) > MAX_KEY_ENTRY_BYTES) return i / 2;
+  }
+  return -1;
+}
+
+/**
  * The layout of the `KeyUpdate` bytes `bytes`, keeping the offsets of at most `maxEntries` keys.
  * Throws when the bytes are not protobuf records, or a key entry is not length-delimited.
  * Decoding `rest` gives the other fields exactly as decoding the whole message would (the last
  * occurrence of a scalar wins, occurrences of `sent_at` merge), as key entries are independent.
+ * The other fields' records are gathered as runs (records next to each other are one run), so
+ * a million unknown fields in a row cost no more than one.
  */
 export function layoutOf(bytes: Uint8Array, maxEntries: number): KeyUpdateLayout {
   const r = new BinaryReader(bytes);
   let entries = new Uint32Array(Math.min(2 * maxEntries, 1024));
   let count = 0;
-  const restParts: Array<[number, number]> = [];
+  const restRuns: number[] = []; // [start, end) of each run, flat
   let restBytes = 0;
   while (r.pos < r.len) {
     const at = r.pos;
@@ -31,7 +49,9 @@ export function layoutOf(bytes: Uint8Array, maxEntries: number): KeyUpdateLayout
       const [no, wt] = r.tag();
       if (no !== 1) {
         r.skip(wt, no);
-        restParts.push([at, r.pos]);
+        if (restRuns.length > 0 && restRuns[restRuns.length - 1] === at) {
+          restRuns[restRuns.length - 1] = r.pos;
+        } else restRuns.push(at, r.pos);
         restBytes += r.pos - at;
         continue;
       }
@@ -54,7 +74,9 @@ export function layoutOf(bytes: Uint8Array, maxEntries: number): KeyUpdateLayout
   }
   const rest = new Uint8Array(restBytes);
   let o = 0;
-  for (const [a, b] of restParts) {
+  for (let i = 0; i < restRuns.length; i += 2) {
+    const a = restRuns[i] as number;
+    const b = restRuns[i + 1] as number;
     rest.set(bytes.subarray(a, b), o);
     o += b - a;
   }

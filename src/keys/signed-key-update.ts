@@ -17,6 +17,7 @@ import { isPemText } from "../common/pem.js";
 import { nameProblem } from "../common/text.js";
 import { ed25519PublicKeyProblem } from "./ed25519-point.js";
 import { rawEd25519PublicKey } from "./key-fingerprint.js";
+import { layoutOf, MAX_KEY_ENTRY_BYTES, oversizedEntry } from "./key-update-layout.js";
 import { keyUpdateProblem } from "./key-update-problem.js";
 
 /** The length of an Ed25519 signature (RFC 8032). */
@@ -104,8 +105,9 @@ export function signerProblem(signer: unknown): string | undefined {
  * Signs a key update for `<prefix>/keys/update`: returns the bytes of a `SignedKeyUpdate` whose
  * `key_update` is `update` encoded, `signature` the Ed25519 signature of exactly those bytes, and
  * `signer` the name the services know the public key by (`keyUpdatePublicKeys`). `update` must
- * carry a `version` (> 0) and keys as SHA-256 fingerprints; an unset `sentAt` is set to now.
- * Throws `INVALID_ARGUMENT` naming what is wrong.
+ * carry a `version` (> 0) and keys as SHA-256 fingerprints, each key at most
+ * `MAX_KEY_ENTRY_BYTES` (64 KB) encoded; an unset `sentAt` is set to now. Throws
+ * `INVALID_ARGUMENT` naming what is wrong.
  */
 export function signKeyUpdate(
   update: KeyUpdate,
@@ -126,6 +128,13 @@ export function signKeyUpdate(
   const invalid = keyUpdateProblem(u);
   if (invalid !== undefined) throw BillingError.invalid(`update.${invalid.field}`, invalid.problem);
   const keyUpdate = toBinary(KeyUpdateSchema, u);
+  const big = oversizedEntry(layoutOf(keyUpdate, Number.MAX_SAFE_INTEGER).entries);
+  if (big >= 0) {
+    throw BillingError.invalid(
+      `update.keys[${big}]`,
+      `encodes to more than ${MAX_KEY_ENTRY_BYTES} bytes (MAX_KEY_ENTRY_BYTES), which clients refuse`,
+    );
+  }
   const signature = signBytes(null, keyUpdate, key);
   return toBinary(
     SignedKeyUpdateSchema,

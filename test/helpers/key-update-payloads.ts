@@ -1,7 +1,7 @@
 // Large key-update payloads for the event-loop tests and key-update-bench.ts: forgeries that cost
 // a field walk per entry if anything reads them before the signature, and genuine snapshots.
 
-import type { KeyObject } from "node:crypto";
+import { type KeyObject, sign } from "node:crypto";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
@@ -96,4 +96,50 @@ export function bigSnapshot(
     keys,
   });
   return signKeyUpdate(u, init.signer.privateKey, init.signer.name);
+}
+
+/**
+ * A genuinely signed snapshot of one key (`key`, ACTIVE, app "a", one rate limit) padded with
+ * `n` unknown fields (field 15, varint 0: 2 bytes each): after its fields (`where` "rest") or
+ * inside its key entry ("entry"). Signed as bytes, as a backend in another language might.
+ */
+export function paddedSignedUpdate(
+  n: number,
+  where: "rest" | "entry",
+  init: {
+    key: string;
+    version: bigint;
+    audience: string;
+    signer: { name: string; privateKey: KeyObject };
+  },
+): Uint8Array {
+  const junk = Buffer.alloc(n * 2);
+  for (let i = 0; i < n; i++) junk[2 * i] = 0x78;
+  const entry = toBinary(
+    KeyStatusSchema,
+    create(KeyStatusSchema, {
+      apiKeySha256: hashApiKey(init.key),
+      appId: "a",
+      state: KeyState.ACTIVE,
+      rateLimits: [{ limit: 5n, windowSeconds: 60 }],
+    }),
+  );
+  const head = toBinary(
+    KeyUpdateSchema,
+    create(KeyUpdateSchema, {
+      snapshot: true,
+      version: init.version,
+      audience: init.audience,
+      sentAt: timestampFromMs(Date.now()),
+    }),
+  );
+  const keyUpdate =
+    where === "rest"
+      ? Buffer.concat([lengthDelimited(1, entry), head, junk])
+      : Buffer.concat([lengthDelimited(1, Buffer.concat([entry, junk])), head]);
+  const signature = sign(null, keyUpdate, init.signer.privateKey);
+  return toBinary(
+    SignedKeyUpdateSchema,
+    create(SignedKeyUpdateSchema, { keyUpdate, signature, signer: init.signer.name }),
+  );
 }

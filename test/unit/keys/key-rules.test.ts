@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { KeyState, KeyStatusSchema, KeyUpdateSchema } from "../../../gen/billing/v1/usage_pb.js";
 import { hashApiKey, KeyList, signKeyUpdate } from "../../../src/index.js";
 import { keyRulesOf, quotasLeft } from "../../../src/keys/key-rules.js";
+import { MAX_KEY_ENTRY_BYTES } from "../../../src/keys/key-update-layout.js";
 import { admitCall, debitUsage } from "../../../src/keys/rule-check.js";
 import { keyUpdateMessage, testSigner } from "../../helpers/fixtures.js";
 
@@ -38,6 +39,17 @@ describe("rules a key update may carry", () => {
   ])("refuses a bad %s", (field, rules) => {
     expect(() => sign(rules)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
     expect(() => sign(rules)).toThrow(field);
+  });
+
+  it("refuses a key that encodes to more than MAX_KEY_ENTRY_BYTES (clients refuse it), signs one just under", () => {
+    const methods = (n: number) =>
+      Array.from({ length: n }, (_, i) => `pkg.v1.Service${String(i).padStart(100, "0")}/*`);
+    // ~120 bytes a method: 540 fit in 64 KB, 560 do not.
+    expect(sign({ allowedMethods: methods(540) }).length).toBeLessThan(MAX_KEY_ENTRY_BYTES);
+    expect(() => sign({ allowedMethods: methods(560) })).toThrow(
+      expect.objectContaining({ code: "INVALID_ARGUMENT", field: "update.keys[0]" }),
+    );
+    expect(() => sign({ allowedMethods: methods(560) })).toThrow(/MAX_KEY_ENTRY_BYTES/);
   });
 
   it("signs a limit above 2^53-1 (the client keeps it as 2^53-1)", () => {

@@ -2,12 +2,14 @@ import { afterEach, describe, expect, it } from "vitest";
 import { KeyState } from "../../../gen/billing/v1/usage_pb.js";
 import { KeyList } from "../../../src/keys/key-list.js";
 import { KeyUpdateGate, type KeyUpdateGateOptions } from "../../../src/keys/key-update-gate.js";
+import { MAX_KEY_ENTRY_BYTES } from "../../../src/keys/key-update-layout.js";
 import { keyUpdate, TEST_AUDIENCE, testSigner } from "../../helpers/fixtures.js";
 import {
   bigKey,
   bigSnapshot,
   forgedKeyEntries,
   forgedOuterFields,
+  paddedSignedUpdate,
 } from "../../helpers/key-update-payloads.js";
 import { watchLoop } from "../../helpers/loop-block.js";
 
@@ -77,6 +79,41 @@ describe("a key update never holds the event loop long", () => {
     expect(first.maxBlockMs).toBeLessThan(200);
     expect(second.maxBlockMs).toBeLessThan(200);
   }, 60_000);
+});
+
+describe("a signed update with large content other than keys", () => {
+  const padded = (n: number, where: "rest" | "entry") =>
+    paddedSignedUpdate(n, where, {
+      key: "k1",
+      version: 7n,
+      audience: TEST_AUDIENCE,
+      signer: testSigner,
+    });
+
+  // The old code decoded the update's other fields, unknown ones included, on the event loop
+  // (10 MB of them: 1.2-1.6 s), and a huge key entry in one step of the apply (20 MB: ~0.6 s).
+  it("10 MB of unknown fields beside its keys: applied without them, the loop held < 200 ms", async () => {
+    const { keys, g } = gate();
+    const r = await blockOf(g, padded(5_000_000, "rest"));
+    expect(r.maxBlockMs).toBeLessThan(200);
+    expect(r.outcome).toMatchObject({ applied: true, changed: 1 });
+    expect(keys.lookup("k1")?.appId).toBe("a");
+    const update = r.outcome.applied ? r.outcome.update : undefined;
+    expect(update?.version).toBe(7n);
+    expect(update?.$unknown?.length ?? 0).toBe(0); // dropped in the worker
+  }, 30_000);
+
+  it("a key entry over MAX_KEY_ENTRY_BYTES is refused as invalid before it is decoded", async () => {
+    const { keys, g } = gate();
+    const r = await blockOf(g, padded(10_000_000, "entry"));
+    expect(r.maxBlockMs).toBeLessThan(200);
+    expect(r.outcome).toEqual({
+      applied: false,
+      reason: "invalid",
+      detail: `keys[0]: 20000077 bytes, more than MAX_KEY_ENTRY_BYTES (${MAX_KEY_ENTRY_BYTES}) for one key`,
+    });
+    expect(keys.loaded).toBe(false);
+  }, 30_000);
 });
 
 describe("applying a large update beside the list", () => {
