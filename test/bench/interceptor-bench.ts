@@ -381,3 +381,6 @@ try {
   await ruled.close();
   await billing.close(0).catch(() => {});
 }
+// Everything above is closed, yet two sockets stay open (seen with _getActiveHandles after the
+// finally block; not traced yet): end the process so that `npm run bench` goes on to its next part.
+process.exit(process.exitCode ?? 0);
