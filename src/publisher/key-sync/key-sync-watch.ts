@@ -30,6 +30,8 @@ export class KeySyncWatch {
   private staleTimer: NodeJS.Timeout | undefined;
   private saidNoSnapshot = false;
   private saidIncomplete = false;
+  /** The current stale spell was said (and a snapshot asked for). */
+  private saidStale = false;
 
   constructor(
     private readonly o: KeySyncWatchOptions,
@@ -91,13 +93,20 @@ export class KeySyncWatch {
     return `no key-list snapshot ${Math.round(noSnapshotMs / 1000)} s after connecting: requireApiKey() answers Unavailable until one is applied. Is the billing backend running, answering key-list requests on ${topics.keysRequest} and publishing signed snapshots on ${topics.keysUpdate}? Do keyUpdatePublicKeys (pinned: ${pinned.length === 0 ? "none" : pinned.join(", ")}) and keyUpdateAudience (${JSON.stringify(audience)}) match how it signs? ${seen} ${DOCTOR}; \`billing-sdk keys push\` publishes one by hand.`;
   }
 
-  /** Says once when the list goes stale, and asks for a snapshot then. */
+  /**
+   * Says once per stale spell when the list goes stale, and asks for a snapshot then. A spell
+   * ends when the list is usable again: updates applied meanwhile that do not refresh it (deltas
+   * after a gap) neither say it again nor ask again.
+   */
   private watchStaleness(): void {
     clearTimeout(this.staleTimer);
     const until = this.keys.usableUntil;
     if (until === Number.POSITIVE_INFINITY) return;
+    if (Date.now() <= until) this.saidStale = false;
+    else if (this.saidStale) return;
     this.staleTimer = setTimeout(
       () => {
+        this.saidStale = true;
         this.log(
           "error",
           `the key list is stale: no fresh signed update within maxKeyListAgeMs (${this.o.maxAgeMs} ms); requireApiKey() answers Unavailable until one arrives. Asking for a snapshot: is the billing backend running and re-sending a snapshot on ${this.o.topics.keysUpdate} well within maxKeyListAgeMs? ${DOCTOR}.`,

@@ -154,6 +154,23 @@ describe("why the list cannot be used, said once per episode", () => {
     await waitUntil(() => said(/^the key list is stale/).length === 2, 5000, "stale again");
   });
 
+  it("stale: deltas applied while stale (after a gap) neither say it again nor ask again", async () => {
+    const { sync } = await keySync({}, { maxKeyListAgeMs: 150 });
+    const v = nextVersion();
+    await push(sync, keyUpdate([GOOD], true, { version: v }));
+    await waitUntil(() => said(/^the key list is stale/).length > 0, 5000, "stale");
+    await pause(1100); // past the 1 s between snapshot requests
+    const requests = broker.payloads("billing/keys/request").length;
+    // The first skips a version: none of them refreshes the list, which stays stale.
+    for (let i = 0; i < 8; i++) {
+      await push(sync, keyUpdate([], false, { version: v + 2n + BigInt(i) }));
+      await pause(200);
+    }
+    expect(said(/^the key list is stale/)).toHaveLength(1);
+    // One request for the gap (the list is incomplete), none per delta for the stale list.
+    expect(broker.payloads("billing/keys/request").length - requests).toBe(1);
+  });
+
   it("incomplete: once while no snapshot answers after a gap, again after the next gap", async () => {
     const { sync } = await keySync({ incompleteFirstMs: 100 });
     const v = nextVersion();
