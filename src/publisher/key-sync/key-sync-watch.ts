@@ -1,4 +1,5 @@
 import type { LogLevel } from "../../common/logger.js";
+import { shownText } from "../../common/text.js";
 import type { KeyList } from "../../keys/key-list.js";
 import type { KeyUpdateGate } from "../../keys/key-update-gate.js";
 import type { BillingTopics } from "../../protocol/topics.js";
@@ -15,6 +16,9 @@ export interface KeySyncWatchOptions {
   /** The last refusal, as "reason: detail" ("" when none). */
   readonly lastRefusal: () => string;
 }
+
+/** A name or topic as logs show it (the prefix may hold characters a terminal would act on). */
+const shown = (text: string) => shownText(text, 256);
 
 const DOCTOR =
   "`billing-sdk doctor` with this service's broker settings shows whether a snapshot arrives";
@@ -74,7 +78,7 @@ export class KeySyncWatch {
         : ", so it goes stale maxKeyListAgeMs after its last refresh and requireApiKey() then answers Unavailable";
     this.log(
       "warn",
-      `the key list is still incomplete: a delta skipped versions or an update was lost (the list is at version ${this.gate.version}), and no snapshot has answered the requests on ${topics.keysRequest} since. A revocation may be missing, and deltas no longer refresh the list${stale}. Is the billing backend answering key-list requests? ${DOCTOR}.`,
+      `the key list is still incomplete: a delta skipped versions or an update was lost (the list is at version ${this.gate.version}), and no snapshot has answered the requests on ${shown(topics.keysRequest)} since. A revocation may be missing, and deltas no longer refresh the list${stale}. Is the billing backend answering key-list requests? ${DOCTOR}.`,
     );
   }
 
@@ -90,7 +94,7 @@ export class KeySyncWatch {
     const refused = this.o.lastRefusal();
     const seen =
       refused === "" ? "No key update was refused." : `The last refused key update: ${refused}.`;
-    return `no key-list snapshot ${Math.round(noSnapshotMs / 1000)} s after connecting: requireApiKey() answers Unavailable until one is applied. Is the billing backend running, answering key-list requests on ${topics.keysRequest} and publishing signed snapshots on ${topics.keysUpdate}? Do keyUpdatePublicKeys (pinned: ${pinned.length === 0 ? "none" : pinned.join(", ")}) and keyUpdateAudience (${JSON.stringify(audience)}) match how it signs? ${seen} ${DOCTOR}; \`billing-sdk keys push\` publishes one by hand.`;
+    return `no key-list snapshot ${Math.round(noSnapshotMs / 1000)} s after connecting: requireApiKey() answers Unavailable until one is applied. Is the billing backend running, answering key-list requests on ${shown(topics.keysRequest)} and publishing signed snapshots on ${shown(topics.keysUpdate)}? Do keyUpdatePublicKeys (pinned: ${pinned.length === 0 ? "none" : pinned.join(", ")}) and keyUpdateAudience (${JSON.stringify(shown(audience))}) match how it signs? ${seen} ${DOCTOR}; \`billing-sdk keys push\` publishes one by hand.`;
   }
 
   /**
@@ -109,7 +113,7 @@ export class KeySyncWatch {
         this.saidStale = true;
         this.log(
           "error",
-          `the key list is stale: no fresh signed update within maxKeyListAgeMs (${this.o.maxAgeMs} ms); requireApiKey() answers Unavailable until one arrives. Asking for a snapshot: is the billing backend running and re-sending a snapshot on ${this.o.topics.keysUpdate} well within maxKeyListAgeMs? ${DOCTOR}.`,
+          `the key list is stale: no fresh signed update within maxKeyListAgeMs (${this.o.maxAgeMs} ms); requireApiKey() answers Unavailable until one arrives. Asking for a snapshot: is the billing backend running and re-sending a snapshot on ${shown(this.o.topics.keysUpdate)} well within maxKeyListAgeMs? ${DOCTOR}.`,
         );
         this.askForSnapshot();
       },

@@ -133,6 +133,25 @@ describe("why the list cannot be used, said once per episode", () => {
     expect(said(/^no key-list snapshot/)).toHaveLength(1);
   });
 
+  it("names the topics and the audience without characters a terminal acts on", async () => {
+    const prefix = "bill\u202eing"; // a valid topic; no audience (no key updates are checked)
+    const o = resolveOptions(
+      plainClientOptions(broker.port, { topicPrefix: prefix, keyUpdatePublicKeys: {} }),
+    );
+    const sync = new KeySync(billingTopics(prefix), o, log, { noSnapshotMs: 100 });
+    const mqtt = await connectAsync({ host: "127.0.0.1", port: broker.port, protocolVersion: 4 });
+    cleanup.push(() => {
+      sync.stop();
+      return mqtt.endAsync(true);
+    });
+    sync.start(mqtt);
+    await waitUntil(() => said(/^no key-list snapshot/).length > 0, 5000, "said");
+    const [message] = said(/^no key-list snapshot/);
+    expect(message?.msg).toContain("key-list requests on billing/keys/request and");
+    expect(message?.msg).toContain('keyUpdateAudience ("billing")');
+    expect(message?.msg.includes("\u202e")).toBe(false);
+  });
+
   it("not once the snapshot came in time", async () => {
     const { sync } = await keySync({ noSnapshotMs: 300 });
     await push(sync, keyUpdate([GOOD], true));
