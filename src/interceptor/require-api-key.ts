@@ -48,7 +48,8 @@ export interface RequireApiKeyOptions {
    * Cache of `verify`'s answers. `ttlMs` bounds how long a revoked key still passes (0: ask on
    * every call). Valid and unknown keys are kept apart, at most `maxEntries` of each, least
    * recently used out first. A key's rate-limit and quota state is kept apart from its answer,
-   * for at most `max(maxEntries, 10_000)` keys with rules, so every `ttlMs` keeps the limits.
+   * for at most `max(maxEntries, 10_000)` keys with rules (answered active and not expired: a
+   * refused key pushes none out), so every `ttlMs` keeps the limits.
    * Times are ms ≥ 0, `maxEntries` a positive integer (else `INVALID_ARGUMENT`).
    * Default: `{ ttlMs: 60_000, negativeTtlMs: 5_000, maxEntries: 10_000 }`.
    */

@@ -74,6 +74,12 @@ function infoOfVerified(found: VerifiedKey): KeyInfo {
   return rules === undefined ? info : { ...info, rules };
 }
 
+/** Whether a call with this answer can be let in (on some method): active, not expired. */
+function canLetIn(info: KeyInfo): boolean {
+  const expiresAtMs = info.rules?.expiresAtMs;
+  return info.state === KeyState.ACTIVE && (expiresAtMs === undefined || Date.now() < expiresAtMs);
+}
+
 /** How `verifyKeySource` caches and bounds the verifier. */
 export interface VerifyCacheOptions {
   ttlMs: number;
@@ -135,8 +141,11 @@ export function verifyKeySource(
       return;
     }
     unknown.delete(hash);
-    // Before anyone decides on it: the answer's rules take the key's buckets and debits.
-    const state = value.rules === undefined ? undefined : states.adopt(hash, value.rules);
+    // Before anyone decides on it: the answer's rules take the key's buckets and debits. Only an
+    // answer that can let a call in does: a refused key (blocked, deleted, expired) takes no
+    // place among the rule states, so a flood of them cannot push out a live key's buckets.
+    const state =
+      value.rules === undefined || !canLetIn(value) ? undefined : states.adopt(hash, value.rules);
     if (o.ttlMs > 0) valid.set(hash, { value, state, expiresAt: Date.now() + o.ttlMs });
   };
 

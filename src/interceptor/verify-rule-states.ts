@@ -47,8 +47,9 @@ function keepDebits(previous: RuleState, next: KeyRules, figures: readonly numbe
  * key's buckets or its local debits with it. Each fresh answer's rules are adopted here: the
  * buckets of limits that stay (by `carryOver`) and the debits of unchanged quota figures carry
  * over. Bounded: at most `max(maxEntries, 10,000)` keys, least recently used out first. Only keys
- * the verifier answered with rules enter, so unknown keys cannot push a state out; a key whose
- * state is pushed out by more keys in use than that starts with full buckets, as a new key does.
+ * the verifier answered with rules, and that can let a call in (active, not expired), enter, so
+ * unknown and refused keys cannot push a state out; a key whose state is pushed out by more keys
+ * in use than that starts with full buckets, as a new key does.
  */
 export class VerifyRuleStates {
   private readonly states: LruMap<RuleState>;

@@ -76,5 +76,10 @@ export function resolveOptions(o: BillingClientOptions): ResolvedOptions {
   positiveInt("heartbeatIntervalMs", own.heartbeatIntervalMs, true);
   positiveInt("closeTimeoutMs", own.closeTimeoutMs, true);
   checkSpool(own.spool);
-  return { ...connection, ...pipeline, ...own, ...resolveKeySyncOptions(o) };
+  return {
+    ...connection,
+    ...pipeline,
+    ...own,
+    ...resolveKeySyncOptions(o, connection.topicPrefix),
+  };
 }

@@ -1,7 +1,7 @@
 import type { KeyObject } from "node:crypto";
 import { BillingError } from "../../billing-error.js";
 import { positiveInt } from "../../common/option-checks.js";
-import { nameProblem } from "../../common/text.js";
+import { nameProblem, shownText } from "../../common/text.js";
 import { publicKeysOf } from "../../keys/signed-key-update.js";
 
 /** Which key updates the client takes, and how large and how old a key list may be (`KeySync`). */
@@ -26,7 +26,8 @@ export interface KeySyncOptions {
    * `audience` is this (counted as `wrongAudience` otherwise), so one signing key can serve
    * staging and production without an update for one applying in the other. 1..128 characters.
    * Default: `topicPrefix` (a warning is logged when key updates are verified and it is left
-   * unset, as deployments often share the prefix).
+   * unset, as deployments often share the prefix; a prefix that is no valid audience is then
+   * refused, `INVALID_ARGUMENT` naming `keyUpdateAudience`).
    */
   keyUpdateAudience?: string | undefined;
   /**
@@ -68,8 +69,14 @@ export type ResolvedKeySyncOptions = Required<
 /** The largest `maxKeyUpdateBytes` (an MQTT packet is at most 268,435,455 bytes plus headers). */
 const MAX_KEY_UPDATE_BYTES = 268_000_000;
 
-/** Fills the defaults of the key sync's options and checks them. */
-export function resolveKeySyncOptions(o: KeySyncOptions): ResolvedKeySyncOptions {
+/**
+ * Fills the defaults of the key sync's options and checks them; `topicPrefix` (the connection's)
+ * is the audience when `keyUpdateAudience` is not set, and must then be a valid one.
+ */
+export function resolveKeySyncOptions(
+  o: KeySyncOptions,
+  topicPrefix: string,
+): ResolvedKeySyncOptions {
   const maxKeys = o.maxKeys ?? 1_000_000;
   const r: ResolvedKeySyncOptions = {
     keyUpdatePublicKeys: publicKeysOf(o.keyUpdatePublicKeys),
@@ -85,7 +92,19 @@ export function resolveKeySyncOptions(o: KeySyncOptions): ResolvedKeySyncOptions
   positiveInt("maxKeys", r.maxKeys, false, Number.MAX_SAFE_INTEGER);
   positiveInt("maxKeyUpdateBytes", r.maxKeyUpdateBytes, false, MAX_KEY_UPDATE_BYTES);
   if (r.maxKeyListAgeMs !== undefined) positiveInt("maxKeyListAgeMs", r.maxKeyListAgeMs);
-  if (r.keyUpdateAudience !== undefined) checkAudience(r.keyUpdateAudience);
+  if (r.keyUpdateAudience !== undefined) {
+    const problem = audienceProblem(r.keyUpdateAudience);
+    if (problem !== undefined) throw BillingError.invalid("keyUpdateAudience", problem);
+  } else if (r.keyUpdatePublicKeys.size > 0 || r.insecureAcceptUnsignedKeyUpdates === true) {
+    // Key updates are checked, for the topic prefix: it must pass as an audience too.
+    const problem = audienceProblem(topicPrefix);
+    if (problem !== undefined) {
+      throw BillingError.invalid(
+        "keyUpdateAudience",
+        `the topic prefix ${JSON.stringify(shownText(topicPrefix, 64))} is not a valid audience (it ${problem}): set keyUpdateAudience`,
+      );
+    }
+  }
   flag("insecureAcceptUnsignedKeyUpdates", r.insecureAcceptUnsignedKeyUpdates);
   flag("acceptUnboundKeyUpdates", r.acceptUnboundKeyUpdates);
   return r;
@@ -99,13 +118,11 @@ export function maximumPacketSize(o: { maxKeyUpdateBytes: number }): number {
   return o.maxKeyUpdateBytes + 4096;
 }
 
-/** `keyUpdateAudience`, checked to be a name of 1..128 characters. */
-function checkAudience(value: unknown): void {
-  const problem =
-    typeof value !== "string" || value === "" || value.length > 128
-      ? 'must be a name of 1..128 characters (the deployment, e.g. "prod")'
-      : nameProblem(value);
-  if (problem !== undefined) throw BillingError.invalid("keyUpdateAudience", problem);
+/** Why `value` is not an audience (a name of 1..128 characters), or undefined when it is. */
+function audienceProblem(value: unknown): string | undefined {
+  return typeof value !== "string" || value === "" || value.length > 128
+    ? 'must be a name of 1..128 characters (the deployment, e.g. "prod")'
+    : nameProblem(value);
 }
 
 /** `value`, checked to be a boolean. */

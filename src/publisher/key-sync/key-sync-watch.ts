@@ -1,4 +1,5 @@
 import type { LogLevel } from "../../common/logger.js";
+import { shownText } from "../../common/text.js";
 import type { KeyList } from "../../keys/key-list.js";
 import type { KeyUpdateGate } from "../../keys/key-update-gate.js";
 import type { BillingTopics } from "../../protocol/topics.js";
@@ -16,6 +17,9 @@ export interface KeySyncWatchOptions {
   readonly lastRefusal: () => string;
 }
 
+/** A name or topic as logs show it (the prefix may hold characters a terminal would act on). */
+const shown = (text: string) => shownText(text, 256);
+
 const DOCTOR =
   "`billing-sdk doctor` with this service's broker settings shows whether a snapshot arrives";
 
@@ -30,6 +34,8 @@ export class KeySyncWatch {
   private staleTimer: NodeJS.Timeout | undefined;
   private saidNoSnapshot = false;
   private saidIncomplete = false;
+  /** The current stale spell was said (and a snapshot asked for). */
+  private saidStale = false;
 
   constructor(
     private readonly o: KeySyncWatchOptions,
@@ -72,7 +78,7 @@ export class KeySyncWatch {
         : ", so it goes stale maxKeyListAgeMs after its last refresh and requireApiKey() then answers Unavailable";
     this.log(
       "warn",
-      `the key list is still incomplete: a delta skipped versions or an update was lost (the list is at version ${this.gate.version}), and no snapshot has answered the requests on ${topics.keysRequest} since. A revocation may be missing, and deltas no longer refresh the list${stale}. Is the billing backend answering key-list requests? ${DOCTOR}.`,
+      `the key list is still incomplete: a delta skipped versions or an update was lost (the list is at version ${this.gate.version}), and no snapshot has answered the requests on ${shown(topics.keysRequest)} since. A revocation may be missing, and deltas no longer refresh the list${stale}. Is the billing backend answering key-list requests? ${DOCTOR}.`,
     );
   }
 
@@ -88,19 +94,26 @@ export class KeySyncWatch {
     const refused = this.o.lastRefusal();
     const seen =
       refused === "" ? "No key update was refused." : `The last refused key update: ${refused}.`;
-    return `no key-list snapshot ${Math.round(noSnapshotMs / 1000)} s after connecting: requireApiKey() answers Unavailable until one is applied. Is the billing backend running, answering key-list requests on ${topics.keysRequest} and publishing signed snapshots on ${topics.keysUpdate}? Do keyUpdatePublicKeys (pinned: ${pinned.length === 0 ? "none" : pinned.join(", ")}) and keyUpdateAudience (${JSON.stringify(audience)}) match how it signs? ${seen} ${DOCTOR}; \`billing-sdk keys push\` publishes one by hand.`;
+    return `no key-list snapshot ${Math.round(noSnapshotMs / 1000)} s after connecting: requireApiKey() answers Unavailable until one is applied. Is the billing backend running, answering key-list requests on ${shown(topics.keysRequest)} and publishing signed snapshots on ${shown(topics.keysUpdate)}? Do keyUpdatePublicKeys (pinned: ${pinned.length === 0 ? "none" : pinned.join(", ")}) and keyUpdateAudience (${JSON.stringify(shown(audience))}) match how it signs? ${seen} ${DOCTOR}; \`billing-sdk keys push\` publishes one by hand.`;
   }
 
-  /** Says once when the list goes stale, and asks for a snapshot then. */
+  /**
+   * Says once per stale spell when the list goes stale, and asks for a snapshot then. A spell
+   * ends when the list is usable again: updates applied meanwhile that do not refresh it (deltas
+   * after a gap) neither say it again nor ask again.
+   */
   private watchStaleness(): void {
     clearTimeout(this.staleTimer);
     const until = this.keys.usableUntil;
     if (until === Number.POSITIVE_INFINITY) return;
+    if (Date.now() <= until) this.saidStale = false;
+    else if (this.saidStale) return;
     this.staleTimer = setTimeout(
       () => {
+        this.saidStale = true;
         this.log(
           "error",
-          `the key list is stale: no fresh signed update within maxKeyListAgeMs (${this.o.maxAgeMs} ms); requireApiKey() answers Unavailable until one arrives. Asking for a snapshot: is the billing backend running and re-sending a snapshot on ${this.o.topics.keysUpdate} well within maxKeyListAgeMs? ${DOCTOR}.`,
+          `the key list is stale: no fresh signed update within maxKeyListAgeMs (${this.o.maxAgeMs} ms); requireApiKey() answers Unavailable until one arrives. Asking for a snapshot: is the billing backend running and re-sending a snapshot on ${shown(this.o.topics.keysUpdate)} well within maxKeyListAgeMs? ${DOCTOR}.`,
         );
         this.askForSnapshot();
       },

@@ -1,5 +1,6 @@
 import type { MqttClient } from "mqtt";
 import type { LogLevel } from "../../common/logger.js";
+import { shownText } from "../../common/text.js";
 import { publicKeyFingerprint } from "../../keys/key-fingerprint.js";
 import { KeyList } from "../../keys/key-list.js";
 import {
@@ -118,7 +119,7 @@ export class KeySync {
     if (o.keyUpdateAudience === undefined && o.keyUpdatePublicKeys.size > 0) {
       log(
         "warn",
-        `keyUpdateAudience is not set: key updates must name the audience ${JSON.stringify(o.topicPrefix)} (the topic prefix), which deployments often share: with one signing key, an update for staging would apply in production. Set keyUpdateAudience (e.g. "prod") on each deployment's services, and sign its updates for it (billing-sdk keys push --audience).`,
+        `keyUpdateAudience is not set: key updates must name the audience ${JSON.stringify(shownText(o.topicPrefix, 128))} (the topic prefix), which deployments often share: with one signing key, an update for staging would apply in production. Set keyUpdateAudience (e.g. "prod") on each deployment's services, and sign its updates for it (billing-sdk keys push --audience).`,
       );
     }
   }

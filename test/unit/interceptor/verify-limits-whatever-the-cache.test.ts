@@ -1,6 +1,7 @@
 import { Code, type ConnectError } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { KeyState } from "../../../gen/billing/v1/usage_pb.js";
 import {
   BillingClient,
   type RequireApiKeyOptions,
@@ -56,6 +57,7 @@ async function serve(cache: RequireApiKeyOptions["cache"], answer: (n: number) =
 }
 
 const count = (xs: string[], x: string) => xs.filter((y) => y === x).length;
+const RULE = { limit: 1, windowSeconds: 1 };
 
 const CACHES: Array<[string, RequireApiKeyOptions["cache"]]> = [
   ["ttlMs 0", { ttlMs: 0 }],
@@ -175,6 +177,48 @@ describe("the rule states", () => {
       await server.close();
     }
   });
+
+  // A refused answer (blocked, expired) takes no place among the rule states: the old code
+  // adopted every answer's rules, so 10,000 refused keys gave the-key full buckets again.
+  it.each<[string, (k: string) => VerifiedKey]>([
+    ["blocked", () => ({ appId: "x", state: KeyState.BLOCKED, rateLimits: [RULE] })],
+    ["expired", () => ({ appId: "x", expiresAt: Date.now() - 1000, rateLimits: [RULE] })],
+  ])(
+    "keep a live key's bucket however many %s keys with rules are answered",
+    async (_, refused) => {
+      const server = await startServer(routes, [
+        requireApiKey({
+          verify: async (k) =>
+            k === "the-key"
+              ? { appId: "a", rateLimits: [{ limit: 3, windowSeconds: 3600 }] }
+              : refused(k),
+          cache: { ttlMs: 0, maxEntries: 1 },
+        }),
+      ]);
+      try {
+        const t = createConnectTransport({ baseUrl: server.url, httpVersion: "2" });
+        const code = async (key: string) => {
+          const e = await errorOf(say(t, key));
+          return e === "ok" ? "ok" : Code[(e as ConnectError).code];
+        };
+        const round = async () => {
+          const out: string[] = [];
+          for (let i = 0; i < 4; i++) out.push(await code("the-key"));
+          return out;
+        };
+        expect(await round()).toEqual(["ok", "ok", "ok", "ResourceExhausted"]);
+        // More refused keys than the rule states hold (10,000): none takes a place among them.
+        for (let i = 0; i < MIN_RULE_STATES + 200; i += 200) {
+          const batch = Array.from({ length: 200 }, (_, j) => code(`refused-${i + j}`));
+          expect(new Set(await Promise.all(batch)).has("ok")).toBe(false);
+        }
+        expect(await round()).toEqual(Array(4).fill("ResourceExhausted"));
+      } finally {
+        await server.close();
+      }
+    },
+    60_000,
+  );
 
   it("are bounded: max(maxEntries, 10,000) keys, least recently used out first", () => {
     const rules = () => keyRulesOf({ rateLimits: [{ limit: 1, windowSeconds: 60 }] });

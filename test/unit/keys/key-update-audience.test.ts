@@ -5,7 +5,7 @@ import { BillingClient, type BillingClientOptions, type BillingError } from "../
 import { instrumentClient } from "../../../src/otel/index.js";
 import { resolveOptions } from "../../../src/publisher/client/options.js";
 import { useEmbeddedBroker } from "../../helpers/embedded-broker.js";
-import { keyUpdate, nextVersion } from "../../helpers/fixtures.js";
+import { keyUpdate, nextVersion, testPublicKeys } from "../../helpers/fixtures.js";
 import { metricValue, testMeterProvider } from "../../helpers/metrics-reader.js";
 import { waitUntil } from "../../helpers/time.js";
 
@@ -131,5 +131,34 @@ describe("keyUpdateAudience", () => {
     expect(field({ keyUpdateAudience: "prod-eu", acceptUnboundKeyUpdates: true })).toBeUndefined();
     expect(resolveOptions({}).acceptUnboundKeyUpdates).toBe(false);
     expect(resolveOptions({}).keyUpdateAudience).toBeUndefined();
+  });
+
+  it("left unset while key updates are checked, the topic prefix must pass as an audience", () => {
+    const error = (o: BillingClientOptions) => {
+      try {
+        resolveOptions(o);
+      } catch (e) {
+        return e as BillingError;
+      }
+      return undefined;
+    };
+    for (const topicPrefix of ["bill\u202eing", "p".repeat(150), "a\u0007b"]) {
+      for (const checked of [
+        { keyUpdatePublicKeys: testPublicKeys },
+        { insecureAcceptUnsignedKeyUpdates: true },
+      ]) {
+        const e = error({ topicPrefix, ...checked });
+        expect(e?.code).toBe("INVALID_ARGUMENT");
+        expect(e?.field).toBe("keyUpdateAudience");
+        expect(e?.message).toMatch(/the topic prefix ".*" is not a valid audience \(it must /);
+        expect(e?.message).toMatch(/: set keyUpdateAudience$/);
+        // The prefix is shown without the characters a terminal would act on.
+        expect(e?.message.includes("\u202e") || e?.message.includes("\u0007")).toBe(false);
+        expect(e?.message).not.toContain("p".repeat(100)); // and cut
+        // Set, or nothing checked: the prefix is only a topic.
+        expect(error({ topicPrefix, ...checked, keyUpdateAudience: "prod" })).toBeUndefined();
+      }
+      expect(error({ topicPrefix })).toBeUndefined();
+    }
   });
 });

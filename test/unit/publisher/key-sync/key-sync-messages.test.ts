@@ -134,6 +134,25 @@ describe("why the list cannot be used, said once per episode", () => {
     expect(said(/^no key-list snapshot/)).toHaveLength(1);
   });
 
+  it("names the topics and the audience without characters a terminal acts on", async () => {
+    const prefix = "bill\u202eing"; // a valid topic; no audience (no key updates are checked)
+    const o = resolveOptions(
+      plainClientOptions(broker.port, { topicPrefix: prefix, keyUpdatePublicKeys: {} }),
+    );
+    const sync = new KeySync(billingTopics(prefix), o, log, { noSnapshotMs: 100 });
+    const mqtt = await connectAsync({ host: "127.0.0.1", port: broker.port, protocolVersion: 4 });
+    cleanup.push(() => {
+      sync.stop();
+      return mqtt.endAsync(true);
+    });
+    sync.start(mqtt);
+    await waitUntil(() => said(/^no key-list snapshot/).length > 0, 5000, "said");
+    const [message] = said(/^no key-list snapshot/);
+    expect(message?.msg).toContain("key-list requests on billing/keys/request and");
+    expect(message?.msg).toContain('keyUpdateAudience ("billing")');
+    expect(message?.msg.includes("\u202e")).toBe(false);
+  });
+
   it("not once the snapshot came in time", async () => {
     const { sync } = await keySync({ noSnapshotMs: 300 });
     await push(sync, keyUpdate([GOOD], true));
@@ -153,6 +172,23 @@ describe("why the list cannot be used, said once per episode", () => {
     expect(stale[0]?.msg).toContain("billing-sdk doctor");
     await push(sync, keyUpdate([GOOD], true)); // fresh again, then stale again: a new spell
     await waitUntil(() => said(/^the key list is stale/).length === 2, 5000, "stale again");
+  });
+
+  it("stale: deltas applied while stale (after a gap) neither say it again nor ask again", async () => {
+    const { sync } = await keySync({}, { maxKeyListAgeMs: 150 });
+    const v = nextVersion();
+    await push(sync, keyUpdate([GOOD], true, { version: v }));
+    await waitUntil(() => said(/^the key list is stale/).length > 0, 5000, "stale");
+    await pause(1100); // past the 1 s between snapshot requests
+    const requests = broker.payloads("billing/keys/request").length;
+    // The first skips a version: none of them refreshes the list, which stays stale.
+    for (let i = 0; i < 8; i++) {
+      await push(sync, keyUpdate([], false, { version: v + 2n + BigInt(i) }));
+      await pause(200);
+    }
+    expect(said(/^the key list is stale/)).toHaveLength(1);
+    // One request for the gap (the list is incomplete), none per delta for the stale list.
+    expect(broker.payloads("billing/keys/request").length - requests).toBe(1);
   });
 
   it("incomplete: once while no snapshot answers after a gap, again after the next gap", async () => {
