@@ -135,9 +135,15 @@ describe("why the list cannot be used, said once per episode", () => {
   });
 
   it("names the topics and the audience without characters a terminal acts on", async () => {
-    const prefix = "bill\u202eing"; // a valid topic; no audience (no key updates are checked)
+    // A valid topic, but no valid audience: the audience is set apart (a process that checks keys;
+    // one that only reports usage says nothing of its key list).
+    const prefix = "bill\u202eing";
     const o = resolveOptions(
-      plainClientOptions(broker.port, { topicPrefix: prefix, keyUpdatePublicKeys: {} }),
+      plainClientOptions(broker.port, {
+        topicPrefix: prefix,
+        keyUpdatePublicKeys: testPublicKeys,
+        keyUpdateAudience: "billing",
+      }),
     );
     const sync = new KeySync(billingTopics(prefix), o, log, { noSnapshotMs: 100 });
     const mqtt = await connectAsync({ host: "127.0.0.1", port: broker.port, protocolVersion: 4 });
